@@ -1,0 +1,34 @@
+"""PyTorch eager as an engine beside the runtime ones, for ``verify`` and ``bench``."""
+
+import numpy as np
+
+
+def charlm_stepper(checkpoint, threads=1):
+    """``make() -> step(id) -> logits (V,)`` for PyTorch eager at batch 1."""
+    import torch
+
+    from rnnedge.train import checkpoint as ckpt_io
+    from rnnedge.train.charlm import build_model
+
+    torch.set_num_threads(threads)
+    model = build_model(ckpt_io.load(checkpoint, "charlm"))
+
+    def make():
+        state = [model.init_state(1)]
+        x = torch.zeros((1, 1), dtype=torch.int64)
+
+        @torch.inference_mode()
+        def step(i):
+            x[0, 0] = i
+            logits, state[0] = model(x, state[0])
+            return logits[0, -1].numpy()
+        return step
+    return make
+
+
+def torch_available():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,10 @@
+"""rnnedge runtime: run exported models with numpy, onnx, onnxruntime and numba. Never torch."""
+
+__version__ = "0.1.0"
+
+
+def load(path, engine="ort", threads=1):
+    """Load an rnnedge ONNX model; see ``rnnedge.runtime.model.load``."""
+    from .model import load as _load
+
+    return _load(path, engine=engine, threads=threads)

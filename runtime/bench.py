@@ -1,0 +1,91 @@
+"""Streaming latency of the character model: one character per call, batch 1.
+
+Parity is checked before anything is timed; every engine runs in the same process
+and the same run, and the report gives ratios of each engine's median to
+onnxruntime's, since single timings on a shared machine mean little.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ParityError
+from .tolerances import FP32, compare
+
+
+def percentiles(samples):
+    s = np.asarray(samples) * 1e6
+    return {"p50_us": float(np.percentile(s, 50)), "p90_us": float(np.percentile(s, 90)),
+            "p99_us": float(np.percentile(s, 99)), "mean_us": float(s.mean()), "n": int(s.size)}
+
+
+def time_steps(step, ids, warmup):
+    """Per-call seconds of ``step(id)`` over ``ids`` after ``warmup`` untimed calls."""
+    for i in ids[:warmup]:
+        step(int(i))
+    out = np.empty(len(ids) - warmup)
+    for k, i in enumerate(ids[warmup:]):
+        t0 = time.perf_counter()
+        step(int(i))
+        out[k] = time.perf_counter() - t0
+    return out
+
+
+def runtime_steppers(model_path, threads=1):
+    """A stepper per runtime engine: ``make() -> step(id) -> logits (V,)`` with its own state."""
+    from .model import load
+
+    def stepper(engine):
+        model = load(model_path, engine=engine, threads=threads)
+
+        def make():
+            stream = model.stream()
+            return lambda i: stream.step_ids([i])[-1]
+        return make
+
+    return {"ort": stepper("ort"), "numba": stepper("numba")}
+
+
+def check_parity(makers, ids, tol=FP32):
+    """Every engine's streamed logits against onnxruntime's over ``ids``; raises on failure."""
+    ref = None
+    diffs = []
+    for name, make in makers.items():
+        step = make()
+        logits = np.stack([step(int(i)) for i in ids])
+        if ref is None:
+            ref = logits
+            continue
+        d = compare(f"{name} vs ort logits", logits, ref, tol)
+        if not d.ok:
+            raise ParityError(f"not timing: {d}")
+        diffs.append(d)
+    return diffs
+
+
+def bench_charlm(model_path, extra=None, steps=500, warmup=50, threads=1, seed=0):
+    """Latency report for the runtime engines plus ``extra`` makers (e.g. PyTorch eager)."""
+    from .model import load
+
+    makers = {**runtime_steppers(model_path, threads), **(extra or {})}
+    vocab = len(load(model_path).vocab)
+    ids = np.random.default_rng(seed).integers(0, vocab, steps + warmup)
+    diffs = check_parity(makers, ids[:64])
+    results = {name: percentiles(time_steps(make(), ids, warmup)) for name, make in makers.items()}
+    base = results["ort"]["p50_us"]
+    for r in results.values():
+        r["p50_vs_ort"] = r["p50_us"] / base
+    return {"model": str(model_path), "file_bytes": Path(model_path).stat().st_size,
+            "batch": 1, "threads": threads, "steps": steps, "warmup": warmup,
+            "parity": [d.as_dict() for d in diffs], "engines": results}
+
+
+def markdown(report):
+    lines = [f"model {report['model']} ({report['file_bytes'] / 1e6:.2f} MB), batch 1, "
+             f"{report['threads']} thread(s), {report['steps']} steps after {report['warmup']} warm-up",
+             "", "| engine | p50 µs | p90 µs | p99 µs | p50 / ort |", "|---|---:|---:|---:|---:|"]
+    for name, r in report["engines"].items():
+        lines.append(f"| {name} | {r['p50_us']:.1f} | {r['p90_us']:.1f} | {r['p99_us']:.1f} "
+                     f"| {r['p50_vs_ort']:.2f}x |")
+    return "\n".join(lines)

@@ -1,0 +1,153 @@
+"""Loading an rnnedge ONNX file: metadata, engines, and the task's model object.
+
+``load(path, engine="ort"|"numba", threads=1)`` returns a ``CharModel`` or a
+``SentimentModel`` according to the file's ``rnnedge.task`` metadata. Both engines
+expose ``run(feeds) -> {name: array}`` over the same graph inputs and outputs.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, ModelFileError
+
+ENGINES = ("ort", "numba")
+SUPPORTED_FORMATS = {"1"}
+
+
+@dataclass(frozen=True)
+class Metadata:
+    task: str
+    config: dict
+    vocab: object  # list of characters (charlm) or the tokenizer dict (sentiment)
+    metrics: dict
+    props: dict  # every rnnedge.* key, raw strings
+
+
+def read_onnx(path):
+    """Load and sanity-check an ONNX file, with typed errors for the usual mistakes."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError, ValueError, ... on a bad file
+        raise ModelFileError(f"{path} is not an ONNX model ({type(exc).__name__}: {exc})") from exc
+
+
+def read_metadata(model, path="model"):
+    props = {p.key: p.value for p in model.metadata_props}
+    if "rnnedge.task" not in props:
+        raise ModelFileError(f"{path} is an ONNX model without rnnedge metadata; "
+                             "export it with `rnnedge export`")
+    if props.get("rnnedge.format") not in SUPPORTED_FORMATS:
+        raise ModelFileError(f"{path} has rnnedge format {props.get('rnnedge.format')!r}; "
+                             f"this runtime reads {', '.join(sorted(SUPPORTED_FORMATS))}")
+    loads = lambda key, default: json.loads(props[key]) if key in props else default
+    return Metadata(props["rnnedge.task"], loads("rnnedge.config", {}), loads("rnnedge.vocab", []),
+                    loads("rnnedge.metrics", {}), props)
+
+
+class OrtEngine:
+    """onnxruntime on the CPU with an explicit thread count (1 = the low-power case)."""
+
+    name = "ort"
+
+    def __init__(self, model, threads=1):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.session = ort.InferenceSession(model.SerializeToString(), options,
+                                            providers=["CPUExecutionProvider"])
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def run(self, feeds):
+        return dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
+
+
+class NumbaEngine:
+    """The reference interpreter; the recurrent kernels run on one thread."""
+
+    name = "numba"
+
+    def __init__(self, model, threads=1):
+        from .interpreter import Interpreter
+
+        self.interpreter = Interpreter(model)
+        self.outputs = self.interpreter.outputs
+
+    def run(self, feeds):
+        return self.interpreter.run(feeds)
+
+
+def make_engine(name, model, threads=1):
+    if name not in ENGINES:
+        raise InputError(f"engine must be one of {', '.join(ENGINES)}, not {name!r}")
+    if threads < 1:
+        raise InputError(f"threads must be >= 1, not {threads}")
+    return (OrtEngine if name == "ort" else NumbaEngine)(model, threads)
+
+
+def signature(model):
+    """Graph inputs and outputs as (name, element type, dims) with dynamic axes by name."""
+    import onnx
+
+    def describe(v):
+        t = v.type.tensor_type
+        dims = [d.dim_param or d.dim_value for d in t.shape.dim]
+        return {"name": v.name, "type": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name,
+                "shape": dims}
+
+    return {"inputs": [describe(v) for v in model.graph.input],
+            "outputs": [describe(v) for v in model.graph.output]}
+
+
+def load(path, engine="ort", threads=1):
+    """Load an exported model; the object returned depends on its task."""
+    model = read_onnx(path)
+    meta = read_metadata(model, path)
+    if meta.task == "charlm":
+        from .charlm import CharModel
+
+        return CharModel(model, meta, make_engine(engine, model, threads), path)
+    if meta.task == "sentiment":
+        from .sentiment import SentimentModel
+
+        return SentimentModel(model, meta, make_engine(engine, model, threads), path)
+    raise ModelFileError(f"{path} has task {meta.task!r}, which this runtime does not know")
+
+
+def as_float32(name, array, shape):
+    """Check a state array's shape (``None`` dims are free) and make it contiguous float32."""
+    array = np.asarray(array)
+    if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
+        want = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+        raise InputError(f"{name} has shape {tuple(array.shape)}, expected {want}")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def describe(path):
+    """What ``rnnedge info`` shows: task, config, metrics, provenance, signature, size."""
+    model = read_onnx(path)
+    meta = read_metadata(model, path)
+    vocab = meta.vocab if meta.task == "charlm" else meta.vocab.get("vocab", [])
+    return {
+        "path": str(path),
+        "task": meta.task,
+        "format": meta.props["rnnedge.format"],
+        "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+        "config": meta.config,
+        "metrics": meta.metrics,
+        "vocab_size": len(vocab),
+        "checkpoint_sha256": meta.props.get("rnnedge.checkpoint_sha256"),
+        "versions": json.loads(meta.props.get("rnnedge.versions", "{}")),
+        "file_bytes": Path(path).stat().st_size,
+        "signature": signature(model),
+    }

@@ -1,0 +1,184 @@
+"""The character-level language model of Hamlet: config, model, and its training loop.
+
+Many-to-many: embedding, multilayer recurrent stack (LSTM by default), linear layer
+to the vocabulary. Trained with truncated backpropagation through time: the state
+flows from one window to the next within an epoch and is detached at each window
+boundary; gradients are clipped by global norm; Adam.
+"""
+
+import dataclasses
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from rnnedge.runtime.errors import CheckpointError, InputError
+
+from . import checkpoint
+from .common import Budget, TrainLog, pick_device, progress, seed_everything
+from .hamlet import CharCorpus, load_text, stream_windows
+
+TASK = "charlm"
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+@dataclass(frozen=True)
+class CharLMConfig:
+    vocab_size: int
+    embed_dim: int = 64
+    hidden_size: int = 256
+    num_layers: int = 2
+    dropout: float = 0.1  # between recurrent layers, as nn.LSTM applies it
+    cell: str = "lstm"  # lstm | gru | rnn
+    nonlinearity: str = "tanh"  # rnn cell only: tanh | relu
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise InputError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        if self.nonlinearity not in ("tanh", "relu"):
+            raise InputError(f"nonlinearity must be tanh or relu, not {self.nonlinearity!r}")
+        if min(self.vocab_size, self.embed_dim, self.hidden_size, self.num_layers) < 1:
+            raise InputError("vocab_size, embed_dim, hidden_size and num_layers must be >= 1")
+
+
+@dataclass(frozen=True)
+class CharTrainConfig:
+    batch_size: int = 32
+    num_steps: int = 100
+    lr: float = 2e-3
+    clip: float = 5.0  # global gradient norm
+    epochs: int = 20
+    seed: int = 0
+
+
+class CharLM(nn.Module):
+    """ids (B, T) -> logits (B, T, V) and the final recurrent state."""
+
+    def __init__(self, config: CharLMConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        kwargs = {"nonlinearity": c.nonlinearity} if c.cell == "rnn" else {}
+        self.embedding = nn.Embedding(c.vocab_size, c.embed_dim)
+        self.rnn = CELLS[c.cell](c.embed_dim, c.hidden_size, c.num_layers, batch_first=True,
+                                 dropout=c.dropout if c.num_layers > 1 else 0.0, **kwargs)
+        self.fc = nn.Linear(c.hidden_size, c.vocab_size)
+
+    def init_state(self, batch, device="cpu"):
+        """Zero state: (h, c) for LSTM, h otherwise; each (layers, B, H)."""
+        shape = (self.config.num_layers, batch, self.config.hidden_size)
+        h = torch.zeros(shape, device=device)
+        return (h, torch.zeros(shape, device=device)) if self.config.cell == "lstm" else h
+
+    def forward(self, ids, state=None):
+        x = self.embedding(ids)  # (B, T, E)
+        out, state = self.rnn(x, state)  # (B, T, H)
+        return self.fc(out), state  # (B, T, V)
+
+
+def detach(state):
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+def build_model(ckpt):
+    """Rebuild the model from a loaded checkpoint dict, in eval mode on the CPU."""
+    model = CharLM(CharLMConfig(**ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
+
+
+@torch.no_grad()
+def evaluate(model, ids, device, batch_size=16, num_steps=200):
+    """Mean next-character cross-entropy in nats over ``ids``, state carried across windows."""
+    model.eval()
+    state, total, count = None, 0.0, 0
+    for x, y in stream_windows(ids, batch_size, num_steps):
+        x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        logits, state = model(x, state)
+        total += nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                             reduction="sum").item()
+        count += y.numel()
+    return total / count
+
+
+def train_epoch(model, opt, ids, tc, device, rng, bar, task):
+    """One pass of truncated BPTT over ``ids``; returns (mean loss, chars/s)."""
+    model.train()
+    offset = int(rng.integers(0, tc.num_steps))  # a new cut of the windows each epoch
+    state, total, count, t0 = None, 0.0, 0, time.perf_counter()
+    for x, y in stream_windows(ids, tc.batch_size, tc.num_steps, offset):
+        x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        if state is not None:
+            state = detach(state)  # truncate BPTT at the window boundary
+        logits, state = model(x, state)
+        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), tc.clip)
+        opt.step()
+        total += loss.item() * y.numel()
+        count += y.numel()
+        rate = count / (time.perf_counter() - t0)
+        bar.update(task, advance=1, info=f"loss {loss.item():.3f}  {rate:,.0f} chars/s")
+    return total / count, count / (time.perf_counter() - t0)
+
+
+def _resume_state(resume, corpus):
+    ckpt = checkpoint.load(resume, TASK)
+    if tuple(ckpt["vocab"]) != corpus.vocab:
+        raise CheckpointError(f"{resume} was trained on another text (its vocabulary differs)")
+    return ckpt
+
+
+def train_charlm(out, text=None, data_dir=None, epochs=20, max_minutes=None, device="auto",
+                 seed=0, resume=None, batch_size=32, num_steps=100, lr=2e-3, clip=5.0,
+                 echo=print, **model_overrides):
+    """Train on ``text`` (Hamlet by default); write best.pt, last.pt and train_log.jsonl to ``out``.
+
+    Returns the metrics of the best epoch (validation nats and bits per character).
+    """
+    device = pick_device(device)
+    seed_everything(seed)
+    corpus = CharCorpus.from_text(load_text(text, data_dir))
+    tc = CharTrainConfig(batch_size, num_steps, lr, clip, epochs, seed)
+    ckpt = _resume_state(resume, corpus) if resume else None
+    config = CharLMConfig(**ckpt["config"]) if ckpt else CharLMConfig(len(corpus.vocab), **model_overrides)
+    model = CharLM(config).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    start_epoch, history, best = 0, [], None
+    if ckpt:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start_epoch, history = ckpt["epoch"], list(ckpt.get("history", []))
+        best = min((h["val_nats"] for h in history), default=None)
+    out, log, budget = Path(out), TrainLog(out, echo), Budget(max_minutes)
+    rng = np.random.default_rng(seed + start_epoch)
+    n_windows = math.ceil(((len(corpus.train) - tc.num_steps) // tc.batch_size) / tc.num_steps)
+    with progress() as bar:
+        for epoch in range(start_epoch + 1, tc.epochs + 1):
+            task = bar.add_task(f"epoch {epoch}/{tc.epochs}", total=n_windows, info="")
+            train_nats, rate = train_epoch(model, opt, corpus.train, tc, device, rng, bar, task)
+            bar.remove_task(task)
+            val_nats = evaluate(model, corpus.val, device)
+            record = {"epoch": epoch, "train_nats": train_nats, "val_nats": val_nats,
+                      "val_bpc": val_nats / math.log(2), "chars_per_s": rate,
+                      "elapsed_s": budget.elapsed()}
+            history.append(record)
+            payload = {"task": TASK, "config": asdict(config), "train_config": asdict(tc),
+                       "vocab": list(corpus.vocab), "model": model.state_dict(),
+                       "optimizer": opt.state_dict(), "epoch": epoch, "metrics": record,
+                       "history": history}
+            checkpoint.save(out / "last.pt", payload)
+            if best is None or val_nats < best:
+                best = val_nats
+                checkpoint.save(out / "best.pt", payload)
+            log.write(record, f"epoch {epoch}: train {train_nats:.3f} nats, val {val_nats:.3f} "
+                              f"nats = {record['val_bpc']:.3f} bits/char, {rate:,.0f} chars/s")
+            if budget.spent():
+                echo(f"time budget of {max_minutes} min spent after epoch {epoch}")
+                break
+    return min(history, key=lambda h: h["val_nats"])

@@ -1,0 +1,57 @@
+"""Where data sets live, and fetching a missing one from its original source.
+
+The data directory is a setting: an explicit argument (``--data-dir``), else the
+environment variable ``RNNEDGE_DATA``, else ``~/.cache/rnnedge/data``. A missing
+file is downloaded with a progress bar to a temporary name and renamed only when
+complete, so an interrupted download never leaves a half file behind. Torch-free.
+"""
+
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from rnnedge.runtime.errors import DataError
+
+ENV_VAR = "RNNEDGE_DATA"
+
+
+def data_dir(explicit=None):
+    """The data directory: ``explicit``, else ``$RNNEDGE_DATA``, else the user cache."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
+    return Path.home() / ".cache" / "rnnedge" / "data"
+
+
+def fetch(url, dest, timeout=30.0):
+    """Download ``url`` to ``dest`` atomically with a progress bar; return ``dest``."""
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    dest = Path(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create data directory {dest.parent}: {exc}; "
+                        f"set --data-dir or {ENV_VAR} to a writable folder") from exc
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            columns = (*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn())
+            with Progress(*columns, transient=True) as bar:
+                task = bar.add_task(f"downloading {dest.name}", total=total)
+                while chunk := resp.read(1 << 16):
+                    out.write(chunk)
+                    bar.advance(task, len(chunk))
+        os.replace(tmp, dest)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise DataError(f"{dest.name} is not in {dest.parent} and downloading it from {url} "
+                        f"failed ({exc}); put the file there or point --data-dir / "
+                        f"{ENV_VAR} at a folder that has it") from exc
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
