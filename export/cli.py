@@ -101,3 +101,7 @@ def _torch_checkpoint(checkpoint):
 
 def main():
     run_app(app)
+
+
+if __name__ == "__main__":
+    main()

@@ -154,13 +154,14 @@ def train_charlm(out, text=None, data_dir=None, epochs=20, max_minutes=None, dev
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         start_epoch, history = ckpt["epoch"], list(ckpt.get("history", []))
+        torch.set_rng_state(ckpt["torch_rng"])  # dropout continues as if never stopped
         best = min((h["val_nats"] for h in history), default=None)
     out, log, budget = Path(out), TrainLog(out, echo), Budget(max_minutes)
-    rng = np.random.default_rng(seed + start_epoch)
     n_windows = math.ceil(((len(corpus.train) - tc.num_steps) // tc.batch_size) / tc.num_steps)
     with progress() as bar:
         for epoch in range(start_epoch + 1, tc.epochs + 1):
             task = bar.add_task(f"epoch {epoch}/{tc.epochs}", total=n_windows, info="")
+            rng = np.random.default_rng([seed, epoch])  # resumable: depends on the epoch only
             train_nats, rate = train_epoch(model, opt, corpus.train, tc, device, rng, bar, task)
             bar.remove_task(task)
             val_nats = evaluate(model, corpus.val, device)
@@ -171,7 +172,7 @@ def train_charlm(out, text=None, data_dir=None, epochs=20, max_minutes=None, dev
             payload = {"task": TASK, "config": asdict(config), "train_config": asdict(tc),
                        "vocab": list(corpus.vocab), "model": model.state_dict(),
                        "optimizer": opt.state_dict(), "epoch": epoch, "metrics": record,
-                       "history": history}
+                       "history": history, "torch_rng": torch.get_rng_state()}
             checkpoint.save(out / "last.pt", payload)
             if best is None or val_nats < best:
                 best = val_nats
@@ -179,6 +180,7 @@ def train_charlm(out, text=None, data_dir=None, epochs=20, max_minutes=None, dev
             log.write(record, f"epoch {epoch}: train {train_nats:.3f} nats, val {val_nats:.3f} "
                               f"nats = {record['val_bpc']:.3f} bits/char, {rate:,.0f} chars/s")
             if budget.spent():
-                echo(f"time budget of {max_minutes} min spent after epoch {epoch}")
+                log.write({"event": "budget_spent", "epoch": epoch},
+                          f"time budget of {max_minutes} min spent after epoch {epoch}")
                 break
     return min(history, key=lambda h: h["val_nats"])

@@ -25,6 +25,7 @@ _FINIS = re.compile(r"^\s*FINIS\..*$", re.MULTILINE)
 
 def extract_play(raw):
     """Cut the play out of a Gutenberg file: from its title line to the end of FINIS."""
+    raw = raw.replace("\r\n", "\n")
     scene = _FIRST_SCENE.search(raw)
     if scene is None:
         raise DataError("no 'Actus Primus' line found: this is not the Hamlet etext 2265")
@@ -33,7 +34,7 @@ def extract_play(raw):
     finis = _FINIS.search(raw, scene.end())
     if finis is None:
         raise DataError("no 'FINIS.' line found after the play: the Hamlet etext looks truncated")
-    return raw[start:finis.end()].replace("\r\n", "\n").lstrip() + "\n"
+    return raw[start:finis.end()].lstrip() + "\n"
 
 
 def load_text(text=None, data_dir_=None):

@@ -1,0 +1,51 @@
+"""``rnnedge verify`` and ``rnnedge bench`` on an exported model."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+CLI = [sys.executable, "-m", "rnnedge.export.cli"]
+
+
+def test_verify_compares_every_pair_on_random_and_real_text(charlm, data_dir):
+    from rnnedge.export.verify import verify
+
+    diffs = verify(charlm[1], checkpoint=charlm[0], data_dir=data_dir)
+    names = " | ".join(d.name for d in diffs)
+    for pair in ("ort vs torch", "numba vs torch", "numba vs ort", "streamed vs whole ort",
+                 "streamed vs whole numba"):
+        assert pair in names
+    assert "hamlet B=4 T=200" in names and "random B=2 T=257" in names
+    assert all(d.ok for d in diffs), [str(d) for d in diffs if not d.ok]
+
+
+def test_verify_exits_1_when_the_file_no_longer_matches_its_checkpoint(charlm, tmp_path):
+    model = onnx.load(str(charlm[1]))
+    fc = next(t for t in model.graph.initializer if t.name.startswith("fc_bias"))
+    fc.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(fc) + np.float32(1e-2), fc.name))
+    onnx.save(model, str(tmp_path / "tampered.onnx"))
+    done = subprocess.run([*CLI, "verify", str(tmp_path / "tampered.onnx"), "--checkpoint",
+                           str(charlm[0])], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "FAIL" in done.stdout and "logits" in done.stdout
+    ok = subprocess.run([*CLI, "verify", str(charlm[1]), "--checkpoint", str(charlm[0]), "--json"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and all(r["ok"] for r in json.loads(ok.stdout))
+
+
+def test_bench_reports_percentiles_and_ratios_after_parity(charlm):
+    done = subprocess.run([*CLI, "bench", str(charlm[1]), "--checkpoint", str(charlm[0]),
+                           "--steps", "60", "--warmup", "10", "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert set(report["engines"]) == {"ort", "numba", "torch"}
+    assert report["engines"]["ort"]["p50_vs_ort"] == 1.0
+    for r in report["engines"].values():
+        assert r["n"] == 60 and 0 < r["p50_us"] <= r["p90_us"] <= r["p99_us"]
+    assert {p["name"] for p in report["parity"]} == {"numba vs ort logits", "torch vs ort logits"}
+    assert all(p["ok"] for p in report["parity"])
+    assert report["file_bytes"] == charlm[1].stat().st_size
