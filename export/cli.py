@@ -41,6 +41,31 @@ def train_charlm(out: Path = typer.Option(Path("runs/charlm"), help="checkpoint 
                f"= {best['val_bpc']:.3f} bits/char; checkpoints in {out}")
 
 
+@train_app.command("sentiment")
+def train_sentiment(out: Path = typer.Option(Path("runs/sentiment"), help="checkpoint directory"),
+                    data: Optional[Path] = typer.Option(None, help="CSV/JSONL with text and label "
+                                                        "columns (default: IMDb)"),
+                    data_dir: Optional[Path] = DATA_DIR,
+                    epochs: int = 8, max_minutes: Optional[float] = None, device: str = DEVICE,
+                    seed: int = 0, resume: Optional[Path] = None, batch_size: int = 64,
+                    lr: float = 2e-3, clip: float = 1.0, patience: int = 2, val_size: int = 2500,
+                    embed_dim: int = 64, hidden_size: int = 128, num_layers: int = 1,
+                    dropout: float = 0.4, cell: str = "lstm", head: str = "mean",
+                    bidirectional: bool = False, max_len: int = 400, keep: str = "head_tail",
+                    min_count: int = 2, max_vocab: int = 30000):
+    """Many-to-one review classifier with early stopping on validation accuracy (IMDb by default)."""
+    from rnnedge.train.sentiment import train_sentiment as run
+
+    best = run(out, data=data, data_dir=data_dir, epochs=epochs, max_minutes=max_minutes,
+               device=device, seed=seed, resume=resume, batch_size=batch_size, lr=lr, clip=clip,
+               patience=patience, val_size=val_size, embed_dim=embed_dim, hidden_size=hidden_size,
+               num_layers=num_layers, dropout=dropout, cell=cell, head=head,
+               bidirectional=bidirectional, max_len=max_len, keep=keep, min_count=min_count,
+               max_vocab=max_vocab)
+    typer.echo("best epoch " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                         for k, v in best.items()) + f"; checkpoints in {out}")
+
+
 @app.command("export")
 def export_cmd(checkpoint: Path, out: Path = typer.Option(..., "--out", help="ONNX file to write")):
     """Export a checkpoint to a validated, self-describing ONNX file."""
@@ -73,18 +98,58 @@ def verify(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="so
 
 @app.command()
 def bench(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="adds PyTorch eager"),
-          steps: int = 500, warmup: int = 50, threads: int = 1,
+          steps: int = typer.Option(500, help="charlm: timed streaming steps"),
+          warmup: int = typer.Option(50, help="charlm: untimed steps first"),
+          threads: int = typer.Option(1, help="charlm: CPU threads"),
+          reviews: int = typer.Option(128, help="sentiment: IMDb test reviews per pass"),
+          data_dir: Optional[Path] = DATA_DIR,
           as_json: bool = typer.Option(False, "--json", help="machine-readable")):
-    """Per-step streaming latency at batch 1, per engine, with ratios from the same run."""
-    from rnnedge.runtime.bench import bench_charlm, markdown
+    """Latency (charlm, per streamed character) or throughput (sentiment), engines side by side."""
+    from rnnedge.runtime import bench as b
+    from rnnedge.runtime.model import read_metadata, read_onnx
 
-    extra = {}
-    if _torch_checkpoint(checkpoint):
+    checkpoint = _torch_checkpoint(checkpoint)
+    if read_metadata(read_onnx(model), model).task == "charlm":
         from rnnedge.export.torch_engines import charlm_stepper
 
-        extra["torch"] = charlm_stepper(checkpoint, threads)
-    report = bench_charlm(model, extra, steps=steps, warmup=warmup, threads=threads)
-    typer.echo(json.dumps(report, indent=2) if as_json else markdown(report))
+        extra = {"torch": charlm_stepper(checkpoint, threads)} if checkpoint else {}
+        report = b.bench_charlm(model, extra, steps=steps, warmup=warmup, threads=threads)
+        typer.echo(json.dumps(report, indent=2) if as_json else b.markdown(report))
+        return
+    from rnnedge.export.torch_engines import sentiment_maker
+    from rnnedge.train.imdb import load_imdb
+
+    texts = [r.text for r in load_imdb("test", data_dir)[::max(1, 25000 // reviews)][:reviews]]
+    extra = {"torch": sentiment_maker(checkpoint)} if checkpoint else {}
+    report = b.bench_sentiment(model, texts, extra)
+    typer.echo(json.dumps(report, indent=2) if as_json else b.markdown_sentiment(report))
+
+
+@app.command()
+def evaluate(model: Path, data_dir: Optional[Path] = DATA_DIR,
+             split: str = typer.Option("test", help="IMDb split: test or train"),
+             data: Optional[Path] = typer.Option(None, help="CSV/JSONL labeled file instead of IMDb"),
+             limit: Optional[int] = typer.Option(None, help="score only the first N reviews"),
+             batch_size: int = typer.Option(64, "--batch-size"), engine: str = typer.Option("ort"),
+             threads: int = typer.Option(2),
+             as_json: bool = typer.Option(False, "--json", help="machine-readable")):
+    """Accuracy of a sentiment model on raw review text, with the torch-free runtime."""
+    from rnnedge.runtime.model import load
+    from rnnedge.runtime.sentiment import evaluate as run
+    from rnnedge.train.common import progress
+    from rnnedge.train.imdb import load_imdb, load_labeled_file
+
+    m = load(model, engine=engine, threads=threads)
+    reviews = load_labeled_file(data) if data else load_imdb(split, data_dir)
+    reviews = reviews[:limit] if limit else reviews
+    with progress() as bar:
+        task = bar.add_task(f"evaluating on {engine}", total=len(reviews), info="")
+        result = run(m, [r.text for r in reviews], [r.label for r in reviews], batch_size,
+                     on_batch=lambda n: bar.advance(task, n))
+    result.update(engine=engine, split=str(data) if data else split)
+    typer.echo(json.dumps(result) if as_json else
+               f"accuracy {result['accuracy']:.4f} ({result['correct']}/{result['n']}) on "
+               f"{result['split']} with {engine}")
 
 
 def _torch_checkpoint(checkpoint):

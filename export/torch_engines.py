@@ -32,3 +32,22 @@ def torch_available():
     except ImportError:
         return False
     return True
+
+
+def sentiment_maker(checkpoint):
+    """``make(threads) -> run(tokens, lengths) -> probs`` for PyTorch eager."""
+    import torch
+
+    from rnnedge.train import checkpoint as ckpt_io
+    from rnnedge.train.sentiment import build_model
+
+    model = build_model(ckpt_io.load(checkpoint, "sentiment"))
+
+    def make(threads):
+        def run(tokens, lengths):
+            torch.set_num_threads(threads)
+            with torch.inference_mode():
+                logit = model(torch.from_numpy(tokens), torch.from_numpy(lengths))
+            return torch.sigmoid(logit).numpy()
+        return run
+    return make

@@ -60,3 +60,30 @@ def validate_charlm(model, engine, config, tol=FP32, shapes=CHARLM_SHAPES):
         b, t = feeds["tokens"].shape
         diffs += compare_outputs(f"B={b} T={t}", engine.run(feeds), torch_charlm(model, feeds), tol)
     return diffs
+
+
+def sentiment_inputs(config, shapes=SENTIMENT_SHAPES, seed=0):
+    """Random right-padded reviews with random true lengths (one of full length per batch)."""
+    rng = np.random.default_rng(seed)
+    for batch, time in shapes:
+        lengths = rng.integers(1, time + 1, batch, dtype=np.int64)
+        lengths[0] = time
+        tokens = rng.integers(2, config["vocab_size"], (batch, time), dtype=np.int64)
+        tokens[np.arange(time)[None, :] >= lengths[:, None]] = 0  # padding id
+        yield {"tokens": tokens, "lengths": lengths}
+
+
+def torch_sentiment(model, feeds):
+    import torch
+
+    with torch.no_grad():
+        logit = model(torch.from_numpy(feeds["tokens"]), torch.from_numpy(feeds["lengths"]))
+    return {"logit": logit.numpy(), "prob": torch.sigmoid(logit).numpy()}
+
+
+def validate_sentiment(model, engine, config, tol=FP32, shapes=SENTIMENT_SHAPES):
+    diffs = []
+    for feeds in sentiment_inputs(config, shapes):
+        b, t = feeds["tokens"].shape
+        diffs += compare_outputs(f"B={b} T={t}", engine.run(feeds), torch_sentiment(model, feeds), tol)
+    return diffs

@@ -89,3 +89,64 @@ def markdown(report):
         lines.append(f"| {name} | {r['p50_us']:.1f} | {r['p90_us']:.1f} | {r['p99_us']:.1f} "
                      f"| {r['p50_vs_ort']:.2f}x |")
     return "\n".join(lines)
+
+
+def bench_sentiment(model_path, texts, extra=None, batch_sizes=(1, 8, 64), threads=(1, 2), repeats=3):
+    """Reviews per second per engine, batch size and thread count, parity checked first.
+
+    ``extra`` maps an engine name to ``make(threads) -> run(tokens, lengths) -> probs``.
+    Each figure is the best of ``repeats`` passes over ``texts`` in their given order.
+    """
+    from .model import load
+    from .tokenizer import pad_batch
+
+    def runtime_maker(engine):
+        return lambda n: (lambda ids, lens: load(model_path, engine=engine, threads=n).run(ids, lens)[1])
+
+    def cached(make):  # build each engine once per thread count
+        built = {}
+        return lambda n: built.setdefault(n, make(n))
+
+    makers = {name: cached(m) for name, m in
+              {"ort": runtime_maker("ort"), "numba": runtime_maker("numba"), **(extra or {})}.items()}
+    rows = load(model_path).tokenizer.encode_rows(texts)
+    ref = makers["ort"](1)(*pad_batch(rows[:16]))
+    parity = [compare(f"{name} vs ort prob", make(1)(*pad_batch(rows[:16])), ref)
+              for name, make in makers.items() if name != "ort"]
+    failed = [d for d in parity if not d.ok]
+    if failed:
+        raise ParityError("not timing: " + "; ".join(map(str, failed)))
+    results = []
+    for n_threads in threads:
+        for batch in batch_sizes:
+            batches = [pad_batch(rows[i:i + batch]) for i in range(0, len(rows), batch)]
+            for name, make in makers.items():
+                run = make(n_threads)
+                run(*batches[0])  # warm-up
+                best = min(_timed(run, batches) for _ in range(repeats))
+                results.append({"engine": name, "threads": n_threads, "batch": batch,
+                                "reviews_per_s": len(rows) / best})
+    for r in results:
+        base = next(x for x in results if x["engine"] == "ort" and x["threads"] == r["threads"]
+                    and x["batch"] == r["batch"])
+        r["vs_ort"] = r["reviews_per_s"] / base["reviews_per_s"]
+    return {"model": str(model_path), "file_bytes": Path(model_path).stat().st_size,
+            "reviews": len(rows), "mean_tokens": float(np.mean([len(r) for r in rows])),
+            "parity": [d.as_dict() for d in parity], "results": results}
+
+
+def _timed(run, batches):
+    t0 = time.perf_counter()
+    for ids, lengths in batches:
+        run(ids, lengths)
+    return time.perf_counter() - t0
+
+
+def markdown_sentiment(report):
+    lines = [f"model {report['model']} ({report['file_bytes'] / 1e6:.2f} MB), {report['reviews']} "
+             f"reviews of {report['mean_tokens']:.0f} tokens on average",
+             "", "| engine | threads | batch | reviews/s | vs ort |", "|---|---:|---:|---:|---:|"]
+    for r in report["results"]:
+        lines.append(f"| {r['engine']} | {r['threads']} | {r['batch']} | {r['reviews_per_s']:.1f} "
+                     f"| {r['vs_ort']:.2f}x |")
+    return "\n".join(lines)

@@ -44,6 +44,7 @@ def generate(model: Path, prompt: str = typer.Option("The ", help="text the mode
     from .model import load
 
     m = load(model, engine=engine, threads=threads)
+    _check_task(m, "charlm", model)
     typer.echo(m.generate(prompt, length, temperature, top_k or None, seed))
 
 
@@ -58,3 +59,36 @@ def info(model: Path, as_json: bool = typer.Option(False, "--json", help="machin
         return
     for key, value in report.items():
         typer.echo(f"{key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+
+
+@app.command()
+def classify(model: Path, texts: Optional[List[str]] = typer.Argument(None, help="reviews to score"),
+             file: Optional[Path] = typer.Option(None, "--file", help="one review per line"),
+             as_json: bool = typer.Option(False, "--json", help="machine-readable"),
+             batch_size: int = typer.Option(64, "--batch-size"),
+             engine: str = ENGINE, threads: int = THREADS):
+    """Score reviews (arguments, --file, or standard input) with a sentiment model."""
+    from .model import load
+    from .sentiment import read_reviews
+
+    reviews = list(texts or []) + (read_reviews(file) if file else [])
+    if not reviews:
+        reviews = sys.stdin.read().splitlines()
+    m = load(model, engine=engine, threads=threads)
+    _check_task(m, "sentiment", model)
+    probs = m.classify(reviews, batch_size=batch_size)
+    rows = [{"prob": float(p), "label": "positive" if p >= 0.5 else "negative", "text": t}
+            for p, t in zip(probs, reviews)]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        short = r["text"] if len(r["text"]) <= 60 else r["text"][:57] + "..."
+        typer.echo(f"{r['prob']:.4f}\t{r['label']}\t{short}")
+
+
+def _check_task(m, task, path):
+    from .errors import InputError
+
+    if m.task != task:
+        raise InputError(f"{path} is a {m.task} model; this command needs a {task} model")
