@@ -81,20 +81,21 @@ class Interpreter:
         unknown = sorted({n.op_type for n in model.graph.node} - set(OPS) - RECURRENT)
         if unknown:
             raise UnsupportedError(f"the numba engine does not implement {', '.join(unknown)}")
-        self.kernel = kernel
+        from .reference import bind_node
+
         self.constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-        self.nodes = [(n, _attrs(n)) for n in model.graph.node]
+        # recurrent nodes are bound once: attributes read and checked at load, not per call
+        self.nodes = [(n, bind_node(n, engine=kernel) if n.op_type in RECURRENT else _attrs(n))
+                      for n in model.graph.node]
         self.outputs = [o.name for o in model.graph.output]
 
     def run(self, feeds):
-        from .reference import run_node
-
         env = dict(self.constants)
         env.update(feeds)
         for node, attrs in self.nodes:
             args = [env[name] if name else None for name in node.input]
             if node.op_type in RECURRENT:
-                results = run_node(node, args, engine=self.kernel)
+                results = attrs(args)
             elif node.op_type == "Concat":
                 results = [np.concatenate(args, axis=attrs["axis"])]
             else:
