@@ -71,8 +71,9 @@ class CharLM(nn.Module):
     def init_state(self, batch, device="cpu"):
         """Zero state: (h, c) for LSTM, h otherwise; each (layers, B, H)."""
         shape = (self.config.num_layers, batch, self.config.hidden_size)
-        h = torch.zeros(shape, device=device)
-        return (h, torch.zeros(shape, device=device)) if self.config.cell == "lstm" else h
+        dtype = self.embedding.weight.dtype
+        h = torch.zeros(shape, device=device, dtype=dtype)
+        return (h, torch.zeros(shape, device=device, dtype=dtype)) if self.config.cell == "lstm" else h
 
     def forward(self, ids, state=None):
         x = self.embedding(ids)  # (B, T, E)

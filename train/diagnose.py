@@ -8,6 +8,7 @@ recurrence; ``charlm_curves`` applies it to the character model's cells on real
 Hamlet windows, at initialization and for trained checkpoints.
 """
 
+import copy
 import json
 import math
 import os
@@ -45,7 +46,7 @@ def gradient_norms(step, state, xs, loss_at_last):
 
 def _charlm_norms(model, ids):
     """Norms over one window ``ids`` (T+1,) of the character model's recurrent state."""
-    model.eval()  # no dropout: the measurement is deterministic
+    model = copy.deepcopy(model).double().eval()  # float64: curves reach 1e-30 without underflow
     x = torch.from_numpy(ids[:-1]).view(1, -1)  # (1, T)
     emb = model.embedding(x)  # (1, T, E)
     xs = [emb[:, k:k + 1] for k in range(emb.shape[1])]

@@ -1,0 +1,102 @@
+"""Run one ONNX recurrent node (LSTM, GRU, RNN) on the reference kernels of ``ops``.
+
+Reads the node's attributes, lines the inputs up with the operator's signature and
+returns the outputs lined up with ``node.output``. Attribute values are checked by the
+operators themselves; names they do not implement (``activation_alpha``, ...) raise
+``UnsupportedError`` here. Not a graph runner: ``interpreter.py`` walks the graph.
+"""
+
+from typing import Callable, NamedTuple
+
+from onnx import helper
+
+from .errors import InputError, UnsupportedError
+from .ops.gru import gru, gru_numpy
+from .ops.lstm import lstm, lstm_numpy
+from .ops.rnn import rnn, rnn_numpy
+
+_COMMON = ("hidden_size", "direction", "layout", "clip", "activations")
+
+
+class _Op(NamedTuple):
+    numba: Callable
+    numpy: Callable
+    inputs: tuple       # ONNX input names, in order
+    outputs: int
+    attributes: tuple   # the attribute names the operator implements
+
+
+_OPS = {
+    "LSTM": _Op(lstm, lstm_numpy, ("X", "W", "R", "B", "sequence_lens", "initial_h",
+                                   "initial_c", "P"), 3, _COMMON + ("input_forget",)),
+    "GRU": _Op(gru, gru_numpy, ("X", "W", "R", "B", "sequence_lens", "initial_h"), 2,
+               _COMMON + ("linear_before_reset",)),
+    "RNN": _Op(rnn, rnn_numpy, ("X", "W", "R", "B", "sequence_lens", "initial_h"), 2, _COMMON),
+}
+ENGINES = ("numba", "numpy")
+
+
+def run_node(node, inputs, *, engine="numba"):
+    """Run ``node`` on ``inputs`` (arrays aligned with ``node.input``, None when omitted).
+
+    Returns a list aligned with ``node.output``, None where the node omits an output.
+    ``engine="numpy"`` runs the plain twins instead of the numba kernels.
+    """
+    return bind_node(node, engine=engine)(inputs)
+
+
+def bind_node(node, *, engine="numba"):
+    """Read ``node`` once and return ``run(inputs) -> outputs`` for repeated calls."""
+    op = _OPS.get(node.op_type)
+    if op is None:
+        raise UnsupportedError(f"the reference runs LSTM, GRU and RNN nodes, not {node.op_type}")
+    if engine not in ENGINES:
+        raise UnsupportedError(f"engine={engine!r}; choose 'numba' or 'numpy'")
+    fn = op.numba if engine == "numba" else op.numpy
+    attributes = _attributes(node, op)
+    names = list(node.input)
+    outputs = list(node.output)
+    if len(names) > len(op.inputs) or len(outputs) > op.outputs:
+        raise InputError(f"{node.op_type} node {node.name!r} has {len(names)} inputs and "
+                         f"{len(outputs)} outputs; the operator takes at most "
+                         f"{len(op.inputs)} and {op.outputs}")
+
+    def run(inputs):
+        args = _arguments(node.op_type, op, names, inputs)
+        results = fn(*args, **attributes)
+        return [result if name else None for name, result in zip(outputs, results)]
+
+    return run
+
+
+def _attributes(node, op):
+    """The node's attributes as keyword arguments of the operator; strings decoded."""
+    attributes = {}
+    for attribute in node.attribute:
+        value = helper.get_attribute_value(attribute)
+        if attribute.name not in op.attributes:
+            raise UnsupportedError(f"{node.op_type} node {node.name!r}: attribute "
+                                   f"{attribute.name}={value!r} is not supported by the reference")
+        if isinstance(value, bytes):
+            value = value.decode()
+        elif isinstance(value, list):
+            value = [v.decode() if isinstance(v, bytes) else v for v in value]
+        attributes[attribute.name] = value
+    if "hidden_size" not in attributes:
+        raise UnsupportedError(f"{node.op_type} node {node.name!r} has no hidden_size "
+                               "attribute; the reference needs it")
+    return attributes
+
+
+def _arguments(op_type, op, names, inputs):
+    """Inputs as positional arguments: None for an empty name or a short list."""
+    if len(inputs) > len(names):
+        raise InputError(f"{op_type}: {len(inputs)} inputs given for a node with "
+                         f"{len(names)} ({', '.join(names)})")
+    padded = list(inputs) + [None] * (len(names) - len(inputs))
+    args = [value if name else None for name, value in zip(names, padded)]
+    required = (args + [None] * 3)[:3]
+    missing = [name for name, value in zip(op.inputs, required) if value is None]
+    if missing:
+        raise InputError(f"{op_type}: required input {', '.join(missing)} is missing")
+    return args
