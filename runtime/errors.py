@@ -36,3 +36,7 @@ class ParityError(RnnedgeError):
     """Two engines disagree beyond the named tolerance."""
 
     exit_code = 1
+
+
+class GateError(ParityError):
+    """An optimized variant loses more accuracy on real data than its gate allows."""

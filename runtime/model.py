@@ -1,8 +1,11 @@
 """Loading an rnnedge ONNX file: metadata, engines, and the task's model object.
 
-``load(path, engine="ort"|"numba", threads=1)`` returns a ``CharModel`` or a
-``SentimentModel`` according to the file's ``rnnedge.task`` metadata. Both engines
-expose ``run(feeds) -> {name: array}`` over the same graph inputs and outputs.
+``load(path, engine="ort"|"numba"|"fast"|"fast-int8", threads=1)`` returns a ``CharModel``
+or a ``SentimentModel`` according to the file's ``rnnedge.task`` metadata. Every engine
+exposes ``run(feeds) -> {name: array}`` over the same graph inputs and outputs; the fast
+ones (``runtime/fast.py``) run charlm graphs only, on one thread. A file in the ORT format
+(``rnnedge optimize --ort-format``) is recognised by its content, runs on the ort engine
+only, and has its metadata read from the session.
 """
 
 import json
@@ -11,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, ModelFileError
+from .errors import InputError, ModelFileError, UnsupportedError
 
-ENGINES = ("ort", "numba")
+ENGINES = ("ort", "numba", "fast", "fast-int8")
 SUPPORTED_FORMATS = {"1"}
+ORT_FORMAT_ID = b"ORTM"  # flatbuffers file identifier of the ORT format, at bytes 4..8
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,11 @@ def read_onnx(path):
 
 
 def read_metadata(model, path="model"):
-    props = {p.key: p.value for p in model.metadata_props}
+    return metadata_from_props({p.key: p.value for p in model.metadata_props}, path)
+
+
+def metadata_from_props(props, path="model"):
+    """``Metadata`` of the ``rnnedge.*`` string properties of a model file."""
     if "rnnedge.task" not in props:
         raise ModelFileError(f"{path} is an ONNX model without rnnedge metadata; "
                              "export it with `rnnedge export`")
@@ -64,8 +72,8 @@ class OrtEngine:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        self.session = ort.InferenceSession(model.SerializeToString(), options,
-                                            providers=["CPUExecutionProvider"])
+        data = model if isinstance(model, bytes) else model.SerializeToString()  # bytes: ORT format
+        self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def run(self, feeds):
@@ -92,6 +100,10 @@ def make_engine(name, model, threads=1):
         raise InputError(f"engine must be one of {', '.join(ENGINES)}, not {name!r}")
     if threads < 1:
         raise InputError(f"threads must be >= 1, not {threads}")
+    if name in ("fast", "fast-int8"):
+        from .fast import FastCharEngine
+
+        return FastCharEngine(model, quantize="int8" if name == "fast-int8" else None)
     return (OrtEngine if name == "ort" else NumbaEngine)(model, threads)
 
 
@@ -109,18 +121,44 @@ def signature(model):
             "outputs": [describe(v) for v in model.graph.output]}
 
 
+def is_ort_format(path):
+    """True when ``path`` holds an ORT-format (flatbuffers) model rather than ONNX."""
+    with open(path, "rb") as fh:
+        return fh.read(8)[4:] == ORT_FORMAT_ID
+
+
+def read_ort_format(path, engine="ort", threads=1):
+    """(file bytes, metadata, engine) of an ORT-format file, which only the ort engine runs."""
+    if engine != "ort":
+        raise UnsupportedError(f"{path} is in the ORT format, which only the ort engine runs; "
+                               f"load the .onnx file it was made from to use engine {engine!r}")
+    data = Path(path).read_bytes()
+    try:
+        built = make_engine("ort", data, threads)
+    except InputError:  # threads < 1
+        raise
+    except Exception as exc:  # onnxruntime raises its own Fail, InvalidGraph, ... on a bad file
+        raise ModelFileError(f"{path} is not a readable ORT-format model "
+                             f"({type(exc).__name__}: {exc})") from exc
+    return data, metadata_from_props(built.session.get_modelmeta().custom_metadata_map, path), built
+
+
 def load(path, engine="ort", threads=1):
     """Load an exported model; the object returned depends on its task."""
-    model = read_onnx(path)
-    meta = read_metadata(model, path)
+    if Path(path).is_file() and is_ort_format(path):
+        model, meta, built = read_ort_format(path, engine, threads)
+    else:
+        model = read_onnx(path)
+        meta = read_metadata(model, path)
+        built = None
     if meta.task == "charlm":
         from .charlm import CharModel
 
-        return CharModel(model, meta, make_engine(engine, model, threads), path)
+        return CharModel(model, meta, built or make_engine(engine, model, threads), path)
     if meta.task == "sentiment":
         from .sentiment import SentimentModel
 
-        return SentimentModel(model, meta, make_engine(engine, model, threads), path)
+        return SentimentModel(model, meta, built or make_engine(engine, model, threads), path)
     raise ModelFileError(f"{path} has task {meta.task!r}, which this runtime does not know")
 
 
