@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ParityError
-from .tolerances import FP32, compare
+from .tolerances import FP32, INT8, compare
 
 
 def percentiles(samples):
@@ -44,11 +44,14 @@ def runtime_steppers(model_path, threads=1):
             return lambda i: stream.step_ids([i])[-1]
         return make
 
-    return {"ort": stepper("ort"), "numba": stepper("numba")}
+    return {name: stepper(name) for name in ("ort", "numba", "fast", "fast-int8")}
 
 
-def check_parity(makers, ids, tol=FP32):
-    """Every engine's streamed logits against onnxruntime's over ``ids``; raises on failure."""
+def check_parity(makers, ids):
+    """Every engine's streamed logits against onnxruntime's over ``ids``; raises on failure.
+
+    int8 engines are held to the INT8 tolerance, every other engine to FP32.
+    """
     ref = None
     diffs = []
     for name, make in makers.items():
@@ -57,7 +60,7 @@ def check_parity(makers, ids, tol=FP32):
         if ref is None:
             ref = logits
             continue
-        d = compare(f"{name} vs ort logits", logits, ref, tol)
+        d = compare(f"{name} vs ort logits", logits, ref, INT8 if "int8" in name else FP32)
         if not d.ok:
             raise ParityError(f"not timing: {d}")
         diffs.append(d)

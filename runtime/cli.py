@@ -17,7 +17,8 @@ from .errors import RnnedgeError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Recurrent models from PyTorch training to a torch-free edge runtime.")
 
-ENGINE = typer.Option("ort", "--engine", help="ort (onnxruntime) or numba (the reference)")
+ENGINE = typer.Option("ort", "--engine", help="ort (onnxruntime), numba (the reference), "
+                      "fast or fast-int8 (numba streaming, charlm only)")
 THREADS = typer.Option(1, "--threads", help="CPU threads; 1 is the low-power case")
 
 

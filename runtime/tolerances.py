@@ -23,7 +23,9 @@ class Tolerance:
 # Same math, different summation order over hundreds of recurrent steps.
 FP32 = Tolerance("fp32", atol=1e-4, rtol=1e-4)
 FP16 = Tolerance("fp16", atol=2e-2, rtol=2e-2)
-INT8 = Tolerance("int8", atol=1e-1, rtol=1e-1)
+# Per-row int8 weights: logits of a trained 2x256 LSTM move by up to ~0.15 over 500
+# steps while the top-1 choice agrees ~99%; the accuracy gates are the real check.
+INT8 = Tolerance("int8", atol=2.5e-1, rtol=1e-1)
 # Two implementations of one kernel on identical float32 inputs (fast path vs plain twin).
 KERNEL = Tolerance("kernel", atol=1e-5, rtol=1e-5)
 

@@ -42,10 +42,12 @@ def test_bench_reports_percentiles_and_ratios_after_parity(charlm):
                            "--steps", "60", "--warmup", "10", "--json"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert set(report["engines"]) == {"ort", "numba", "torch"}
+    assert set(report["engines"]) == {"ort", "numba", "fast", "fast-int8", "torch"}
     assert report["engines"]["ort"]["p50_vs_ort"] == 1.0
     for r in report["engines"].values():
         assert r["n"] == 60 and 0 < r["p50_us"] <= r["p90_us"] <= r["p99_us"]
-    assert {p["name"] for p in report["parity"]} == {"numba vs ort logits", "torch vs ort logits"}
+    assert {p["name"] for p in report["parity"]} == {f"{e} vs ort logits" for e in
+                                                     ("numba", "fast", "fast-int8", "torch")}
+    assert {p["tolerance"] for p in report["parity"]} == {"fp32", "int8"}
     assert all(p["ok"] for p in report["parity"])
     assert report["file_bytes"] == charlm[1].stat().st_size
