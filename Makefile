@@ -13,7 +13,7 @@ RNNEDGE_DATA ?= $(abspath ../shared/data)
 endif
 export RNNEDGE_DATA
 
-.PHONY: install test demo demo-charlm clean
+.PHONY: install test demo demo-charlm demo-sentiment clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-demo: demo-charlm
+demo: demo-charlm demo-sentiment
 
 demo-charlm: $(STAMP)
 	rm -rf $(RUNS)/charlm
@@ -35,6 +35,16 @@ demo-charlm: $(STAMP)
 	$(BIN)/rnnedge verify $(RUNS)/charlm.onnx --checkpoint $(RUNS)/charlm/best.pt
 	$(BIN)/rnnedge generate $(RUNS)/charlm.onnx --prompt "The " --length 300
 	$(BIN)/rnnedge bench $(RUNS)/charlm.onnx --checkpoint $(RUNS)/charlm/best.pt
+
+demo-sentiment: $(STAMP)
+	rm -rf $(RUNS)/sentiment
+	$(BIN)/rnnedge train sentiment --out $(RUNS)/sentiment --epochs 2 --max-minutes 4
+	$(BIN)/rnnedge export $(RUNS)/sentiment/best.pt --out $(RUNS)/sentiment.onnx
+	$(BIN)/rnnedge verify $(RUNS)/sentiment.onnx --checkpoint $(RUNS)/sentiment/best.pt
+	$(BIN)/rnnedge classify $(RUNS)/sentiment.onnx \
+	  "One of the finest films I have seen: moving, funny and beautifully acted." \
+	  "A tedious mess. The plot makes no sense and I wanted my two hours back."
+	$(BIN)/rnnedge bench $(RUNS)/sentiment.onnx --checkpoint $(RUNS)/sentiment/best.pt --reviews 64
 
 clean:
 	rm -rf runs .pytest_cache

@@ -1,0 +1,352 @@
+"""The IMDb sentiment classifier: config, model, and its training loop.
+
+Many-to-one: embedding (padding id 0), recurrent stack (LSTM by default), a head that
+reads the outputs at the valid positions only, and a linear layer to one logit.
+Batches are right-padded. A unidirectional stack needs no packing: the output at a
+valid position never depends on what follows it, and every head masks the rest, so
+padding cannot change a review's logit. A bidirectional stack runs on packed
+sequences, because its backward direction would otherwise start in the padding.
+
+Training: BCE with logits, Adam, gradient clipping by global norm, batches of
+similar length (less padding to compute), early stopping on validation accuracy.
+The test split is scored once, at the end, from the best checkpoint.
+"""
+
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from rnnedge.runtime.errors import DataError, InputError
+from rnnedge.runtime.tokenizer import KEEP, Tokenizer, pad_batch
+
+from . import checkpoint
+from .common import Budget, TrainLog, pick_device, progress, seed_everything
+from .imdb import load_imdb, load_labeled_file, split_train_val
+
+TASK = "sentiment"
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
+HEADS = ("last", "mean", "max")
+
+
+@dataclass(frozen=True)
+class SentimentConfig:
+    """Model and tokenizer settings; the defaults are chosen on the IMDb validation split.
+
+    Against the defaults (0.899 validation accuracy after 6 epochs), one change at a time:
+    ``head="last"`` 0.861, ``keep="last", max_len=200`` 0.881, ``keep="last"`` (400) 0.896.
+    """
+
+    vocab_size: int = 0  # 0 until the vocabulary is built from the training split
+    embed_dim: int = 64
+    hidden_size: int = 128
+    num_layers: int = 1
+    dropout: float = 0.4  # on embeddings, between recurrent layers, before the linear layer
+    cell: str = "lstm"  # lstm | gru
+    head: str = "mean"  # last (valid) position | masked mean | masked max over valid outputs
+    bidirectional: bool = False
+    max_len: int = 400  # tokens kept per review, by the keep policy
+    keep: str = "head_tail"  # last | first | head_tail
+    min_count: int = 2  # a word needs this many training occurrences to get an id
+    max_vocab: int = 30000  # ids in all, <pad> and <unk> included
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise InputError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        if self.head not in HEADS:
+            raise InputError(f"head must be one of {', '.join(HEADS)}, not {self.head!r}")
+        if self.keep not in KEEP:
+            raise InputError(f"keep must be one of {', '.join(KEEP)}, not {self.keep!r}")
+        if min(self.embed_dim, self.hidden_size, self.num_layers, self.max_len) < 1:
+            raise InputError("embed_dim, hidden_size, num_layers and max_len must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"dropout must be in [0, 1), not {self.dropout}")
+
+
+@dataclass(frozen=True)
+class SentimentTrainConfig:
+    batch_size: int = 64
+    lr: float = 2e-3
+    clip: float = 1.0  # global gradient norm
+    epochs: int = 8
+    patience: int = 2  # epochs without a better validation accuracy before stopping
+    val_size: int = 2500
+    seed: int = 0
+
+
+class SentimentModel(nn.Module):
+    """ids (B, T) int64 right-padded with 0, lengths (B,) int64 -> logit (B,)."""
+
+    def __init__(self, config: SentimentConfig):
+        super().__init__()
+        c = config
+        if c.vocab_size < 3:
+            raise InputError(f"vocab_size must be at least 3 (<pad>, <unk>, a word), "
+                             f"not {c.vocab_size}")
+        self.config = config
+        self.embedding = nn.Embedding(c.vocab_size, c.embed_dim, padding_idx=0)
+        self.rnn = CELLS[c.cell](c.embed_dim, c.hidden_size, c.num_layers, batch_first=True,
+                                 dropout=c.dropout if c.num_layers > 1 else 0.0,
+                                 bidirectional=c.bidirectional)
+        self.drop = nn.Dropout(c.dropout)
+        self.fc = nn.Linear(c.hidden_size * (2 if c.bidirectional else 1), 1)
+
+    def forward(self, ids, lengths):
+        x = self.drop(self.embedding(ids))  # (B, T, E)
+        if self.config.bidirectional:
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True,
+                                                       enforce_sorted=False)
+            y, _ = self.rnn(packed)
+            y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=ids.shape[1])
+        else:
+            y, _ = self.rnn(x)  # (B, T, D)
+        return self.fc(self.drop(self._pool(y, lengths))).squeeze(-1)  # (B,)
+
+    def _pool(self, y, lengths):
+        """(B, T, D) outputs -> (B, D) features from the valid positions only."""
+        if self.config.head == "last":
+            last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, y.shape[2])  # (B, 1, D)
+            feat = y.gather(1, last).squeeze(1)  # (B, D)
+            if self.config.bidirectional:  # the backward direction ends at position 0
+                H = self.config.hidden_size
+                feat = torch.cat([feat[:, :H], y[:, 0, H:]], dim=1)
+            return feat
+        mask = torch.arange(y.shape[1], device=y.device)[None, :] < lengths[:, None]  # (B, T)
+        if self.config.head == "max":
+            return y.masked_fill(~mask[:, :, None], float("-inf")).amax(dim=1)
+        return (y * mask[:, :, None]).sum(dim=1) / lengths[:, None].to(y.dtype)
+
+
+def build_model(ckpt):
+    """Rebuild the model from a loaded checkpoint dict, in eval mode on the CPU."""
+    model = SentimentModel(SentimentConfig(**ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
+
+
+def length_batches(lengths, batch_size, rng=None):
+    """Index batches of similar length; shuffled pools of 50 batches when ``rng`` is given.
+
+    Without ``rng`` the whole set is sorted by length (evaluation: least padding).
+    """
+    order = rng.permutation(len(lengths)) if rng is not None else np.arange(len(lengths))
+    pool = batch_size * 50 if rng is not None else len(lengths)
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = order[start:start + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+def _tensors(rows, batch, device):
+    ids, lengths = pad_batch([rows[i] for i in batch])  # (B, T), (B,)
+    return torch.from_numpy(ids).to(device), torch.from_numpy(lengths).to(device)
+
+
+@torch.no_grad()
+def _logits(model, rows, device, batch_size=256):
+    """Logits (N,) of encoded reviews, in their input order."""
+    model.eval()
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    out = np.empty(len(rows), dtype=np.float32)
+    for batch in length_batches(lengths, batch_size):
+        out[batch] = model(*_tensors(rows, batch, device)).float().cpu().numpy()
+    return out
+
+
+def predict_proba(model, tokenizer, texts, batch_size=256):
+    """P(positive) for each text, float32 (N,); an empty review is an ``InputError``."""
+    rows = tokenizer.encode_rows(texts)
+    device = next(model.parameters()).device
+    return torch.sigmoid(torch.from_numpy(_logits(model, rows, device, batch_size))).numpy()
+
+
+def evaluate(model, rows, labels, device):
+    """(accuracy, mean BCE) of encoded reviews against 0/1 ``labels``."""
+    logits = _logits(model, rows, device)
+    loss = nn.functional.binary_cross_entropy_with_logits(
+        torch.from_numpy(logits), torch.from_numpy(labels.astype(np.float32))).item()
+    return float(np.mean((logits > 0) == (labels == 1))), loss
+
+
+def train_epoch(model, opt, rows, labels, tc, device, rng, bar, task, budget):
+    """One pass (cut short when ``budget`` is spent); returns (mean loss, reviews/s)."""
+    model.train()
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    total, count, t0 = 0.0, 0, time.perf_counter()
+    for batch in length_batches(lengths, tc.batch_size, rng):
+        ids, lens = _tensors(rows, batch, device)
+        target = torch.from_numpy(labels[batch].astype(np.float32)).to(device)
+        loss = nn.functional.binary_cross_entropy_with_logits(model(ids, lens), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), tc.clip)
+        opt.step()
+        total += loss.item() * len(batch)
+        count += len(batch)
+        rate = count / (time.perf_counter() - t0)
+        bar.update(task, advance=1, info=f"loss {loss.item():.3f}  {rate:,.0f} reviews/s")
+        if budget.spent():
+            break
+    return total / count, count / (time.perf_counter() - t0)
+
+
+def _load_records(data, data_dir):
+    """(train, test) records: IMDb, or a labeled file, which has no test split (None)."""
+    if data is None:
+        return load_imdb("train", data_dir), load_imdb("test", data_dir)
+    return load_labeled_file(data), None
+
+
+def _encode(tokenizer, records, name):
+    """(rows of ids, labels int64 (N,)); a review without a single token is a ``DataError``."""
+    rows = [tokenizer.encode(r.text) for r in records]
+    empty = [r.id for r, row in zip(records, rows) if not row]
+    if empty:
+        raise DataError(f"{len(empty)} {name} review(s) have no words, first {empty[0]}; "
+                        f"remove them from the data")
+    return rows, np.array([r.label for r in records], dtype=np.int64)
+
+
+def _resume_checkpoint(resume, out):
+    """The checkpoint to continue from (None for a fresh run); seeds ``out/best.pt``."""
+    if resume is None:
+        if (out / "last.pt").exists():
+            raise InputError(f"{out} already holds a training run; pass --resume {out} to "
+                             f"continue it, or choose another --out")
+        return None
+    path = Path(resume) / "last.pt" if Path(resume).is_dir() else Path(resume)
+    ckpt = checkpoint.load(path, TASK)
+    if not (out / "best.pt").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        best = path.parent / "best.pt"
+        shutil.copyfile(best if best.exists() else path, out / "best.pt")
+    return ckpt
+
+
+def _config(model_overrides):
+    """The config of a fresh run; checked before any data is read."""
+    unknown = set(model_overrides) - set(SentimentConfig.__dataclass_fields__)
+    if unknown:
+        raise InputError(f"unknown sentiment setting(s) {', '.join(sorted(unknown))}; the model "
+                         f"settings are {', '.join(SentimentConfig.__dataclass_fields__)}")
+    return SentimentConfig(**model_overrides)
+
+
+def _setup(ckpt, records, config):
+    """(config, tokenizer): from the checkpoint, or ``config`` with a vocabulary of ``records``."""
+    if ckpt:
+        return SentimentConfig(**ckpt["config"]), Tokenizer.from_dict(ckpt["vocab"])
+    tokenizer = Tokenizer.build([r.text for r in records], min_count=config.min_count,
+                                max_size=config.max_vocab, max_len=config.max_len, keep=config.keep)
+    return replace(config, vocab_size=tokenizer.vocab_size), tokenizer
+
+
+def _payload(config, tc, tokenizer, model, opt, epoch, record, history):
+    return {"task": TASK, "config": asdict(config), "train_config": asdict(tc),
+            "vocab": tokenizer.to_dict(), "model": model.state_dict(),
+            "optimizer": opt.state_dict(), "epoch": epoch, "metrics": record,
+            "history": history, "torch_rng": torch.get_rng_state()}
+
+
+def _score_test(out, records, device, log):
+    """Test accuracy of ``out/best.pt``, also written into its metrics."""
+    best = checkpoint.load(out / "best.pt", TASK)
+    rows, labels = _encode(Tokenizer.from_dict(best["vocab"]), records, "test")
+    acc, loss = evaluate(build_model(best).to(device), rows, labels, device)
+    best["metrics"] = {**best["metrics"], "test_acc": acc, "test_loss": loss}
+    checkpoint.save(out / "best.pt", best)
+    log.write({"event": "test", "epoch": best["epoch"], "test_acc": acc, "test_loss": loss},
+              f"test (best.pt, epoch {best['epoch']}): accuracy {acc:.4f}, loss {loss:.4f}")
+    return {"test_acc": acc, "test_loss": loss}
+
+
+def _stop_reason(history, tc, budget):
+    """"budget", "early" (no better validation accuracy for ``patience`` epochs) or None."""
+    if budget.spent():
+        return "budget"
+    best = max(history, key=lambda h: h["val_acc"])
+    return "early" if history[-1]["epoch"] - best["epoch"] >= tc.patience else None
+
+
+def fit(model, opt, train, val, tc, save, history, device, budget, log):
+    """Epochs after ``history`` up to ``tc.epochs``; ``save(record, is_best)`` checkpoints.
+
+    Returns why training stopped: "epochs", "early" or "budget".
+    """
+    with progress() as bar:
+        for epoch in range(len(history) + 1, tc.epochs + 1):
+            steps = -(-len(train[0]) // tc.batch_size)
+            task = bar.add_task(f"epoch {epoch}/{tc.epochs}", total=steps, info="")
+            rng = np.random.default_rng([tc.seed, epoch])  # resumable: depends on the epoch only
+            train_loss, rate = train_epoch(model, opt, *train, tc, device, rng, bar, task, budget)
+            bar.remove_task(task)
+            val_acc, val_loss = evaluate(model, *val, device)
+            record = {"epoch": epoch, "train_loss": train_loss, "val_acc": val_acc,
+                      "val_loss": val_loss, "reviews_per_s": rate, "elapsed_s": budget.elapsed()}
+            is_best = val_acc > max((h["val_acc"] for h in history), default=-1.0)
+            history.append(record)
+            save(record, is_best)
+            log.write(record, f"epoch {epoch}: train loss {train_loss:.4f}, val accuracy "
+                              f"{val_acc:.4f}, val loss {val_loss:.4f}, {rate:,.0f} reviews/s")
+            reason = _stop_reason(history, tc, budget)
+            if reason:
+                why = ("the time budget is spent" if reason == "budget" else
+                       f"no better validation accuracy for {tc.patience} epochs")
+                log.write({"event": "stop", "reason": reason, "epoch": epoch},
+                          f"stopped after epoch {epoch}: {why}")
+                return reason
+    return "epochs"
+
+
+def train_sentiment(out, data=None, data_dir=None, epochs=8, max_minutes=None, device="auto",
+                    seed=0, resume=None, batch_size=64, lr=2e-3, clip=1.0, patience=2,
+                    val_size=2500, echo=print, **model_overrides):
+    """Train on IMDb (or the labeled file ``data``); write best.pt, last.pt, train_log.jsonl.
+
+    Returns the metrics of the best epoch and, for IMDb, the test accuracy of best.pt.
+    A resumed run keeps the checkpoint's config, vocabulary and training settings; only
+    ``epochs``, ``max_minutes`` and ``device`` come from the call.
+    """
+    if epochs < 1:
+        raise InputError(f"--epochs must be at least 1, not {epochs}")
+    out, budget, device = Path(out), Budget(max_minutes), pick_device(device)
+    ckpt = _resume_checkpoint(resume, out)
+    tc = (replace(SentimentTrainConfig(**ckpt["train_config"]), epochs=epochs) if ckpt else
+          SentimentTrainConfig(batch_size, lr, clip, epochs, patience, val_size, seed))
+    fresh = None if ckpt else _config(model_overrides)
+    seed_everything(tc.seed)
+    train_records, test_records = _load_records(data, data_dir)
+    train_records, val_records = split_train_val(train_records, tc.val_size, tc.seed)
+    config, tokenizer = _setup(ckpt, train_records, fresh)
+    train = _encode(tokenizer, train_records, "training")
+    val = _encode(tokenizer, val_records, "validation")
+    model = SentimentModel(config).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    history = []
+    if ckpt:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        history = list(ckpt["history"])
+        torch.set_rng_state(ckpt["torch_rng"])  # dropout continues as if never stopped
+
+    def save(record, is_best):
+        payload = _payload(config, tc, tokenizer, model, opt, record["epoch"], record, history)
+        checkpoint.save(out / "last.pt", payload)
+        if is_best:
+            checkpoint.save(out / "best.pt", payload)
+
+    log = TrainLog(out, echo)
+    stopped = fit(model, opt, train, val, tc, save, history, device, budget, log)
+    metrics = {**max(history, key=lambda h: h["val_acc"]), "stopped": stopped,
+               "train_s": budget.elapsed(), "params": sum(p.numel() for p in model.parameters())}
+    if test_records is not None:
+        metrics.update(_score_test(out, test_records, device, log))
+    return metrics
