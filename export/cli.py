@@ -18,6 +18,7 @@ app.add_typer(train_app, name="train")
 
 DATA_DIR = typer.Option(None, "--data-dir", help="data directory (default: $RNNEDGE_DATA)")
 DEVICE = typer.Option("auto", help="auto (CUDA when available), cpu or cuda")
+THREADS = typer.Option(None, help="torch CPU threads (default: torch's choice)")
 
 
 @train_app.command("charlm")
@@ -28,7 +29,7 @@ def train_charlm(out: Path = typer.Option(Path("runs/charlm"), help="checkpoint 
                  seed: int = 0, resume: Optional[Path] = None, batch_size: int = 32,
                  num_steps: int = 100, lr: float = 2e-3, clip: float = 5.0, embed_dim: int = 64,
                  hidden_size: int = 256, num_layers: int = 2, dropout: float = 0.1,
-                 cell: str = "lstm", nonlinearity: str = "tanh"):
+                 cell: str = "lstm", nonlinearity: str = "tanh", threads: Optional[int] = THREADS):
     """Character language model with truncated BPTT (Hamlet by default)."""
     from rnnedge.train.charlm import train_charlm as run
 
@@ -36,7 +37,7 @@ def train_charlm(out: Path = typer.Option(Path("runs/charlm"), help="checkpoint 
                device=device, seed=seed, resume=resume, batch_size=batch_size,
                num_steps=num_steps, lr=lr, clip=clip, embed_dim=embed_dim,
                hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, cell=cell,
-               nonlinearity=nonlinearity)
+               nonlinearity=nonlinearity, threads=threads)
     typer.echo(f"best epoch {best['epoch']}: validation {best['val_nats']:.3f} nats/char "
                f"= {best['val_bpc']:.3f} bits/char; checkpoints in {out}")
 
@@ -52,7 +53,7 @@ def train_sentiment(out: Path = typer.Option(Path("runs/sentiment"), help="check
                     embed_dim: int = 64, hidden_size: int = 128, num_layers: int = 1,
                     dropout: float = 0.4, cell: str = "lstm", head: str = "mean",
                     bidirectional: bool = False, max_len: int = 400, keep: str = "head_tail",
-                    min_count: int = 2, max_vocab: int = 30000):
+                    min_count: int = 2, max_vocab: int = 30000, threads: Optional[int] = THREADS):
     """Many-to-one review classifier with early stopping on validation accuracy (IMDb by default)."""
     from rnnedge.train.sentiment import train_sentiment as run
 
@@ -61,7 +62,7 @@ def train_sentiment(out: Path = typer.Option(Path("runs/sentiment"), help="check
                patience=patience, val_size=val_size, embed_dim=embed_dim, hidden_size=hidden_size,
                num_layers=num_layers, dropout=dropout, cell=cell, head=head,
                bidirectional=bidirectional, max_len=max_len, keep=keep, min_count=min_count,
-               max_vocab=max_vocab)
+               max_vocab=max_vocab, threads=threads)
     typer.echo("best epoch " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                          for k, v in best.items()) + f"; checkpoints in {out}")
 

@@ -138,12 +138,12 @@ def _resume_state(resume, corpus):
 
 def train_charlm(out, text=None, data_dir=None, epochs=20, max_minutes=None, device="auto",
                  seed=0, resume=None, batch_size=32, num_steps=100, lr=2e-3, clip=5.0,
-                 echo=print, **model_overrides):
+                 threads=None, echo=print, **model_overrides):
     """Train on ``text`` (Hamlet by default); write best.pt, last.pt and train_log.jsonl to ``out``.
 
     Returns the metrics of the best epoch (validation nats and bits per character).
     """
-    device = pick_device(device)
+    device = pick_device(device, threads)
     seed_everything(seed)
     corpus = CharCorpus.from_text(load_text(text, data_dir))
     tc = CharTrainConfig(batch_size, num_steps, lr, clip, epochs, seed)

@@ -8,9 +8,18 @@ from pathlib import Path
 from rnnedge.runtime.errors import InputError
 
 
-def pick_device(name="auto"):
-    """``auto`` takes CUDA when available, else the CPU; ``cuda`` without a GPU is an error."""
+def pick_device(name="auto", threads=None):
+    """``auto`` takes CUDA when available, else the CPU; ``cuda`` without a GPU is an error.
+
+    ``threads`` sets torch's CPU thread count (None keeps torch's default); results on
+    the CPU are reproducible for a given seed and thread count.
+    """
     import torch
+
+    if threads is not None:
+        if threads < 1:
+            raise InputError(f"--threads must be >= 1, not {threads}")
+        torch.set_num_threads(threads)
 
     if name not in ("auto", "cpu", "cuda"):
         raise InputError(f"--device must be auto, cpu or cuda, not {name!r}")

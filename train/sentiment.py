@@ -308,7 +308,7 @@ def fit(model, opt, train, val, tc, save, history, device, budget, log):
 
 def train_sentiment(out, data=None, data_dir=None, epochs=8, max_minutes=None, device="auto",
                     seed=0, resume=None, batch_size=64, lr=2e-3, clip=1.0, patience=2,
-                    val_size=2500, echo=print, **model_overrides):
+                    val_size=2500, threads=None, echo=print, **model_overrides):
     """Train on IMDb (or the labeled file ``data``); write best.pt, last.pt, train_log.jsonl.
 
     Returns the metrics of the best epoch and, for IMDb, the test accuracy of best.pt.
@@ -317,7 +317,7 @@ def train_sentiment(out, data=None, data_dir=None, epochs=8, max_minutes=None, d
     """
     if epochs < 1:
         raise InputError(f"--epochs must be at least 1, not {epochs}")
-    out, budget, device = Path(out), Budget(max_minutes), pick_device(device)
+    out, budget, device = Path(out), Budget(max_minutes), pick_device(device, threads)
     ckpt = _resume_checkpoint(resume, out)
     tc = (replace(SentimentTrainConfig(**ckpt["train_config"]), epochs=epochs) if ckpt else
           SentimentTrainConfig(batch_size, lr, clip, epochs, patience, val_size, seed))
