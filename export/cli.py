@@ -51,7 +51,8 @@ def train_sentiment(out: Path = typer.Option(Path("runs/sentiment"), help="check
                     seed: int = 0, resume: Optional[Path] = None, batch_size: int = 64,
                     lr: float = 2e-3, clip: float = 1.0, patience: int = 2, val_size: int = 2500,
                     embed_dim: int = 64, hidden_size: int = 128, num_layers: int = 1,
-                    dropout: float = 0.4, cell: str = "lstm", head: str = "mean",
+                    dropout: float = 0.4, cell: str = "lstm", nonlinearity: str = "tanh",
+                    head: str = "mean",
                     bidirectional: bool = False, max_len: int = 400, keep: str = "head_tail",
                     min_count: int = 2, max_vocab: int = 30000, threads: Optional[int] = THREADS):
     """Many-to-one review classifier with early stopping on validation accuracy (IMDb by default)."""
@@ -60,7 +61,7 @@ def train_sentiment(out: Path = typer.Option(Path("runs/sentiment"), help="check
     best = run(out, data=data, data_dir=data_dir, epochs=epochs, max_minutes=max_minutes,
                device=device, seed=seed, resume=resume, batch_size=batch_size, lr=lr, clip=clip,
                patience=patience, val_size=val_size, embed_dim=embed_dim, hidden_size=hidden_size,
-               num_layers=num_layers, dropout=dropout, cell=cell, head=head,
+               num_layers=num_layers, dropout=dropout, cell=cell, nonlinearity=nonlinearity, head=head,
                bidirectional=bidirectional, max_len=max_len, keep=keep, min_count=min_count,
                max_vocab=max_vocab, threads=threads)
     typer.echo("best epoch " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"

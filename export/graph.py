@@ -92,7 +92,8 @@ def recurrent_layer(g, x, weights, cell, hidden, *, direction="forward", seq_len
     if cell == "gru":
         attrs["linear_before_reset"] = linear_before_reset
     else:
-        attrs["activations"] = ["Relu" if nonlinearity == "relu" else "Tanh"]
+        num_dir = 2 if direction == "bidirectional" else 1  # the spec wants one per direction
+        attrs["activations"] = ["Relu" if nonlinearity == "relu" else "Tanh"] * num_dir
     Y, Y_h = g.op(ONNX_OP[cell], inputs, n_out=2, **attrs)
     return Y, Y_h, None
 

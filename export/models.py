@@ -86,6 +86,7 @@ def sentiment_graph(config, state_dict, metadata, linear_before_reset=1):
     for layer in range(L):
         weights = onnx_weights(sd, "rnn", layer, cell, H, bidirectional=num_dir == 2)
         Y, Y_h, _ = recurrent_layer(g, x, weights, cell, H, direction=direction, seq_lens=seq_lens,
+                                    nonlinearity=config.get("nonlinearity", "tanh"),
                                     linear_before_reset=linear_before_reset)
         x = merge_directions(g, Y, num_dir)  # (T, B, D*H)
     feat = _pool(g, config["head"], x, Y_h, num_dir)  # (B, D*H)

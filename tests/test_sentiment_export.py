@@ -12,25 +12,28 @@ from rnnedge.runtime.model import NumbaEngine, OrtEngine
 from rnnedge.runtime.tolerances import FP32, assert_close
 
 
-def random_checkpoint(cell="lstm", head="last", bidirectional=False, num_layers=2, vocab=50):
+def random_checkpoint(cell="lstm", head="last", bidirectional=False, num_layers=2, vocab=50,
+                      nonlinearity="tanh"):
     from rnnedge.runtime.tokenizer import SPECIALS, Tokenizer
     from rnnedge.train.sentiment import SentimentConfig, SentimentModel
 
     torch.manual_seed(0)
     config = SentimentConfig(vocab_size=vocab, embed_dim=6, hidden_size=5, num_layers=num_layers,
-                             cell=cell, head=head, bidirectional=bidirectional, dropout=0.0)
+                             cell=cell, head=head, bidirectional=bidirectional, dropout=0.0,
+                             nonlinearity=nonlinearity)
     model = SentimentModel(config)
     tokenizer = Tokenizer(list(SPECIALS) + [f"w{i}" for i in range(vocab - 2)], max_len=30)
     return {"task": "sentiment", "config": asdict(config), "vocab": tokenizer.to_dict(),
             "model": model.state_dict(), "epoch": 0, "metrics": {}}
 
 
-CASES = [(c, h, b) for c in ("lstm", "gru") for h in ("last", "mean", "max") for b in (False, True)]
+CASES = [(c, h, b) for c in ("lstm", "gru", "rnn") for h in ("last", "mean", "max")
+         for b in (False, True)]
 
 
 @pytest.mark.parametrize("cell, head, bidirectional", CASES)
 def test_export_matches_pytorch(cell, head, bidirectional):
-    ckpt = random_checkpoint(cell, head, bidirectional)
+    ckpt = random_checkpoint(cell, head, bidirectional, nonlinearity="relu" if head == "max" else "tanh")
     model = exporter.build(ckpt, "0" * 64)
     onnx.checker.check_model(model, full_check=True)
     diffs = exporter.validate(ckpt, model)

@@ -29,7 +29,7 @@ from .common import Budget, TrainLog, pick_device, progress, seed_everything
 from .imdb import load_imdb, load_labeled_file, split_train_val
 
 TASK = "sentiment"
-CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 HEADS = ("last", "mean", "max")
 
 
@@ -46,7 +46,8 @@ class SentimentConfig:
     hidden_size: int = 128
     num_layers: int = 1
     dropout: float = 0.4  # on embeddings, between recurrent layers, before the linear layer
-    cell: str = "lstm"  # lstm | gru
+    cell: str = "lstm"  # lstm | gru | rnn
+    nonlinearity: str = "tanh"  # rnn cell only: tanh | relu
     head: str = "mean"  # last (valid) position | masked mean | masked max over valid outputs
     bidirectional: bool = False
     max_len: int = 400  # tokens kept per review, by the keep policy
@@ -57,6 +58,8 @@ class SentimentConfig:
     def __post_init__(self):
         if self.cell not in CELLS:
             raise InputError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        if self.nonlinearity not in ("tanh", "relu"):
+            raise InputError(f"nonlinearity must be tanh or relu, not {self.nonlinearity!r}")
         if self.head not in HEADS:
             raise InputError(f"head must be one of {', '.join(HEADS)}, not {self.head!r}")
         if self.keep not in KEEP:
@@ -89,9 +92,10 @@ class SentimentModel(nn.Module):
                              f"not {c.vocab_size}")
         self.config = config
         self.embedding = nn.Embedding(c.vocab_size, c.embed_dim, padding_idx=0)
+        kwargs = {"nonlinearity": c.nonlinearity} if c.cell == "rnn" else {}
         self.rnn = CELLS[c.cell](c.embed_dim, c.hidden_size, c.num_layers, batch_first=True,
                                  dropout=c.dropout if c.num_layers > 1 else 0.0,
-                                 bidirectional=c.bidirectional)
+                                 bidirectional=c.bidirectional, **kwargs)
         self.drop = nn.Dropout(c.dropout)
         self.fc = nn.Linear(c.hidden_size * (2 if c.bidirectional else 1), 1)
 
