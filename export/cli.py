@@ -177,6 +177,25 @@ def diagnose_gradients(checkpoint: Optional[List[Path]] = typer.Option(None, hel
     typer.echo(f"wrote {out / 'gradients.png'} and {out / 'gradients.json'}")
 
 
+@app.command("optimize")
+def optimize_cmd(model: Path, out: Path = typer.Option(..., "--out", help="variant to write "
+                                                       "(.ort with --ort-format)"),
+                 int8: bool = typer.Option(False, "--int8", help="dynamic int8 quantization"),
+                 fp16: bool = typer.Option(False, "--fp16", help="fp16 weights, fp32 compute"),
+                 ort_format: bool = typer.Option(False, "--ort-format",
+                                                 help="offline-optimized ORT format (minimal builds)"),
+                 force: bool = typer.Option(False, "--force", help="write even if the gate fails"),
+                 data_dir: Optional[Path] = DATA_DIR,
+                 limit: Optional[int] = typer.Option(None, help="gate on N reviews / characters only"),
+                 as_json: bool = typer.Option(False, "--json", help="machine-readable")):
+    """A smaller variant of an exported model, written only if it passes its accuracy gate."""
+    from rnnedge.export.optimize import optimize, summary
+
+    report = optimize(model, out, int8=int8, fp16=fp16, ort_format=ort_format, force=force,
+                      data_dir=data_dir, limit=limit)
+    typer.echo(json.dumps(report, indent=2) if as_json else summary(report))
+
+
 def _torch_checkpoint(checkpoint):
     """The checkpoint when torch can read it; None (with a note) when torch is missing."""
     if checkpoint is None:

@@ -37,6 +37,10 @@ def read_onnx(path):
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
+    if is_ort_format(path):
+        raise ModelFileError(f"{path} is in the ORT format, not ONNX: rnnedge.runtime.load and "
+                             f"the commands built on it run it with engine ort; this step needs "
+                             f"the .onnx file it was made from")
     try:
         return onnx.load(str(path))
     except Exception as exc:  # onnx raises DecodeError, ValueError, ... on a bad file

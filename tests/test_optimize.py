@@ -1,0 +1,157 @@
+"""``rnnedge optimize``: int8, fp16 and ORT-format variants, their metadata, gates and writes."""
+
+import json
+
+import numpy as np
+import pytest
+from onnx import TensorProto, numpy_helper
+
+import rnnedge.runtime as rt
+from rnnedge.export.optimize import Gates, optimize, sha256, summary
+from rnnedge.runtime.errors import GateError, InputError, ModelFileError, UnsupportedError
+from rnnedge.runtime.model import read_metadata, read_onnx
+from rnnedge.runtime.tolerances import FP16, FP32, INT8, assert_close
+
+CHARS = 4000  # Hamlet validation characters the charlm gate reads here
+REVIEWS = 200  # IMDb test reviews the sentiment gate reads here
+
+
+def props(path):
+    return read_metadata(read_onnx(path), path).props
+
+
+def charlm_feeds(model, seed=0):
+    """(tokens, state) pairs of random ids and states over several (batch, time) shapes."""
+    rng = np.random.default_rng(seed)
+    for batch, time in [(1, 1), (3, 17), (2, 64)]:
+        tokens = rng.integers(0, len(model.vocab), (batch, time))
+        state = {k: rng.normal(0, 0.5, v.shape).astype(np.float32)
+                 for k, v in model.zero_state(batch).items()}
+        yield tokens, state
+
+
+def assert_same_charlm(actual, expected, tol):
+    for tokens, state in charlm_feeds(expected):
+        logits, next_state = actual.run(tokens, state)
+        want_logits, want_state = expected.run(tokens, state)
+        assert_close(f"logits B,T={tokens.shape}", logits, want_logits, tol)
+        for name in want_state:
+            assert_close(f"{name} B,T={tokens.shape}", next_state[name], want_state[name], tol)
+
+
+def assert_kept_and_extended(out, src, variant, gate):
+    kept, added = props(src), props(out)
+    assert {k: added[k] for k in kept} == kept
+    assert added["rnnedge.variant"] == variant
+    assert added["rnnedge.variant_of"] == sha256(src)
+    assert json.loads(added["rnnedge.variant_gate"]) == gate
+
+
+def test_int8_charlm_quantizes_lstm_and_passes_its_gate(charlm, data_dir, tmp_path):
+    src, out = charlm[1], tmp_path / "int8.onnx"
+    report = optimize(src, out, int8=True, data_dir=data_dir, limit=CHARS)
+    after = report["op_types"]["after"]
+    assert after["DynamicQuantizeLSTM"] == 2 and "LSTM" not in after and "MatMulInteger" in after
+    assert report["fp32_weight_nodes"] == []
+    assert out.stat().st_size < src.stat().st_size
+    gate = report["gate"]
+    assert gate["chars"] == CHARS and gate["passed"] and gate["failures"] == []
+    assert gate["bpc"] <= gate["bpc_fp32"] * (1 + Gates().max_bpc_rise)
+    assert gate["bpc_rise"] == pytest.approx(gate["bpc"] / gate["bpc_fp32"] - 1)
+    assert 0.9 <= gate["top1_agreement"] <= 1
+    assert "DynamicQuantizeLSTM x2" in summary(report) and "gate passed" in summary(report)
+    assert_kept_and_extended(out, src, "int8", gate)
+    model = rt.load(out, engine="ort")
+    assert_same_charlm(model, rt.load(src), INT8)
+    assert model.generate("The ", length=20, seed=0).startswith("The ")
+    with pytest.raises(UnsupportedError, match="DynamicQuantizeLSTM"):
+        rt.load(out, engine="numba")
+    with pytest.raises(InputError, match="already a variant"):
+        optimize(out, tmp_path / "again.onnx", fp16=True, data_dir=data_dir, limit=CHARS)
+
+
+def test_int8_gru_keeps_gru_in_fp32_and_says_so(charlm_gru, data_dir, tmp_path):
+    src, out = charlm_gru[1], tmp_path / "int8.onnx"
+    report = optimize(src, out, int8=True, force=True, data_dir=data_dir, limit=CHARS)
+    assert report["op_types"]["after"]["GRU"] == report["op_types"]["before"]["GRU"] == 2
+    assert "MatMulInteger" in report["op_types"]["after"]
+    assert [n["op_type"] for n in report["fp32_weight_nodes"]] == ["GRU", "GRU"]
+    names = [n["name"] for n in report["fp32_weight_nodes"]]
+    assert all(name in summary(report) for name in names) and "no GRU or RNN" in summary(report)
+    assert rt.load(out).generate("The ", length=5, seed=0).startswith("The ")
+
+
+def test_int8_sentiment_reports_accuracy_and_agreement(sentiment, data_dir, tmp_path):
+    src, out = sentiment[1], tmp_path / "int8.onnx"
+    report = optimize(src, out, int8=True, force=True, data_dir=data_dir, limit=REVIEWS)
+    assert report["op_types"]["after"]["DynamicQuantizeLSTM"] == 2
+    gate = report["gate"]
+    assert gate["reviews"] == REVIEWS
+    assert gate["accuracy_drop"] == pytest.approx(gate["accuracy_fp32"] - gate["accuracy"])
+    assert gate["passed"] == (gate["accuracy_drop"] <= 0.005 + 1e-12 and gate["agreement"] >= 0.99)
+    assert f"gate on {REVIEWS} IMDb test reviews" in summary(report)
+    assert_kept_and_extended(out, src, "int8", gate)
+    probs = rt.load(out).classify(["A wonderful, moving film.", "Dull and far too long."])
+    assert probs.shape == (2,) and np.all((probs >= 0) & (probs <= 1))
+
+
+def test_fp16_halves_the_weights_and_matches_fp32(charlm, data_dir, tmp_path):
+    src, out = charlm[1], tmp_path / "fp16.onnx"
+    report = optimize(src, out, fp16=True, data_dir=data_dir, limit=CHARS)
+    initializers = [numpy_helper.to_array(t) for t in read_onnx(src).graph.initializer]
+    floats = sum(a.nbytes for a in initializers if a.dtype == np.float32)
+    others = sum(a.nbytes for a in initializers if a.dtype != np.float32)
+    assert report["initializer_bytes"] == {"before": floats + others, "after": floats // 2 + others}
+    stored = {t.data_type for t in read_onnx(out).graph.initializer}
+    assert TensorProto.FLOAT not in stored and TensorProto.FLOAT16 in stored
+    assert report["gate"]["passed"]
+    assert_kept_and_extended(out, src, "fp16", report["gate"])
+    assert_same_charlm(rt.load(out), rt.load(src), FP16)
+
+
+def test_failed_gate_writes_nothing_and_says_by_how_much(charlm, data_dir, tmp_path):
+    out = tmp_path / "int8.onnx"
+    impossible = Gates(max_bpc_rise=-0.5)
+    with pytest.raises(GateError, match=r"rose -?\d+\.\d+% \(.* -> .*\), more than the -50\.00%"):
+        optimize(charlm[1], out, int8=True, data_dir=data_dir, limit=CHARS, gates=impossible)
+    assert list(tmp_path.iterdir()) == []
+    report = optimize(charlm[1], out, int8=True, force=True, data_dir=data_dir, limit=CHARS,
+                      gates=impossible)
+    assert not report["gate"]["passed"] and len(report["gate"]["failures"]) == 1
+    assert "GATE FAILED, written because of --force" in summary(report)
+    assert json.loads(props(out)["rnnedge.variant_gate"])["passed"] is False
+
+
+@pytest.mark.parametrize("int8", [False, True], ids=["fp32", "int8"])
+def test_ort_format_loads_through_the_runtime_and_matches_onnx(charlm, data_dir, tmp_path, int8):
+    onnx_path = charlm[1]
+    if int8:
+        onnx_path = tmp_path / "int8.onnx"
+        optimize(charlm[1], onnx_path, int8=True, force=True, data_dir=data_dir, limit=CHARS)
+    out = tmp_path / "model.ort"
+    report = optimize(charlm[1], out, int8=int8, ort_format=True, force=True, data_dir=data_dir,
+                      limit=CHARS)
+    model = rt.load(out, engine="ort")
+    assert model.meta.props["rnnedge.variant"] == ("int8+ort" if int8 else "ort")
+    assert json.loads(model.meta.props["rnnedge.variant_gate"]) == report["gate"]
+    assert_same_charlm(model, rt.load(onnx_path), FP32)
+    assert model.generate("The ", length=20, seed=1) == rt.load(onnx_path).generate(
+        "The ", length=20, seed=1)
+    with pytest.raises(UnsupportedError, match="ORT format"):
+        rt.load(out, engine="numba")
+    with pytest.raises(ModelFileError, match="ORT format"):
+        optimize(out, tmp_path / "again.onnx", fp16=True)
+
+
+def test_requests_that_cannot_work_are_input_errors(charlm, tmp_path):
+    src = charlm[1]
+    cases = [dict(), dict(int8=True, fp16=True),
+             dict(fp16=True, ort_format=True, out=tmp_path / "x.ort"),
+             dict(int8=True, out=tmp_path / "x.ort"),
+             dict(ort_format=True, out=tmp_path / "x.onnx"),
+             dict(int8=True, out=src), dict(int8=True, limit=0)]
+    for case in cases:
+        out = case.pop("out", tmp_path / "x.onnx")
+        with pytest.raises(InputError):
+            optimize(src, out, **case)
+    assert list(tmp_path.iterdir()) == []
