@@ -158,6 +158,8 @@ def test_bad_configs_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="head"):
         SentimentConfig(head="attention")
     with pytest.raises(InputError, match="cell"):
-        SentimentConfig(cell="rnn")
+        SentimentConfig(cell="transformer")
+    with pytest.raises(InputError, match="nonlinearity"):
+        SentimentConfig(cell="rnn", nonlinearity="gelu")
     with pytest.raises(InputError, match="vocab_size"):
         SentimentModel(SentimentConfig())
