@@ -25,7 +25,6 @@ quantization, fp16 compute, and variants of variants.
 """
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -39,6 +38,7 @@ import numpy as np
 
 from rnnedge.runtime.errors import GateError, InputError
 from rnnedge.runtime.model import load, read_metadata, read_onnx
+from rnnedge.train.checkpoint import sha256  # torch-free: torch is imported inside save/load
 
 # Chosen on the gates. onnxruntime stores LSTM weights as int8 whatever weight_type says (it
 # decides the embedding and the output layer); per_channel gives each gate row its own scale.
@@ -211,14 +211,6 @@ def _set_props(model, extra):
     from onnx import helper
 
     helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **extra})
-
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def op_types(model):
