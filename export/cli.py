@@ -184,6 +184,9 @@ def optimize_cmd(model: Path, out: Path = typer.Option(..., "--out", help="varia
                  fp16: bool = typer.Option(False, "--fp16", help="fp16 weights, fp32 compute"),
                  ort_format: bool = typer.Option(False, "--ort-format",
                                                  help="offline-optimized ORT format (minimal builds)"),
+                 numba_int8: bool = typer.Option(False, "--numba-int8",
+                                                 help="charlm: gate the numba int8 engine "
+                                                 "(--engine fast-int8); the file stays fp32"),
                  force: bool = typer.Option(False, "--force", help="write even if the gate fails"),
                  data_dir: Optional[Path] = DATA_DIR,
                  limit: Optional[int] = typer.Option(None, help="gate on N reviews / characters only"),
@@ -191,8 +194,8 @@ def optimize_cmd(model: Path, out: Path = typer.Option(..., "--out", help="varia
     """A smaller variant of an exported model, written only if it passes its accuracy gate."""
     from rnnedge.export.optimize import optimize, summary
 
-    report = optimize(model, out, int8=int8, fp16=fp16, ort_format=ort_format, force=force,
-                      data_dir=data_dir, limit=limit)
+    report = optimize(model, out, int8=int8, fp16=fp16, ort_format=ort_format,
+                      numba_int8=numba_int8, force=force, data_dir=data_dir, limit=limit)
     typer.echo(json.dumps(report, indent=2) if as_json else summary(report))
 
 

@@ -10,12 +10,16 @@
   no option on the CPU: onnxruntime has no fp16 LSTM kernel there (it would wrap each node in
   casts), and onnxruntime 1.32 crashes (SIGSEGV, in NchwcTransformer) creating a session on such
   a graph at its default optimization level.
+* numba int8: the fp32 graph unchanged, gated as the numba int8 engine (``fast-int8``) runs it:
+  that engine quantizes the weights when it loads the file (``runtime/ops/fused.py``), so the
+  file stays fp32-sized and every other engine runs it in fp32. charlm models only.
 * ORT format: the graph optimized offline at the portable level and saved as onnxruntime's
   flatbuffer file for minimal builds; ``rnnedge.runtime.load`` runs it on the ort engine. fp16
   weights are refused there: onnxruntime runs no basic optimization (constant folding) on an
   ORT-format model at load, so every call would cast every weight (1.6-2.0x slower per step).
 
-The gate runs the variant and its source through the runtime on real data: Hamlet validation
+The gate runs the variant and its source through the runtime on real data (the source on the
+ort engine; the variant on ort, or on fast-int8 for the numba int8 variant): Hamlet validation
 bits per character (charlm; state carried across windows as in training evaluation; top-1
 agreement reported) or IMDb test accuracy and label agreement (sentiment). A variant that fails
 is not written unless ``force``; writes are atomic (temporary file, then rename). A variant keeps
@@ -32,11 +36,12 @@ import os
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from rnnedge.runtime.errors import GateError, InputError
+from rnnedge.runtime.errors import GateError, InputError, UnsupportedError
 from rnnedge.runtime.model import load, read_metadata, read_onnx
 from rnnedge.train.checkpoint import sha256  # torch-free: torch is imported inside save/load
 
@@ -50,6 +55,17 @@ from rnnedge.train.checkpoint import sha256  # torch-free: torch is imported ins
 INT8_SETTINGS = {"weight_type": "QInt8", "per_channel": True, "reduce_range": False}
 # ORT_ENABLE_ALL would add layout rewrites that hold only on the machine that made them.
 ORT_FORMAT_LEVEL = "ORT_ENABLE_EXTENDED"
+# What runtime/ops/fused.py ``quantize`` and ``run8`` do; fast-int8 runs any charlm graph so.
+NUMBA_INT8_SETTINGS = {
+    "engine": "fast-int8",
+    "quantized": "when the engine loads the file; the file keeps its fp32 weights",
+    "weights": "int8, symmetric, one float32 scale per row (max|row| / 127, round half to even)",
+    "int8_matrices": "layer 0 R, [W | R] of each layer above, the output layer",
+    "fp32": "layer 0's input projection of each token (embedding @ W^T + biases), every bias",
+    "activations": "each product's input vector, per step: int8 with one symmetric scale "
+                   "(max|v| / 127, round half to even)",
+    "accumulation": "int32, then times row scale * input scale in float32",
+}
 EVAL_BATCH, EVAL_STEPS = 16, 200  # Hamlet validation layout of train.charlm.evaluate
 EVAL_THREADS = max(1, min(4, os.cpu_count() or 1))
 
@@ -66,28 +82,32 @@ class Gates:
 GATES = Gates()
 
 
-def optimize(model, out, int8=False, fp16=False, ort_format=False, force=False, data_dir=None,
-             limit=None, gates=GATES):
+def optimize(model, out, int8=False, fp16=False, ort_format=False, numba_int8=False, force=False,
+             data_dir=None, limit=None, gates=GATES):
     """Write the variant of ``model`` to ``out`` when it passes its gate (or ``force``); the report.
 
     ``limit`` caps the reviews or validation characters the gate reads (default: all of them).
     """
     source, out = Path(model), Path(out)
-    _check_request(source, out, int8, fp16, ort_format, limit)
+    _check_request(source, out, int8, fp16, ort_format, numba_int8, limit)
     proto = read_onnx(source)
     meta = read_metadata(proto, source)
     if "rnnedge.variant" in meta.props:
         raise InputError(f"{source} is already a variant ({meta.props['rnnedge.variant']}); "
                          f"optimize the fp32 export it was made from")
-    variant, settings = (quantize_int8(proto) if int8 else
-                         fp16_weights(proto) if fp16 else (proto, {}))
+    if numba_int8 and meta.task != "charlm":
+        raise UnsupportedError(f"{source} is a {meta.task} model; --numba-int8 gates the numba "
+                               f"int8 engine (fast-int8), which runs charlm models only; use "
+                               f"--int8 (onnxruntime) for it")
+    variant, settings = _variant(proto, int8, fp16, numba_int8)
     if ort_format:
         settings = {**settings, "ort_optimization_level": ORT_FORMAT_LEVEL}
     if int8 or ort_format:  # the quantizer's and the ORT format's version
         import onnxruntime
 
         settings = {**settings, "onnxruntime": onnxruntime.__version__}
-    name = "+".join(n for n, on in (("int8", int8), ("fp16", fp16), ("ort", ort_format)) if on)
+    name = "+".join(n for n, on in (("int8", int8), ("fp16", fp16), ("numba-int8", numba_int8),
+                                    ("ort", ort_format)) if on)
     report = {"source": str(source), "out": str(out), "variant": name, "task": meta.task,
               "settings": settings, "source_bytes": source.stat().st_size,
               "initializer_bytes": {"before": initializer_bytes(proto),
@@ -96,33 +116,47 @@ def optimize(model, out, int8=False, fp16=False, ort_format=False, force=False, 
               "fp32_weight_nodes": fp32_weight_nodes(variant)}
     _set_props(variant, {"rnnedge.variant": name, "rnnedge.variant_of": sha256(source),
                          "rnnedge.variant_settings": json.dumps(settings, sort_keys=True)})
+    gate = partial(run_gate, source, task=meta.task, data_dir=data_dir, limit=limit, gates=gates,
+                   candidate_engine=NUMBA_INT8_SETTINGS["engine"] if numba_int8 else "ort")
+    report["gate"] = _write_gated(variant, out, ort_format, force, gate,
+                                  f"the {name} variant of {source}")
+    report["out_bytes"] = out.stat().st_size
+    return report
+
+
+def _write_gated(variant, out, ort_format, force, gate, what):
+    """``gate(path)`` of ``variant`` saved to a temporary file, renamed to ``out`` if it passes."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(fd)
     try:
         _save(variant, tmp, ort_format)
-        report["gate"] = run_gate(source, tmp, meta.task, data_dir, limit, gates)
-        if not report["gate"]["passed"] and not force:
-            raise GateError(f"the {name} variant of {source} fails its gate: "
-                            f"{'; '.join(report['gate']['failures'])}; nothing was written "
+        report = gate(tmp)
+        if not report["passed"] and not force:
+            raise GateError(f"{what} fails its gate: "
+                            f"{'; '.join(report['failures'])}; nothing was written "
                             f"(--force writes it anyway)")
         # the file evaluated differs from the one written by this one metadata string
-        _set_props(variant, {"rnnedge.variant_gate": json.dumps(report["gate"], sort_keys=True)})
+        _set_props(variant, {"rnnedge.variant_gate": json.dumps(report, sort_keys=True)})
         _save(variant, tmp, ort_format)
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    report["out_bytes"] = out.stat().st_size
     return report
 
 
-def _check_request(source, out, int8, fp16, ort_format, limit):
-    if not (int8 or fp16 or ort_format):
-        raise InputError("nothing to do: choose --int8 or --fp16, and/or --ort-format")
+def _check_request(source, out, int8, fp16, ort_format, numba_int8, limit):
+    if not (int8 or fp16 or ort_format or numba_int8):
+        raise InputError("nothing to do: choose --int8 or --fp16, and/or --ort-format; "
+                         "or --numba-int8")
     if int8 and fp16:
         raise InputError("--int8 and --fp16 exclude each other: int8 already stores the weights "
                          "in 8 bits; choose one")
+    if numba_int8 and (int8 or fp16 or ort_format):
+        raise InputError("--numba-int8 goes alone: it keeps the fp32 graph for the numba int8 "
+                         "engine (fast-int8), which quantizes at load and cannot run int8, fp16 "
+                         "or ORT-format files; drop --int8, --fp16 and --ort-format")
     if fp16 and ort_format:
         raise InputError("--fp16 with --ort-format would cast every weight on every call: "
                          "onnxruntime does not fold constants when it loads the ORT format; "
@@ -138,6 +172,15 @@ def _check_request(source, out, int8, fp16, ort_format, limit):
 
 
 # -- the variants --------------------------------------------------------------------------
+
+
+def _variant(proto, int8, fp16, numba_int8):
+    """(model, settings) of the variant before any ORT-format step; numba int8 keeps ``proto``."""
+    if int8:
+        return quantize_int8(proto)
+    if fp16:
+        return fp16_weights(proto)
+    return proto, dict(NUMBA_INT8_SETTINGS) if numba_int8 else {}
 
 
 @contextlib.contextmanager
@@ -237,13 +280,14 @@ def fp32_weight_nodes(model):
 # -- the gates -----------------------------------------------------------------------------
 
 
-def run_gate(source, variant, task, data_dir=None, limit=None, gates=GATES):
-    """The variant against its source on the task's real data, both through the runtime."""
-    reference = load(source, engine="ort", threads=EVAL_THREADS)
-    candidate = load(variant, engine="ort", threads=EVAL_THREADS)
-    if task == "charlm":
-        return gate_charlm(reference, candidate, data_dir, limit, gates)
-    return gate_sentiment(reference, candidate, data_dir, limit, gates)
+def run_gate(source, variant, task, data_dir=None, limit=None, gates=GATES,
+             reference_engine="ort", candidate_engine="ort"):
+    """The variant against its source on the task's real data, each loaded on its engine."""
+    reference = load(source, engine=reference_engine, threads=EVAL_THREADS)
+    candidate = load(variant, engine=candidate_engine, threads=EVAL_THREADS)
+    gate = gate_charlm if task == "charlm" else gate_sentiment
+    return {**gate(reference, candidate, data_dir, limit, gates),
+            "engines": {"reference": reference.engine.name, "candidate": candidate.engine.name}}
 
 
 def bits_per_char(model, ids):
@@ -311,13 +355,12 @@ def gate_sentiment(reference, candidate, data_dir=None, limit=None, gates=GATES)
 
 def summary(report):
     """What ``rnnedge optimize`` prints: the file, what changed, the gate, what stayed fp32."""
-    gate, before, after = report["gate"], report["op_types"]["before"], report["op_types"]["after"]
-    fewer = ", ".join(f"{op} x{n}" for op, n in before.items() if after.get(op, 0) < n)
-    more = ", ".join(f"{op} x{n}" for op, n in after.items() if before.get(op, 0) < n)
-    lines = [f"wrote {report['out']} ({report['variant']}): {report['source_bytes'] / 1e6:.2f} "
-             f"MB -> {report['out_bytes'] / 1e6:.2f} MB; nodes {fewer or '-'} -> {more or '-'}"]
+    gate, lines = report["gate"], _file_lines(report)
     if report["task"] == "charlm":
-        lines.append(f"gate on {gate['chars']} Hamlet validation characters: "
+        engines = gate["engines"]
+        on = ("" if engines["candidate"] == engines["reference"] else
+              f" ({engines['reference']} fp32 source -> {engines['candidate']})")
+        lines.append(f"gate on {gate['chars']} Hamlet validation characters{on}: "
                      f"{gate['bpc_fp32']:.4f} -> {gate['bpc']:.4f} bits/char "
                      f"({gate['bpc_rise']:+.2%}, at most {gate['max_bpc_rise']:+.2%}), "
                      f"top-1 agreement {gate['top1_agreement']:.2%}")
@@ -333,3 +376,18 @@ def summary(report):
         nodes = ", ".join(f"{n['name']} ({n['op_type']})" for n in report["fp32_weight_nodes"])
         lines.append(f"kept fp32 weights (onnxruntime quantizes no GRU or RNN): {nodes}")
     return "\n".join(lines)
+
+
+def _file_lines(report):
+    """The file written and how it differs from its source; numba int8 changes no weight."""
+    if report["variant"] == "numba-int8":
+        return [f"wrote {report['out']} (numba-int8): {report['out_bytes'] / 1e6:.2f} MB, the fp32 "
+                f"graph of the source ({report['source_bytes'] / 1e6:.2f} MB) with the gate in its "
+                f"metadata; the int8 weights exist only in memory",
+                "run it with `--engine fast-int8`, which quantizes the weights when it loads the "
+                "file; every other engine runs it in fp32"]
+    before, after = report["op_types"]["before"], report["op_types"]["after"]
+    fewer = ", ".join(f"{op} x{n}" for op, n in before.items() if after.get(op, 0) < n)
+    more = ", ".join(f"{op} x{n}" for op, n in after.items() if before.get(op, 0) < n)
+    return [f"wrote {report['out']} ({report['variant']}): {report['source_bytes'] / 1e6:.2f} "
+            f"MB -> {report['out_bytes'] / 1e6:.2f} MB; nodes {fewer or '-'} -> {more or '-'}"]

@@ -125,6 +125,20 @@ def signature(model):
             "outputs": [describe(v) for v in model.graph.output]}
 
 
+ORT_TYPES = {"float": "float32", "double": "float64"}  # onnxruntime's names that numpy's differ from
+
+
+def session_signature(session):
+    """``signature`` read from an onnxruntime session: "tensor(float)" -> "float32", and so on."""
+
+    def describe(v):
+        element = v.type.removeprefix("tensor(").removesuffix(")")
+        return {"name": v.name, "type": ORT_TYPES.get(element, element), "shape": list(v.shape)}
+
+    return {"inputs": [describe(v) for v in session.get_inputs()],
+            "outputs": [describe(v) for v in session.get_outputs()]}
+
+
 def is_ort_format(path):
     """True when ``path`` holds an ORT-format (flatbuffers) model rather than ONNX."""
     with open(path, "rb") as fh:
@@ -176,20 +190,32 @@ def as_float32(name, array, shape):
 
 
 def describe(path):
-    """What ``rnnedge info`` shows: task, config, metrics, provenance, signature, size."""
-    model = read_onnx(path)
-    meta = read_metadata(model, path)
+    """What ``rnnedge info`` shows: task, config, metrics, provenance, signature, size.
+
+    An ORT-format file is described from its onnxruntime session, which does not expose the
+    opsets the graph was saved with: ``opset`` is then None.
+    """
+    if Path(path).is_file() and is_ort_format(path):
+        _, meta, built = read_ort_format(path)
+        file_format, opset, sig = "ort", None, session_signature(built.session)
+    else:
+        model = read_onnx(path)
+        meta = read_metadata(model, path)
+        file_format, sig = "onnx", signature(model)
+        opset = {o.domain or "ai.onnx": o.version for o in model.opset_import}
     vocab = meta.vocab if meta.task == "charlm" else meta.vocab.get("vocab", [])
     return {
         "path": str(path),
+        "file_format": file_format,
         "task": meta.task,
         "format": meta.props["rnnedge.format"],
-        "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+        "variant": meta.props.get("rnnedge.variant"),
+        "opset": opset,
         "config": meta.config,
         "metrics": meta.metrics,
         "vocab_size": len(vocab),
         "checkpoint_sha256": meta.props.get("rnnedge.checkpoint_sha256"),
         "versions": json.loads(meta.props.get("rnnedge.versions", "{}")),
         "file_bytes": Path(path).stat().st_size,
-        "signature": signature(model),
+        "signature": sig,
     }

@@ -1,6 +1,7 @@
 """Training the character model: checkpoints, truncated BPTT, clipping, resume, budget."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -28,12 +29,21 @@ def test_same_seed_same_weights_and_resume_equals_one_run(tmp_path, data_dir):
     kw = {**TINY_CHARLM, "dropout": 0.2, "epochs": 2, "data_dir": data_dir, "echo": None}
     train_charlm(tmp_path / "a", **kw)
     train_charlm(tmp_path / "b", **{**kw, "epochs": 1})
-    train_charlm(tmp_path / "b", resume=tmp_path / "b" / "last.pt", **kw)
+    train_charlm(tmp_path / "b", resume=tmp_path / "b", **kw)  # a run directory: its last.pt
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
     assert b["epoch"] == 2 and len(b["history"]) == 2
     for name, tensor in a["model"].items():
         torch.testing.assert_close(b["model"][name], tensor, rtol=0, atol=0)
+
+
+def test_a_fresh_run_refuses_an_occupied_out_dir(charlm, data_dir):
+    out = charlm[0].parent
+    before = {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in out.iterdir()}
+    message = f"{out} already holds a training run; pass --resume {out} to continue it"
+    with pytest.raises(InputError, match=re.escape(message)):
+        train_charlm(out, data_dir=data_dir, echo=None, **TINY_CHARLM)
+    assert {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in out.iterdir()} == before
 
 
 def test_state_flows_across_windows_detached(monkeypatch):

@@ -1,15 +1,19 @@
-"""``rnnedge optimize``: int8, fp16 and ORT-format variants, their metadata, gates and writes."""
+"""``rnnedge optimize``: int8, fp16, numba int8 and ORT-format variants, their metadata, gates
+and writes; ``rnnedge info`` on an ORT-format file."""
 
 import json
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from onnx import TensorProto, numpy_helper
 
 import rnnedge.runtime as rt
-from rnnedge.export.optimize import Gates, optimize, sha256, summary
+from rnnedge.export.optimize import Gates, bits_per_char, optimize, sha256, summary
 from rnnedge.runtime.errors import GateError, InputError, ModelFileError, UnsupportedError
-from rnnedge.runtime.model import read_metadata, read_onnx
+from rnnedge.runtime.model import describe, read_metadata, read_onnx
 from rnnedge.runtime.tolerances import FP16, FP32, INT8, assert_close
 
 CHARS = 4000  # Hamlet validation characters the charlm gate reads here
@@ -143,9 +147,83 @@ def test_ort_format_loads_through_the_runtime_and_matches_onnx(charlm, data_dir,
         optimize(out, tmp_path / "again.onnx", fp16=True)
 
 
+def hamlet_val(data_dir):
+    from rnnedge.train.hamlet import CharCorpus, load_text
+
+    return CharCorpus.from_text(load_text(None, data_dir)).val
+
+
+def test_numba_int8_gates_the_fast_int8_engine_on_the_fp32_graph(charlm, data_dir, tmp_path):
+    src, out = charlm[1], tmp_path / "numba-int8.onnx"
+    report = optimize(src, out, numba_int8=True, data_dir=data_dir)  # the whole text: ~1 s
+    gate, val = report["gate"], hamlet_val(data_dir)
+    assert gate["chars"] == len(val) and gate["passed"] and gate["failures"] == []
+    assert gate["engines"] == {"reference": "ort", "candidate": "fast-int8"}
+    # the gate's numbers are those of the engines it names, recomputed here
+    assert gate["bpc_fp32"] == bits_per_char(rt.load(src, engine="ort"), val)[0]
+    bpc_int8, _ = bits_per_char(rt.load(src, engine="fast-int8"), val)
+    assert gate["bpc"] == bpc_int8 != gate["bpc_fp32"]
+    assert gate["bpc"] <= gate["bpc_fp32"] * (1 + Gates().max_bpc_rise)
+    assert_kept_and_extended(out, src, "numba-int8", gate)
+    settings = json.loads(props(out)["rnnedge.variant_settings"])
+    assert settings["engine"] == "fast-int8" and settings["accumulation"].startswith("int32")
+    assert "one float32 scale per row" in settings["weights"]
+    assert read_onnx(out).graph == read_onnx(src).graph  # fp32 weights, nothing else changed
+    assert report["out_bytes"] >= report["source_bytes"]
+    assert report["initializer_bytes"]["after"] == report["initializer_bytes"]["before"]
+    text = summary(report)
+    assert "--engine fast-int8" in text and "other engine runs it in fp32" in text
+    assert "only in memory" in text and "gate passed" in text
+    assert rt.load(out, engine="fast-int8").generate("The ", 20, seed=0).startswith("The ")
+    with pytest.raises(InputError, match="already a variant"):
+        optimize(out, tmp_path / "again.onnx", numba_int8=True, data_dir=data_dir)
+
+
+def test_numba_int8_failed_gate_writes_nothing_and_says_by_how_much(charlm, data_dir, tmp_path):
+    out, val = tmp_path / "numba-int8.onnx", hamlet_val(data_dir)[:CHARS]
+    bpc_fp32, _ = bits_per_char(rt.load(charlm[1], engine="ort"), val)
+    bpc, _ = bits_per_char(rt.load(charlm[1], engine="fast-int8"), val)
+    tiny = Gates(max_bpc_rise=bpc / bpc_fp32 - 1 - 1e-6)  # just below the real rise
+    rise = f"{bpc / bpc_fp32 - 1:.2%} ({bpc_fp32:.4f} -> {bpc:.4f})"
+    with pytest.raises(GateError, match=re.escape(f"rose {rise}, more than the")):
+        optimize(charlm[1], out, numba_int8=True, data_dir=data_dir, limit=CHARS, gates=tiny)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_numba_int8_refuses_a_sentiment_model(sentiment, tmp_path):
+    with pytest.raises(UnsupportedError, match="sentiment model; --numba-int8 .* charlm models only"):
+        optimize(sentiment[1], tmp_path / "x.onnx", numba_int8=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_info_describes_an_ort_format_file_from_its_session(charlm, data_dir, tmp_path):
+    out = tmp_path / "model.ort"
+    optimize(charlm[1], out, ort_format=True, data_dir=data_dir, limit=CHARS)
+    ort_info, onnx_info = describe(out), describe(charlm[1])
+    assert (ort_info["file_format"], onnx_info["file_format"]) == ("ort", "onnx")
+    assert ort_info["opset"] is None and onnx_info["opset"]["ai.onnx"] >= 1
+    assert ort_info["variant"] == "ort" and onnx_info["variant"] is None
+    assert ort_info["signature"]["inputs"] == onnx_info["signature"]["inputs"]
+    layers = onnx_info["config"]["num_layers"]  # the offline optimization inferred this axis
+    assert ort_info["signature"]["outputs"] == [
+        {**o, "shape": [layers if d == "layers" else d for d in o["shape"]]}
+        for o in onnx_info["signature"]["outputs"]]
+    assert ort_info["signature"]["inputs"][0] == {"name": "tokens", "type": "int64",
+                                                  "shape": ["batch", "time"]}
+    same = ("task", "format", "config", "metrics", "vocab_size", "checkpoint_sha256", "versions")
+    assert {k: ort_info[k] for k in same} == {k: onnx_info[k] for k in same}
+    assert ort_info["file_bytes"] == out.stat().st_size
+    done = subprocess.run([sys.executable, "-m", "rnnedge.export.cli", "info", str(out), "--json"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ort_info
+
+
 def test_requests_that_cannot_work_are_input_errors(charlm, tmp_path):
     src = charlm[1]
     cases = [dict(), dict(int8=True, fp16=True),
+             dict(numba_int8=True, int8=True), dict(numba_int8=True, fp16=True),
+             dict(numba_int8=True, ort_format=True, out=tmp_path / "x.ort"),
              dict(fp16=True, ort_format=True, out=tmp_path / "x.ort"),
              dict(int8=True, out=tmp_path / "x.ort"),
              dict(ort_format=True, out=tmp_path / "x.onnx"),

@@ -129,10 +129,12 @@ def train_epoch(model, opt, ids, tc, device, rng, bar, task):
     return total / count, count / (time.perf_counter() - t0)
 
 
-def _resume_state(resume, corpus):
-    ckpt = checkpoint.load(resume, TASK)
+def _resume_state(path, out, corpus):
+    """The checkpoint at ``path``, trained on ``corpus``'s text; seeds ``out/best.pt``."""
+    ckpt = checkpoint.load(path, TASK)
     if tuple(ckpt["vocab"]) != corpus.vocab:
-        raise CheckpointError(f"{resume} was trained on another text (its vocabulary differs)")
+        raise CheckpointError(f"{path} was trained on another text (its vocabulary differs)")
+    checkpoint.seed_best(out, path)
     return ckpt
 
 
@@ -141,13 +143,17 @@ def train_charlm(out, text=None, data_dir=None, epochs=20, max_minutes=None, dev
                  threads=None, echo=print, **model_overrides):
     """Train on ``text`` (Hamlet by default); write best.pt, last.pt and train_log.jsonl to ``out``.
 
-    Returns the metrics of the best epoch (validation nats and bits per character).
+    Returns the metrics of the best epoch (validation nats and bits per character). A fresh
+    run refuses an ``out`` that holds a run already; ``resume`` (a checkpoint or a run
+    directory) continues one, into ``out``.
     """
+    out = Path(out)
+    resumed = checkpoint.resume_path(out, resume)
     device = pick_device(device, threads)
     seed_everything(seed)
     corpus = CharCorpus.from_text(load_text(text, data_dir))
     tc = CharTrainConfig(batch_size, num_steps, lr, clip, epochs, seed)
-    ckpt = _resume_state(resume, corpus) if resume else None
+    ckpt = _resume_state(resumed, out, corpus) if resumed else None
     config = CharLMConfig(**ckpt["config"]) if ckpt else CharLMConfig(len(corpus.vocab), **model_overrides)
     model = CharLM(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
@@ -158,7 +164,7 @@ def train_charlm(out, text=None, data_dir=None, epochs=20, max_minutes=None, dev
         start_epoch, history = ckpt["epoch"], list(ckpt.get("history", []))
         torch.set_rng_state(ckpt["torch_rng"])  # dropout continues as if never stopped
         best = min((h["val_nats"] for h in history), default=None)
-    out, log, budget = Path(out), TrainLog(out, echo), Budget(max_minutes)
+    log, budget = TrainLog(out, echo), Budget(max_minutes)
     n_windows = math.ceil(((len(corpus.train) - tc.num_steps) // tc.batch_size) / tc.num_steps)
     with progress() as bar:
         for epoch in range(start_epoch + 1, tc.epochs + 1):

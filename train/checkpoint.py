@@ -12,10 +12,11 @@ rebuilds its model from it, never from loose keyword arguments.
 
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
-from rnnedge.runtime.errors import CheckpointError
+from rnnedge.runtime.errors import CheckpointError, InputError
 
 FORMAT = 1
 REQUIRED = ("format", "task", "config", "vocab", "model", "epoch", "metrics")
@@ -58,6 +59,30 @@ def load(path, task=None):
     if task is not None and ckpt["task"] != task:
         raise CheckpointError(f"{path} is a {ckpt['task']!r} checkpoint, expected {task!r}")
     return ckpt
+
+
+def resume_path(out, resume):
+    """The checkpoint file a run into ``out`` continues from; None for a fresh run.
+
+    ``resume`` is a checkpoint file or a run directory (its last.pt). A fresh run refuses an
+    ``out`` that already holds a run (a last.pt): it would overwrite its checkpoints.
+    """
+    if resume is None:
+        if (Path(out) / "last.pt").exists():
+            raise InputError(f"{out} already holds a training run; pass --resume {out} to "
+                             f"continue it, or choose another --out")
+        return None
+    return Path(resume) / "last.pt" if Path(resume).is_dir() else Path(resume)
+
+
+def seed_best(out, resumed):
+    """Copy the resumed run's best.pt (else ``resumed``) to ``out/best.pt`` if ``out`` has none,
+    so that best.pt stays the best epoch of the whole run, not of its continuation."""
+    out, resumed = Path(out), Path(resumed)
+    if not (out / "best.pt").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        best = resumed.parent / "best.pt"
+        shutil.copyfile(best if best.exists() else resumed, out / "best.pt")
 
 
 def sha256(path):

@@ -12,7 +12,6 @@ similar length (less padding to compute), early stopping on validation accuracy.
 The test split is scored once, at the end, from the best checkpoint.
 """
 
-import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -221,17 +220,11 @@ def _encode(tokenizer, records, name):
 
 def _resume_checkpoint(resume, out):
     """The checkpoint to continue from (None for a fresh run); seeds ``out/best.pt``."""
-    if resume is None:
-        if (out / "last.pt").exists():
-            raise InputError(f"{out} already holds a training run; pass --resume {out} to "
-                             f"continue it, or choose another --out")
+    path = checkpoint.resume_path(out, resume)
+    if path is None:
         return None
-    path = Path(resume) / "last.pt" if Path(resume).is_dir() else Path(resume)
     ckpt = checkpoint.load(path, TASK)
-    if not (out / "best.pt").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        best = path.parent / "best.pt"
-        shutil.copyfile(best if best.exists() else path, out / "best.pt")
+    checkpoint.seed_best(out, path)
     return ckpt
 
 
