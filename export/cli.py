@@ -100,6 +100,8 @@ def verify(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="so
 
 @app.command()
 def bench(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="adds PyTorch eager"),
+          variant: Optional[List[Path]] = typer.Option(None, help="a file written by `rnnedge "
+                                                       "optimize`, run on onnxruntime (repeatable)"),
           steps: int = typer.Option(500, help="charlm: timed streaming steps"),
           warmup: int = typer.Option(50, help="charlm: untimed steps first"),
           threads: int = typer.Option(1, help="charlm: CPU threads"),
@@ -107,15 +109,20 @@ def bench(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="add
           data_dir: Optional[Path] = DATA_DIR,
           as_json: bool = typer.Option(False, "--json", help="machine-readable")):
     """Latency (charlm, per streamed character) or throughput (sentiment), engines side by side."""
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the numpy floor: one core, as the engines
     from rnnedge.runtime import bench as b
     from rnnedge.runtime.model import read_metadata, read_onnx
 
     checkpoint = _torch_checkpoint(checkpoint)
+    variants = tuple(variant or ())
     if read_metadata(read_onnx(model), model).task == "charlm":
-        from rnnedge.export.torch_engines import charlm_stepper
+        from rnnedge.export.torch_engines import charlm_maker
 
-        extra = {"torch": charlm_stepper(checkpoint, threads)} if checkpoint else {}
-        report = b.bench_charlm(model, extra, steps=steps, warmup=warmup, threads=threads)
+        extra = {"torch": charlm_maker(checkpoint)} if checkpoint else {}
+        report = b.bench_charlm(model, extra, steps=steps, warmup=warmup, threads=threads,
+                                variants=variants)
         typer.echo(json.dumps(report, indent=2) if as_json else b.markdown(report))
         return
     from rnnedge.export.torch_engines import sentiment_maker
@@ -123,7 +130,7 @@ def bench(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="add
 
     texts = [r.text for r in load_imdb("test", data_dir)[::max(1, 25000 // reviews)][:reviews]]
     extra = {"torch": sentiment_maker(checkpoint)} if checkpoint else {}
-    report = b.bench_sentiment(model, texts, extra)
+    report = b.bench_sentiment(model, texts, extra, variants=variants)
     typer.echo(json.dumps(report, indent=2) if as_json else b.markdown_sentiment(report))
 
 

@@ -3,25 +3,25 @@
 import numpy as np
 
 
-def charlm_stepper(checkpoint, threads=1):
-    """``make() -> step(id) -> logits (V,)`` for PyTorch eager at batch 1."""
+def charlm_maker(checkpoint):
+    """``make(batch=1, threads=1) -> step(ids (B,)) -> logits (B, V)`` for PyTorch eager."""
     import torch
 
     from rnnedge.train import checkpoint as ckpt_io
     from rnnedge.train.charlm import build_model
 
-    torch.set_num_threads(threads)
     model = build_model(ckpt_io.load(checkpoint, "charlm"))
 
-    def make():
-        state = [model.init_state(1)]
-        x = torch.zeros((1, 1), dtype=torch.int64)
+    def make(batch=1, threads=1):
+        torch.set_num_threads(threads)
+        state = [model.init_state(batch)]
+        x = torch.zeros((batch, 1), dtype=torch.int64)
 
         @torch.inference_mode()
-        def step(i):
-            x[0, 0] = i
+        def step(ids):
+            x[:, 0] = torch.from_numpy(np.asarray(ids, np.int64))
             logits, state[0] = model(x, state[0])
-            return logits[0, -1].numpy()
+            return logits[:, -1].numpy()
         return step
     return make
 

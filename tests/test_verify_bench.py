@@ -42,12 +42,36 @@ def test_bench_reports_percentiles_and_ratios_after_parity(charlm):
                            "--steps", "60", "--warmup", "10", "--json"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert set(report["engines"]) == {"ort", "numba", "fast", "fast-int8", "torch"}
+    assert set(report["engines"]) == {"ort", "numba", "fast", "fast-int8", "torch", "floor"}
     assert report["engines"]["ort"]["p50_vs_ort"] == 1.0
+    assert report["engines"]["floor"]["p50_vs_floor"] == 1.0 and report["skipped"] == {}
     for r in report["engines"].values():
         assert r["n"] == 60 and 0 < r["p50_us"] <= r["p90_us"] <= r["p99_us"]
+        assert r["torch_p50_over_this"] == report["engines"]["torch"]["p50_us"] / r["p50_us"]
     assert {p["name"] for p in report["parity"]} == {f"{e} vs ort logits" for e in
                                                      ("numba", "fast", "fast-int8", "torch")}
     assert {p["tolerance"] for p in report["parity"]} == {"fp32", "int8"}
     assert all(p["ok"] for p in report["parity"])
     assert report["file_bytes"] == charlm[1].stat().st_size
+
+
+def test_bench_runs_variants_and_skips_engines_that_cannot_run_a_file(charlm, data_dir, tmp_path):
+    from rnnedge.export.optimize import optimize
+
+    int8 = tmp_path / "int8.onnx"
+    optimize(charlm[1], int8, int8=True, data_dir=data_dir, limit=2000)
+    done = subprocess.run([*CLI, "bench", str(charlm[1]), "--variant", str(int8), "--steps", "30",
+                           "--warmup", "5", "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert "ort-int8" in report["engines"]
+    assert {p["name"]: p["tolerance"] for p in report["parity"]}["ort-int8 vs ort logits"] == "int8"
+    # the int8 file itself: only onnxruntime runs DynamicQuantizeLSTM; the rest are named, not fatal
+    done = subprocess.run([*CLI, "bench", str(int8), "--steps", "30", "--warmup", "5", "--json"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert set(report["engines"]) == {"ort"}
+    assert set(report["skipped"]) == {"numba", "fast", "fast-int8", "floor"}
+    assert "DynamicQuantizeLSTM" in report["skipped"]["numba"]
+    assert "fp32 charlm graph" in report["skipped"]["floor"]

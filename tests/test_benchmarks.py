@@ -1,0 +1,78 @@
+"""The benchmark suite end to end on the tiny fixtures: JSON, table and plots, parity first."""
+
+import importlib.util
+import json
+
+import pytest
+
+from conftest import ROOT
+
+
+def _module(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_suite_writes_json_table_and_plots(charlm, sentiment, data_dir, tmp_path):
+    out = tmp_path / "results"
+    _module("suite").main([
+        "--charlm", str(charlm[1]), "--charlm-checkpoint", str(charlm[0]),
+        "--sentiment", str(sentiment[1]), "--sentiment-checkpoint", str(sentiment[0]),
+        "--out", str(out), "--work", str(tmp_path / "work"), "--data-dir", str(data_dir),
+        "--steps", "60", "--rounds", "2", "--reviews", "16", "--gate-reviews", "100",
+        "--hidden", "16", "32", "--startup-repeats", "1"])
+    results = json.loads((out / "bench.json").read_text())
+
+    stream = results["streaming"]
+    written = {name for name, v in results["variants"]["charlm"].items() if v["written"]}
+    assert written == {"int8", "fp16"}  # Hamlet gates hold even for the one-epoch model
+    assert set(stream["engines"]) == {"ort", "numba", "fast", "fast-int8", "ort-int8", "ort-fp16",
+                                      "torch", "floor"}
+    assert {p["name"]: p["tolerance"] for p in stream["parity"]} == {
+        "numba vs ort logits": "fp32", "fast vs ort logits": "fp32", "fast-int8 vs ort logits": "int8",
+        "ort-int8 vs ort logits": "int8", "ort-fp16 vs ort logits": "fp16", "torch vs ort logits": "fp32"}
+    assert all(p["ok"] for p in stream["parity"])
+    for name, r in stream["engines"].items():
+        assert r["n"] == 60 and len(r["samples_us"]) == r["n"]
+        assert 0 < r["p50_us"] <= r["p90_us"] <= r["p99_us"]
+        assert r["p50_vs_floor"] == pytest.approx(r["p50_us"] / stream["engines"]["floor"]["p50_us"])
+    # R0, [W1 | R1] and the output layer of the 2 x 32 LSTM, float32
+    assert stream["floor_bytes"] == 4 * (4 * 32 * 32 + 4 * 32 * 64 + 32 * _vocab(charlm[1]))
+
+    configs = {(r["engine"], r["threads"], r["batch"]) for r in results["streaming_throughput"]}
+    assert configs == {(e, t, b) for e in stream["engines"] if e != "floor" for t in (1, 2)
+                       for b in (1, 8, 64)}
+
+    sent = results["classifier"]
+    s_written = {n for n, v in results["variants"]["sentiment"].items() if v["written"]}
+    for name, v in results["variants"]["sentiment"].items():
+        assert v["written"] or "gate" in v["error"]  # a failed gate is reported, not benchmarked
+    assert {r["engine"] for r in sent["results"]} == {"ort", "numba", "torch"} | {
+        f"ort-{n}" for n in s_written}
+    assert set(sent["latency_batch1"]) == {r["engine"] for r in sent["results"]}
+
+    assert set(results["cells"]) == {"lstm", "gru", "rnn"}
+    for cell, r in results["cells"].items():
+        assert r["weights"] == "random" and {"ort", "fast", "fast-int8", "ort-int8", "torch",
+                                            "floor"} == set(r["streaming"]["engines"])
+    assert [r["hidden_size"] for r in results["hidden_sweep"]] == [16, 32]
+
+    cases = {r["case"]: r for r in results["startup"]}
+    assert len(cases) == 7
+    for name, r in cases.items():
+        assert 0 < r["first_output_s"] <= r["exit_s"]
+        assert name.startswith("python") or r["peak_rss_mb"] > 20
+
+    table = (out / "bench.md").read_text()
+    assert "| fast-int8 |" in table and "## Hidden size" in table and "peak RSS MB" in table
+    for png in ("latency.png", "hidden.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _vocab(path):
+    import rnnedge.runtime as rt
+
+    return len(rt.load(path).vocab)
