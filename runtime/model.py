@@ -145,25 +145,39 @@ def is_ort_format(path):
         return fh.read(8)[4:] == ORT_FORMAT_ID
 
 
-def read_ort_format(path, engine="ort", threads=1):
-    """(file bytes, metadata, engine) of an ORT-format file, which only the ort engine runs."""
-    if engine != "ort":
-        raise UnsupportedError(f"{path} is in the ORT format, which only the ort engine runs; "
-                               f"load the .onnx file it was made from to use engine {engine!r}")
-    data = Path(path).read_bytes()
+def read_with_session(path, threads=1):
+    """(file bytes, metadata, ort engine) of an ONNX or ORT-format file, read by onnxruntime alone.
+
+    The ort engine needs no ``onnx`` import and no protobuf round trip: the session reads
+    the file and its metadata, which keeps ``rnnedge generate`` start-up to loading.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist")
+    data = path.read_bytes()
     try:
         built = make_engine("ort", data, threads)
     except InputError:  # threads < 1
         raise
     except Exception as exc:  # onnxruntime raises its own Fail, InvalidGraph, ... on a bad file
-        raise ModelFileError(f"{path} is not a readable ORT-format model "
-                             f"({type(exc).__name__}: {exc})") from exc
+        kind = "a readable ORT-format model" if data[4:8] == ORT_FORMAT_ID else "an ONNX model"
+        raise ModelFileError(f"{path} is not {kind} ({type(exc).__name__}: {exc})") from exc
     return data, metadata_from_props(built.session.get_modelmeta().custom_metadata_map, path), built
+
+
+def read_ort_format(path, engine="ort", threads=1):
+    """(file bytes, metadata, engine) of an ORT-format file, which only the ort engine runs."""
+    if engine != "ort":
+        raise UnsupportedError(f"{path} is in the ORT format, which only the ort engine runs; "
+                               f"load the .onnx file it was made from to use engine {engine!r}")
+    return read_with_session(path, threads)
 
 
 def load(path, engine="ort", threads=1):
     """Load an exported model; the object returned depends on its task."""
-    if Path(path).is_file() and is_ort_format(path):
+    if engine == "ort":
+        model, meta, built = read_with_session(path, threads)
+    elif Path(path).is_file() and is_ort_format(path):
         model, meta, built = read_ort_format(path, engine, threads)
     else:
         model = read_onnx(path)
