@@ -175,3 +175,33 @@ def test_int8_picks_the_same_next_character_on_real_text(charlm, data_dir):
     logits8, _ = int8.run(ids)
     assert_close("fast-int8 vs fast on Hamlet", logits8, logits, INT8)
     assert (logits8.argmax(-1) == logits.argmax(-1)).mean() >= 0.95
+
+
+CACHE_PROBE = """
+import sys
+import numpy as np
+import rnnedge.runtime as rt
+from rnnedge.runtime.ops import fused
+model = rt.load(sys.argv[1], engine=sys.argv[2])
+model.stream().step("Ham")
+kernel = fused.run8 if sys.argv[2] == "fast-int8" else fused.run
+print(sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.values()))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["fast", "fast-int8"])
+def test_compiled_kernels_are_cached_on_disk_for_the_next_process(charlm, tmp_path, engine):
+    """NUMBA_CACHE_DIR (what a read-only install sets, else numba uses ~/.cache/numba):
+    the first process compiles and writes the cache there, the next one only loads it."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    runs = [subprocess.run([sys.executable, "-c", CACHE_PROBE, str(charlm[1]), engine], env=env,
+                           capture_output=True, text=True) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr
+    (hits0, misses0), (hits1, misses1) = (map(int, r.stdout.split()) for r in runs)
+    assert (hits0, misses0) == (0, 1) and (hits1, misses1) == (1, 0)
+    assert any(p.suffix == ".nbc" for p in (tmp_path / "cache").rglob("*"))
