@@ -3,9 +3,10 @@
 ``load(path, engine="ort"|"numba"|"fast"|"fast-int8", threads=1)`` returns a ``CharModel``
 or a ``SentimentModel`` according to the file's ``rnnedge.task`` metadata. Every engine
 exposes ``run(feeds) -> {name: array}`` over the same graph inputs and outputs; the fast
-ones (``runtime/fast.py``) run charlm graphs only, on one thread. A file in the ORT format
-(``rnnedge optimize --ort-format``) is recognised by its content, runs on the ort engine
-only, and has its metadata read from the session.
+ones (``runtime/fast.py``) run charlm graphs only, on one thread. The ort engine reads the
+file and its metadata through onnxruntime alone (no ``onnx`` import, which keeps start-up
+short); so does a file in the ORT format (``rnnedge optimize --ort-format``), recognised by
+its content, which only the ort engine runs.
 """
 
 import json
