@@ -5,7 +5,7 @@ import pytest
 import rnnedge.runtime as rt
 from rnnedge.export.exporter import export
 from rnnedge.export.verify import verify
-from tests.conftest import TINY_CHARLM, TINY_SENTIMENT
+from conftest import TINY_CHARLM, TINY_SENTIMENT
 
 CELLS = [("lstm", "tanh"), ("gru", "tanh"), ("rnn", "tanh"), ("rnn", "relu")]
 

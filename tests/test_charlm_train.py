@@ -9,7 +9,7 @@ import torch
 from rnnedge.runtime.errors import CheckpointError, InputError
 from rnnedge.train import charlm, checkpoint
 from rnnedge.train.charlm import CharLMConfig, train_charlm
-from tests.conftest import TINY_CHARLM
+from conftest import TINY_CHARLM
 
 
 def test_checkpoints_load_safely_and_hold_everything(charlm):
