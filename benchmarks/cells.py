@@ -22,17 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-import numpy as np  # noqa: E402
-
-HERE = Path(__file__).resolve().parent
-CELLS = ("lstm", "gru", "rnn")
-
-
-def log(message):
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
+from suite import CELLS, HERE, log, write_atomic  # benchmarks/ is sys.path[0]; sets OPENBLAS_NUM_THREADS
 
 def rnnedge(*args):
     """Run the rnnedge CLI of this interpreter's environment; fail loudly."""
@@ -177,11 +167,8 @@ def main(argv=None):
     results = {"date": time.strftime("%Y-%m-%d %H:%M"), "charlm_minutes": args.charlm_minutes,
                "sentiment_minutes": args.sentiment_minutes, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
-    for path, text in ((args.out / "cells.json", json.dumps(results, indent=1)),
-                       (args.out / "cells.md", markdown(results))):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+    write_atomic(args.out / "cells.json", json.dumps(results, indent=1))
+    write_atomic(args.out / "cells.md", markdown(results))
     log(f"wrote {args.out / 'cells.md'}")
 
 

@@ -122,13 +122,13 @@ def timing_variants(model, work):
     """Ungated int8 and fp16 variants of a model with random weights: for timing only."""
     import onnx
 
-    from rnnedge.export.optimize import fp16_weights, quantize_int8
+    from rnnedge.export.optimize import _set_props, fp16_weights, quantize_int8
     from rnnedge.runtime.model import read_onnx
 
     paths = {}
     for name, convert in (("int8", quantize_int8), ("fp16", fp16_weights)):
         variant, _ = convert(read_onnx(model))
-        variant.metadata_props.add(key="rnnedge.variant", value=name)
+        _set_props(variant, {"rnnedge.variant": name})
         paths[name] = work / f"{Path(model).stem}.{name}.onnx"
         onnx.save(variant, paths[name])
     return paths
@@ -139,12 +139,11 @@ def streaming(model, checkpoint, variants, steps, rounds, engines=STREAM_ENGINES
     from rnnedge.export.torch_engines import charlm_maker
     from rnnedge.runtime import bench
 
-    extra = {"torch": charlm_maker(checkpoint)}
     skipped = {}
-    makers = {**bench.runtime_makers(model, engines, tuple(variants.values()), skipped), **extra}
-    report = bench.bench_charlm(model, extra, steps=steps, warmup=min(100, steps // 5),
-                                variants=tuple(variants.values()), rounds=rounds, samples=samples,
-                                engines=engines)
+    makers = {**bench.runtime_makers(model, engines, tuple(variants.values()), skipped),
+              "torch": charlm_maker(checkpoint)}
+    report = bench.latency_report(model, makers, skipped, steps=steps, warmup=min(100, steps // 5),
+                                  rounds=rounds, samples=samples)
     return report, makers
 
 

@@ -49,15 +49,37 @@ def tolerance(name):
     return next((tol for key, tol in BY_DTYPE.items() if key in name), FP32)
 
 
+def _per_threads(build):
+    """``build(threads)``, called once per thread count."""
+    built = {}
+
+    def get(threads):
+        if threads not in built:
+            built[threads] = build(threads)
+        return built[threads]
+    return get
+
+
+def _usable(makers, build_once, skipped):
+    """``makers`` without those whose ``build_once(make)`` raises UnsupportedError (-> ``skipped``)."""
+    kept = {}
+    for name, make in makers.items():
+        try:
+            build_once(make)  # builds (and compiles) the engine now, so it is known to run
+        except UnsupportedError as exc:
+            skipped[name] = str(exc)
+            continue
+        kept[name] = make
+    return kept
+
+
 # -- the character model ---------------------------------------------------------------
 def charlm_maker(loaded):
     """The maker of a runtime ``CharModel`` factory ``loaded(threads) -> CharModel``."""
-    built = {}
+    model_for = _per_threads(loaded)
 
     def make(batch=1, threads=1):
-        if threads not in built:
-            built[threads] = loaded(threads)
-        model = built[threads]
+        model = model_for(threads)
         state = [model.zero_state(batch)]
 
         def step(ids):
@@ -74,16 +96,9 @@ def runtime_makers(model_path, engines=ENGINES, variants=(), skipped=None):
     """
     from .model import load
 
-    skipped = {} if skipped is None else skipped
-    makers = {}
-    for name in engines:
-        make = charlm_maker(lambda n, e=name: load(model_path, engine=e, threads=n))
-        try:
-            make(1, 1)  # builds (and compiles) the engine now, so it is known to run
-        except UnsupportedError as exc:
-            skipped[name] = str(exc)
-            continue
-        makers[name] = make
+    makers = _usable({name: charlm_maker(lambda n, e=name: load(model_path, engine=e, threads=n))
+                      for name in engines}, lambda make: make(1, 1),
+                     {} if skipped is None else skipped)
     for path in variants:
         makers[variant_name(path)] = charlm_maker(lambda n, p=path: load(p, engine="ort", threads=n))
     return makers
@@ -96,17 +111,27 @@ def variant_name(path):
     return "ort-" + load(path).meta.props.get("rnnedge.variant", Path(path).stem)
 
 
-def floor_maker(model_path):
-    """numpy matrix-vector products over the weights one streamed step must read, no cell math.
+def floor_matrices(model_path):
+    """The weight matrices one streamed step must read, as numpy arrays.
 
     Layer 0's input projection is a row of the embedding folded through W0 (what the fast
-    engine reads), so the products are R0, [W | R] of each layer above, and the output layer.
+    engine reads), so they are R0, [W | R] of each layer above, and the output layer.
     Raises ``UnsupportedError`` for a graph that is not a plain fp32 charlm.
     """
-    _, layers, fc_weight, _ = _fp32_charlm(model_path)
+    from .fast import read_charlm
+    from .model import read_onnx
+
+    try:
+        _, layers, fc_weight, _ = read_charlm(read_onnx(model_path))
+    except UnsupportedError as exc:
+        raise UnsupportedError(f"the floor needs the weights of a plain fp32 charlm graph ({exc})") from exc
     mats = [np.ascontiguousarray(layers[0].R)]
     mats += [np.ascontiguousarray(np.concatenate([layer.W, layer.R], axis=1)) for layer in layers[1:]]
-    mats.append(np.ascontiguousarray(fc_weight.T))
+    return mats + [np.ascontiguousarray(fc_weight.T)]
+
+
+def floor_maker(mats):
+    """numpy matrix-vector products over ``mats`` (``floor_matrices``), no cell math."""
     rng = np.random.default_rng(1)
     xs = [rng.standard_normal(a.shape[1]).astype(np.float32) for a in mats]
     outs = [np.empty(a.shape[0], np.float32) for a in mats]
@@ -118,21 +143,6 @@ def floor_maker(model_path):
             return outs[-1]
         return step
     return make
-
-
-def floor_bytes(model_path):
-    _, layers, fc_weight, _ = _fp32_charlm(model_path)
-    return int(layers[0].R.nbytes + sum(l.W.nbytes + l.R.nbytes for l in layers[1:]) + fc_weight.nbytes)
-
-
-def _fp32_charlm(model_path):
-    from .fast import read_charlm
-    from .model import read_onnx
-
-    try:
-        return read_charlm(read_onnx(model_path))
-    except UnsupportedError as exc:
-        raise UnsupportedError(f"the floor needs the weights of a plain fp32 charlm graph ({exc})") from exc
 
 
 def check_parity(makers, ids, reference="ort", threads=1):
@@ -171,16 +181,25 @@ def bench_charlm(model_path, extra=None, steps=500, warmup=50, threads=1, seed=0
 
     ``floor`` adds the numpy matrix-vector floor; ``samples`` keeps every timing (µs).
     """
-    from .model import load
-
     skipped = {}
     makers = {**runtime_makers(model_path, engines, variants, skipped), **(extra or {})}
+    return latency_report(model_path, makers, skipped, steps, warmup, threads, seed, rounds,
+                          floor, samples)
+
+
+def latency_report(model_path, makers, skipped, steps=500, warmup=50, threads=1, seed=0, rounds=5,
+                   floor=True, samples=False):
+    """``bench_charlm`` on makers built already (``runtime_makers``, ``skipped`` its leftovers)."""
+    from .model import load
+
+    makers, skipped = dict(makers), dict(skipped)
     vocab = len(load(model_path).vocab)
     ids = np.random.default_rng(seed).integers(0, vocab, steps + warmup)
     diffs = check_parity(makers, ids[:64], threads=threads)
     if floor:
         try:
-            makers[FLOOR] = floor_maker(model_path)
+            mats = floor_matrices(model_path)
+            makers[FLOOR] = floor_maker(mats)
         except UnsupportedError as exc:
             skipped[FLOOR] = str(exc)
     timed = interleaved(makers, ids, warmup, rounds, threads)
@@ -197,7 +216,7 @@ def bench_charlm(model_path, extra=None, steps=500, warmup=50, threads=1, seed=0
               "batch": 1, "threads": threads, "steps": steps, "warmup": warmup, "rounds": rounds,
               "parity": [d.as_dict() for d in diffs], "engines": results, "skipped": skipped}
     if FLOOR in results:
-        report["floor_bytes"] = floor_bytes(model_path)
+        report["floor_bytes"] = int(sum(a.nbytes for a in mats))
     return report
 
 
@@ -250,26 +269,14 @@ def sentiment_makers(model_path, engines=("ort", "numba"), variants=(), skipped=
     """``make(threads) -> run(tokens, lengths) -> probs`` per runtime engine and variant."""
     from .model import load
 
-    skipped = {} if skipped is None else skipped
-
     def maker(path, engine):
-        built = {}
+        def build(threads):
+            model = load(path, engine=engine, threads=threads)
+            return lambda ids, lens: model.run(ids, lens)[1]
+        return _per_threads(build)
 
-        def make(threads):
-            if threads not in built:
-                model = load(path, engine=engine, threads=threads)
-                built[threads] = lambda ids, lens: model.run(ids, lens)[1]
-            return built[threads]
-        return make
-
-    makers = {}
-    for name in engines:
-        try:
-            makers[name] = maker(model_path, name)
-            makers[name](1)
-        except UnsupportedError as exc:
-            skipped[name] = str(exc)
-            makers.pop(name)
+    makers = _usable({name: maker(model_path, name) for name in engines}, lambda make: make(1),
+                     {} if skipped is None else skipped)
     for path in variants:
         makers[variant_name(path)] = maker(path, "ort")
     return makers
