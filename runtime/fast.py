@@ -24,12 +24,12 @@ from onnx import helper, numpy_helper
 from .errors import InputError, UnsupportedError
 from .ops import common, fused
 
-CELLS = {"LSTM": fused.LSTM, "GRU": fused.GRU, "RNN": fused.RNN}
+CELLS = {"LSTM": common.LSTM, "GRU": common.GRU, "RNN": common.RNN}
 NO_STATE = np.zeros((0, 0, 0), np.float32)  # c of a GRU or RNN: never read by the kernels
 
 
 class Layer(NamedTuple):
-    cell: int        # fused.LSTM, GRU or RNN
+    cell: int        # common.LSTM, GRU or RNN
     activation: int  # RNN's activation code
     W: np.ndarray    # (G*H, I), ONNX gate order
     R: np.ndarray    # (G*H, H)
@@ -129,7 +129,6 @@ _DEFAULTS = {"LSTM": {"direction": "forward", "layout": 0, "input_forget": 0},
              "GRU": {"direction": "forward", "layout": 0, "linear_before_reset": 1},
              "RNN": {"direction": "forward", "layout": 0}}
 _DEFAULT_ACTIVATIONS = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "Tanh")}
-_RNN_ACTIVATIONS = {"tanh": common.TANH, "relu": common.RELU, "sigmoid": common.SIGMOID}
 
 
 def _recurrent(g, node, layer):
@@ -140,7 +139,7 @@ def _recurrent(g, node, layer):
         if name == "activations":
             acts = [a.decode() if isinstance(a, bytes) else a for a in value]
             if op == "RNN":
-                _check(len(acts) == 1 and acts[0].lower() in _RNN_ACTIVATIONS,
+                _check(len(acts) == 1 and acts[0].lower() in common.ACTIVATIONS,
                        f"{where} has activations {acts}; it runs Tanh, Relu or Sigmoid, forward")
             else:
                 common.check_default_activations(op, acts, _DEFAULT_ACTIVATIONS[op], 1)
@@ -162,7 +161,7 @@ def _recurrent(g, node, layer):
            f"{where} has {W.shape[0]} directions; it runs one (forward)")
     B = g.const(inputs[3], f"{where} B")[0] if inputs[3] else np.zeros(2 * R.shape[1], np.float32)
     act = attrs.get("activations", [b"Tanh"])[0]
-    act = _RNN_ACTIVATIONS[(act.decode() if isinstance(act, bytes) else act).lower()]
+    act = common.ACTIVATIONS[(act.decode() if isinstance(act, bytes) else act).lower()]
     return Layer(CELLS[op], act, W[0], R[0], B)
 
 
@@ -179,7 +178,7 @@ def _is_layer_slice(g, value, state, layer):
 def pack(embedding, layers, fc_weight, fc_bias):
     """The fused layout (``fused.Packed``) of a char model's weights; see ops/fused.py."""
     cell, activation = layers[0].cell, layers[0].activation
-    G = fused.GATES[cell]
+    G = common.GATES[cell]
     H = layers[0].R.shape[1]
     for i, layer in enumerate(layers):
         inputs = embedding.shape[1] if i == 0 else H
@@ -198,7 +197,7 @@ def pack(embedding, layers, fc_weight, fc_bias):
     table = table.reshape(-1, G, H).swapaxes(1, 2)  # (V, G*H) -> (V, H, G)
     Wup = [by_unit(np.concatenate([layer.W, layer.R], axis=1)) for layer in layers[1:]]
     bias = [np.zeros((H, G))] + [by_unit(_input_bias(cell, layer.B, H)) for layer in layers[1:]]
-    rbh = [layer.B[-H:] if cell == fused.GRU else np.zeros(H) for layer in layers]
+    rbh = [layer.B[-H:] if cell == common.GRU else np.zeros(H) for layer in layers]
     f32 = common.f32  # contiguous and writable: numba compiles apart for read-only arrays
     return fused.Packed(cell, activation, f32(table), f32(by_unit(first.R)),
                         f32(np.stack(Wup) if Wup else np.zeros((0, H, G, 2 * H))),
@@ -208,7 +207,7 @@ def pack(embedding, layers, fc_weight, fc_bias):
 def _input_bias(cell, B, H):
     """Wb + Rb (G*H,), except GRU's Rbh, which ``linear_before_reset`` applies after the reset."""
     Wb, Rb = np.split(B.astype(np.float64), 2)
-    if cell == fused.GRU:
+    if cell == common.GRU:
         Rb = np.concatenate([Rb[:2 * H], np.zeros(H)])
     return Wb + Rb
 
@@ -225,7 +224,7 @@ class FastCharEngine:
         self.kernel = fused.run8 if quantize else fused.run
         self.work = fused.work(packed)
         self.arguments = (*self.packed, *self.work)  # after tokens, h, c, logits
-        self.lstm = packed.cell == fused.LSTM
+        self.lstm = packed.cell == common.LSTM
         self.outputs = ["logits", "hn", "cn"] if self.lstm else ["logits", "hn"]
 
     def run(self, feeds):

@@ -233,6 +233,22 @@ def test_initializer_weights_are_transposed_once():
     assert key not in common._TRANSPOSED  # forgotten with the array
 
 
+@pytest.mark.parametrize("direction, expected", [
+    (0, [[0, 0, 0], [0, 0, 2], [0, 1, 0], [0, 1, 2], [0, 2, 0]]),
+    (1, [[0, 2, 0], [0, 1, 2], [0, 1, 0], [0, 0, 2], [0, 0, 0]]),
+    (2, [[0, 0, 0], [0, 0, 2], [0, 1, 0], [0, 1, 2], [0, 2, 0],
+         [1, 2, 0], [1, 1, 2], [1, 1, 0], [1, 0, 2], [1, 0, 0]]),
+])
+def test_schedule_visits_each_valid_step_in_order(direction, expected):
+    """Rows (d, t, b): step-major, batch entry 1 (length 0) never, entry 2 its first 2 steps,
+    reversed from each entry's own last step."""
+    from rnnedge.runtime.ops import common
+
+    visits = common.schedule(np.array([3, 0, 2], np.int32), 4, 2 if direction == 2 else 1,
+                             direction)
+    assert visits.tolist() == expected
+
+
 def test_writable_weights_are_read_on_every_call():
     feeds = random_feeds("LSTM", lengths=[5, 3, 2])
     before = reference("LSTM", feeds, hidden_size=7)

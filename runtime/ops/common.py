@@ -1,9 +1,12 @@
-"""What LSTM, GRU and RNN share: argument checks, layout transposes, activations, products.
+"""What LSTM, GRU and RNN share: argument checks, layouts, the one activation table, the
+order of the recurrence, products.
 
 Arguments are normalised once per call to layout 0 (time first), contiguous float32,
 with the shapes checked against the ONNX spec; the results go back to the caller's
-layout at the end. The numba helpers below are the loops every kernel uses for its
-matrix products and gate activations. Not an operator: see lstm.py, gru.py, rnn.py.
+layout at the end. ``schedule`` is the loop skeleton of every numba kernel (reference and
+fused): which (direction, time, batch) entry runs when, with ``sequence_lens`` applied.
+The numba helpers below are the loops every kernel uses for its matrix products and gate
+activations. Not an operator, and no cell equations: see lstm.py, gru.py, rnn.py.
 
 numba's cache does not notice when a helper here changes under a kernel compiled from
 another file: after editing this file, delete ``runtime/ops/__pycache__``.
@@ -19,8 +22,10 @@ from ..errors import InputError, UnsupportedError
 
 FORWARD, REVERSE, BIDIRECTIONAL = 0, 1, 2
 DIRECTIONS = {"forward": FORWARD, "reverse": REVERSE, "bidirectional": BIDIRECTIONAL}
-SIGMOID, TANH, RELU = 0, 1, 2
+SIGMOID, TANH, RELU = 0, 1, 2  # activation codes, for ops and the fused kernels alike
 ACTIVATIONS = {"sigmoid": SIGMOID, "tanh": TANH, "relu": RELU}
+LSTM, GRU, RNN = 0, 1, 2  # cell codes of the fused kernels
+GATES = {LSTM: 4, GRU: 3, RNN: 1}
 NO_CLIP = np.float32(np.inf)
 
 
@@ -184,6 +189,36 @@ def _immutable(a):
     return isinstance(base, bytes) and not a.flags.writeable
 
 
+@njit(cache=True, fastmath=False)
+def schedule(sequence_lens, seq_length, num_directions, direction):
+    """The recurrence's visits in order, (K, 3) rows of (d, t, b); numpy twin: ``step_index``.
+
+    Direction d runs after d - 1 (its input projection may be computed before its
+    first visit); within a direction, step s of every active batch entry before step
+    s + 1. Entry b is active for its first ``sequence_lens[b]`` steps, walked forward, or
+    backward from its last valid step for REVERSE and the second direction of
+    BIDIRECTIONAL. Every kernel is one loop over these rows: a numba function cannot take
+    the cell as an argument and still be cached on disk, and dispatching on a cell code
+    here would make this module import the operators that import it.
+    """
+    batch_size = sequence_lens.shape[0]
+    total = 0
+    for b in range(batch_size):
+        total += sequence_lens[b]
+    visits = np.empty((num_directions * total, 3), np.int64)
+    k = 0
+    for d in range(num_directions):
+        reverse = direction == REVERSE or d == 1
+        for step in range(seq_length):
+            for b in range(batch_size):
+                if step < sequence_lens[b]:
+                    visits[k, 0] = d
+                    visits[k, 1] = sequence_lens[b] - 1 - step if reverse else step
+                    visits[k, 2] = b
+                    k += 1
+    return visits
+
+
 def step_index(step, sequence_lens, reverse):
     """Numpy twins: the time index of every batch entry at ``step``, and who is active."""
     active = step < sequence_lens  # (N,)
@@ -213,6 +248,17 @@ def activate(code, x):
 @njit(cache=True, fastmath=False)
 def clamp(x, clip):
     return min(max(x, -clip), clip)
+
+
+@njit(cache=True, fastmath=False)
+def gate(x, clip, P=None, C=None):
+    """A gate's argument: x + P (.) C, clipped to [-clip, clip]. P None (no peephole) and
+    clip None (no clip) compile to nothing, which the fused kernels rely on for speed."""
+    if P is not None:
+        x = x + P * C
+    if clip is not None:
+        x = clamp(x, clip)
+    return x
 
 
 @njit(cache=True, fastmath=False)

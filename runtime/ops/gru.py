@@ -1,4 +1,5 @@
-"""ONNX ``GRU`` (opset 14): a numba kernel and its plain numpy twin.
+"""ONNX ``GRU`` (opset 14): a numba kernel, its plain numpy twin, and ``gru_reset`` and
+``gru_unit``, the cell equations every GRU kernel of rnnedge runs (reference and fused).
 
 Implements https://onnx.ai/onnx/operators/onnx__GRU.html with gate order z, r, h in W, R
 and B, ``linear_before_reset`` 0 and 1 (PyTorch's GRU is 1), ``clip``, ``sequence_lens`` and
@@ -36,9 +37,8 @@ def gru(X, W, R, B=None, sequence_lens=None, initial_h=None, *, hidden_size,
         linear_before_reset, activations)
     G = 3 * hidden_size
     Wb, Rb = a.B[:, :G], a.B[:, G:]
-    bias = Wb + Rb  # (D, 3H); Rbh stays out of it when it is applied after the reset
-    if linear_before_reset:
-        bias[:, 2 * hidden_size:] = Wb[:, 2 * hidden_size:]
+    bias = Wb + Rb  # (D, 3H); Rbh stays out of it: rt may multiply it (linear_before_reset)
+    bias[:, 2 * hidden_size:] = Wb[:, 2 * hidden_size:]
     Rb_h = np.ascontiguousarray(Rb[:, 2 * hidden_size:])  # (D, H)
     Y, Y_h = _gru_kernel(a.X, common.transposed(a.W), common.transposed(a.R), bias, Rb_h,
                          a.sequence_lens, a.initial_h, clip, linear_before_reset, a.direction)
@@ -51,49 +51,86 @@ def _gru_kernel(X, WT, RT, bias, Rb_h, sequence_lens, initial_h, clip, linear_be
     """ONNX GRU on layout-0 float32 arrays; plain twin: ``gru_numpy``.
 
     WT (D, input, 3H) and RT (D, hidden, 3H) are W and R transposed; bias (D, 3H) is
-    Wb + Rb, without Rbh when ``linear_before_reset`` (then Rb_h (D, H) adds it inside).
+    Wb + Rb without Rbh, which Rb_h (D, H) holds.
     """
     seq_length, batch_size, _ = X.shape
     num_directions, _, hidden_size = initial_h.shape
     Y = np.zeros((seq_length, num_directions, batch_size, hidden_size), np.float32)
     Y_h = initial_h.copy()  # the running state H, updated in place
-    gates = np.empty((seq_length, batch_size, 3 * hidden_size), np.float32)  # (T, N, 3H)
-    recurrent = np.empty(3 * hidden_size, np.float32)  # H_{t-1} R^T, or (r . H_{t-1}) Rh^T
-    reset_h = np.empty(hidden_size, np.float32)  # r . H_{t-1}
+    gates = np.empty((num_directions, seq_length, batch_size, 3 * hidden_size), np.float32)
+    recurrent = np.empty(3 * hidden_size, np.float32)  # Ht-1*(R^T), or (rt (.) Ht-1)*(Rh^T)
+    reset = np.empty(hidden_size, np.float32)  # rt
+    reset_h = np.empty(hidden_size, np.float32)  # rt (.) Ht-1
     for d in range(num_directions):
-        common.project(X, WT[d], bias[d], gates)
-        reverse = direction == common.REVERSE or d == 1
-        for step in range(seq_length):
-            for b in range(batch_size):
-                if step < sequence_lens[b]:
-                    t = sequence_lens[b] - 1 - step if reverse else step
-                    _cell(gates[t, b], RT[d], Rb_h[d], Y_h[d, b], recurrent, reset_h, clip,
-                          linear_before_reset)
-                    Y[t, d, b, :] = Y_h[d, b]
+        common.project(X, WT[d], bias[d], gates[d])  # Xt*(W^T) + Wb + Rb: (T, N, 3H)
+    for visit in common.schedule(sequence_lens, seq_length, num_directions, direction):
+        d, t, b = visit[0], visit[1], visit[2]
+        _cell(gates[d, t, b], RT[d], Rb_h[d], Y_h[d, b], recurrent, reset, reset_h, clip,
+              linear_before_reset)
+        Y[t, d, b, :] = Y_h[d, b]
     return Y, Y_h
 
 
 @njit(cache=True, fastmath=False)
-def _cell(g, RT, Rb_h, H, recurrent, reset_h, clip, linear_before_reset):
+def _cell(g, RT, Rb_h, H, recurrent, reset, reset_h, clip, linear_before_reset):
     """One batch entry, one step: input projections g (3H, order z, r, h) -> H in place."""
     n = H.shape[0]
     g_z, g_r, g_h = g[:n], g[n:2 * n], g[2 * n:]
     recurrent[:] = 0.0
-    # with linear_before_reset the h block needs H_{t-1} Rh^T; without, (r . H_{t-1}) Rh^T
+    # with linear_before_reset the h block needs Ht-1*(Rh^T); without, (rt (.) Ht-1)*(Rh^T)
     common.accumulate(H, RT, recurrent, 0, (3 if linear_before_reset else 2) * n)
     rec_z, rec_r, rec_h = recurrent[:n], recurrent[n:2 * n], recurrent[2 * n:]
     for j in range(n):
-        r = common.activate(common.SIGMOID, common.clamp(g_r[j] + rec_r[j], clip))
-        if linear_before_reset:
-            rec_h[j] = r * (rec_h[j] + Rb_h[j])
-        else:
-            reset_h[j] = r * H[j]
+        reset[j] = gru_reset(g_r[j] + rec_r[j], clip)
+        reset_h[j] = reset[j] * H[j]
     if not linear_before_reset:
         common.accumulate(reset_h, RT, recurrent, 2 * n, 3 * n)
     for j in range(n):
-        z = common.activate(common.SIGMOID, common.clamp(g_z[j] + rec_z[j], clip))
-        h = common.activate(common.TANH, common.clamp(g_h[j] + rec_h[j], clip))
-        H[j] = (np.float32(1.0) - z) * h + z * H[j]
+        H[j] = gru_unit(g_z[j] + rec_z[j], reset[j], g_h[j], rec_h[j] + Rb_h[j], H[j], clip,
+                        linear_before_reset)
+
+
+@njit(cache=True, fastmath=False, inline="always")  # inlined by numba: else a call per unit
+def gru_reset(r, clip):
+    """The reset gate rt from its pre-activation Xt*(Wr^T) + Ht-1*(Rr^T) + Wbr + Rbr.
+
+    Apart from ``gru_unit`` because without ``linear_before_reset`` the h gate needs every
+    unit's rt before any ht. Plain twin: ``gru_reset_numpy``.
+    """
+    # rt = f(Xt*(Wr^T) + Ht-1*(Rr^T) + Wbr + Rbr)
+    return common.activate(common.SIGMOID, common.gate(r, clip))
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def gru_unit(z, r, h_x, h_r, H_prev, clip, linear_before_reset):
+    """One unit, one step -> Ht, float32 scalars. z: Xt*(Wz^T) + Ht-1*(Rz^T) + Wbz + Rbz;
+    r: rt from ``gru_reset``; h_x: Xt*(Wh^T) + Wbh; h_r: Ht-1*(Rh^T) + Rbh with
+    ``linear_before_reset``, else (rt (.) Ht-1)*(Rh^T) + Rbh.
+
+    The reference kernel above and every fused kernel (fused_layer.py) call this one
+    function; the fused ones pass clip None (see ``common.gate``). Plain twin:
+    ``gru_unit_numpy``.
+    """
+    # zt = f(Xt*(Wz^T) + Ht-1*(Rz^T) + Wbz + Rbz)
+    z = common.activate(common.SIGMOID, common.gate(z, clip))
+    # ht = g(Xt*(Wh^T) + rt (.) (Ht-1*(Rh^T) + Rbh) + Wbh)  # linear_before_reset != 0
+    # ht = g(Xt*(Wh^T) + (rt (.) Ht-1)*(Rh^T) + Rbh + Wbh)  # linear_before_reset = 0
+    h = h_x + (r * h_r if linear_before_reset else h_r)
+    h = common.activate(common.TANH, common.gate(h, clip))
+    # Ht = (1 - zt) (.) ht + zt (.) Ht-1
+    return (np.float32(1.0) - z) * h + z * H_prev
+
+
+def gru_reset_numpy(r, clip):
+    """Plain twin of ``gru_reset`` on arrays."""
+    return common.sigmoid(np.clip(r, -clip, clip))
+
+
+def gru_unit_numpy(z, r, h_x, h_r, H_prev, clip, linear_before_reset):
+    """Plain twin of ``gru_unit`` on arrays (any shapes that broadcast)."""
+    z = common.sigmoid(np.clip(z, -clip, clip))
+    h = np.tanh(np.clip(h_x + (r * h_r if linear_before_reset else h_r), -clip, clip))
+    return (1 - z) * h + z * H_prev
 
 
 def gru_numpy(X, W, R, B=None, sequence_lens=None, initial_h=None, *, hidden_size,
@@ -123,14 +160,10 @@ def _direction_numpy(a, d, clip, linear_before_reset, reverse, Y):
     for step in range(a.X.shape[0]):
         t, active = common.step_index(step, a.sequence_lens, reverse)
         X_t = a.X[t, batch]  # (N, input)
-        z = common.sigmoid(np.clip(X_t @ W_z.T + H @ R_z.T + Wb_z + Rb_z, -clip, clip))
-        r = common.sigmoid(np.clip(X_t @ W_r.T + H @ R_r.T + Wb_r + Rb_r, -clip, clip))
-        if linear_before_reset:
-            h = X_t @ W_h.T + r * (H @ R_h.T + Rb_h) + Wb_h
-        else:
-            h = X_t @ W_h.T + (r * H) @ R_h.T + Rb_h + Wb_h
-        h = np.tanh(np.clip(h, -clip, clip))
-        H_t = (1 - z) * h + z * H
+        r = gru_reset_numpy(X_t @ W_r.T + H @ R_r.T + Wb_r + Rb_r, clip)
+        h_r = (H if linear_before_reset else r * H) @ R_h.T + Rb_h
+        H_t = gru_unit_numpy(X_t @ W_z.T + H @ R_z.T + Wb_z + Rb_z, r, X_t @ W_h.T + Wb_h,
+                             h_r, H, clip, linear_before_reset)
         Y[t[active], batch[active]] = H_t[active]
         H = np.where(active[:, None], H_t, H)
     return H

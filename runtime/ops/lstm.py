@@ -1,4 +1,5 @@
-"""ONNX ``LSTM`` (opset 14): a numba kernel and its plain numpy twin.
+"""ONNX ``LSTM`` (opset 14): a numba kernel, its plain numpy twin, and ``lstm_unit``, the
+cell equations every LSTM kernel of rnnedge runs (this reference and the fused ones).
 
 Implements https://onnx.ai/onnx/operators/onnx__LSTM.html with gate order i, o, f, c in
 W, R and B, peepholes P in order i, o, f, ``clip``, ``input_forget``, ``sequence_lens`` and
@@ -65,17 +66,14 @@ def _lstm_kernel(X, WT, RT, bias, sequence_lens, initial_h, initial_c, P, clip,
     Y = np.zeros((seq_length, num_directions, batch_size, hidden_size), np.float32)
     Y_h = initial_h.copy()  # the running state H, updated in place
     Y_c = initial_c.copy()  # the running cell state C
-    gates = np.empty((seq_length, batch_size, 4 * hidden_size), np.float32)  # (T, N, 4H)
+    gates = np.empty((num_directions, seq_length, batch_size, 4 * hidden_size), np.float32)
     for d in range(num_directions):
-        common.project(X, WT[d], bias[d], gates)
-        reverse = direction == common.REVERSE or d == 1
-        for step in range(seq_length):
-            for b in range(batch_size):
-                if step < sequence_lens[b]:
-                    t = sequence_lens[b] - 1 - step if reverse else step
-                    common.accumulate(Y_h[d, b], RT[d], gates[t, b], 0, 4 * hidden_size)
-                    _cell(gates[t, b], P[d], Y_c[d, b], Y_h[d, b], clip, input_forget)
-                    Y[t, d, b, :] = Y_h[d, b]
+        common.project(X, WT[d], bias[d], gates[d])  # Xt*(W^T) + Wb + Rb: (T, N, 4H)
+    for visit in common.schedule(sequence_lens, seq_length, num_directions, direction):
+        d, t, b = visit[0], visit[1], visit[2]
+        common.accumulate(Y_h[d, b], RT[d], gates[d, t, b], 0, 4 * hidden_size)  # + Ht-1*(R^T)
+        _cell(gates[d, t, b], P[d], Y_c[d, b], Y_h[d, b], clip, input_forget)
+        Y[t, d, b, :] = Y_h[d, b]
     return Y, Y_h, Y_c
 
 
@@ -86,17 +84,44 @@ def _cell(g, P, C, H, clip, input_forget):
     g_i, g_o, g_f, g_c = g[:n], g[n:2 * n], g[2 * n:3 * n], g[3 * n:]
     P_i, P_o, P_f = P[:n], P[n:2 * n], P[2 * n:]
     for j in range(n):
-        C_prev = C[j]
-        i = common.activate(common.SIGMOID, common.clamp(g_i[j] + P_i[j] * C_prev, clip))
-        if input_forget:
-            f = np.float32(1.0) - i
-        else:
-            f = common.activate(common.SIGMOID, common.clamp(g_f[j] + P_f[j] * C_prev, clip))
-        c = common.activate(common.TANH, common.clamp(g_c[j], clip))
-        C_t = f * C_prev + i * c
-        o = common.activate(common.SIGMOID, common.clamp(g_o[j] + P_o[j] * C_t, clip))
-        C[j] = C_t
-        H[j] = o * common.activate(common.TANH, C_t)
+        C[j], H[j] = lstm_unit(g_i[j], g_o[j], g_f[j], g_c[j], C[j], P_i[j], P_o[j], P_f[j],
+                               clip, input_forget)
+
+
+@njit(cache=True, fastmath=False, inline="always")  # inlined by numba: else a call per unit
+def lstm_unit(i, o, f, c, C_prev, P_i, P_o, P_f, clip, input_forget):
+    """One unit, one step: the gates' pre-activations without peepholes (Xt*(W^T) +
+    Ht-1*(R^T) + Wb + Rb of gate i, o, f, c) and Ct-1 -> (Ct, Ht), float32 scalars.
+
+    The reference kernel above and every fused kernel (fused_layer.py) call this one
+    function; the fused ones pass None for the peepholes and the clip (see
+    ``common.gate``) and input_forget 0. Plain twin: ``lstm_unit_numpy``.
+    """
+    # it = f(Xt*(Wi^T) + Ht-1*(Ri^T) + Pi (.) Ct-1 + Wbi + Rbi)
+    i = common.activate(common.SIGMOID, common.gate(i, clip, P_i, C_prev))
+    # ft = f(Xt*(Wf^T) + Ht-1*(Rf^T) + Pf (.) Ct-1 + Wbf + Rbf), or 1 - it with input_forget
+    if input_forget:
+        f = np.float32(1.0) - i
+    else:
+        f = common.activate(common.SIGMOID, common.gate(f, clip, P_f, C_prev))
+    # ct = g(Xt*(Wc^T) + Ht-1*(Rc^T) + Wbc + Rbc)
+    c = common.activate(common.TANH, common.gate(c, clip))
+    # Ct = ft (.) Ct-1 + it (.) ct
+    C_t = f * C_prev + i * c
+    # ot = f(Xt*(Wo^T) + Ht-1*(Ro^T) + Po (.) Ct + Wbo + Rbo)
+    o = common.activate(common.SIGMOID, common.gate(o, clip, P_o, C_t))
+    # Ht = ot (.) h(Ct)
+    return C_t, o * common.activate(common.TANH, C_t)
+
+
+def lstm_unit_numpy(i, o, f, c, C_prev, P_i, P_o, P_f, clip, input_forget):
+    """Plain twin of ``lstm_unit`` on arrays (any shape that broadcasts): (Ct, Ht)."""
+    i = common.sigmoid(np.clip(i + P_i * C_prev, -clip, clip))
+    f = 1 - i if input_forget else common.sigmoid(np.clip(f + P_f * C_prev, -clip, clip))
+    c = np.tanh(np.clip(c, -clip, clip))
+    C_t = f * C_prev + i * c
+    o = common.sigmoid(np.clip(o + P_o * C_t, -clip, clip))
+    return C_t, o * np.tanh(C_t)
 
 
 def lstm_numpy(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None, *,
@@ -128,12 +153,7 @@ def _direction_numpy(a, d, C, P, clip, input_forget, reverse, Y):
     for step in range(a.X.shape[0]):
         t, active = common.step_index(step, a.sequence_lens, reverse)
         i, o, f, c = np.split(XW[t, batch] + H @ a.R[d].T, 4, axis=1)  # each (N, H)
-        i = common.sigmoid(np.clip(i + P_i * C, -clip, clip))
-        f = 1 - i if input_forget else common.sigmoid(np.clip(f + P_f * C, -clip, clip))
-        c = np.tanh(np.clip(c, -clip, clip))
-        C_t = f * C + i * c
-        o = common.sigmoid(np.clip(o + P_o * C_t, -clip, clip))
-        H_t = o * np.tanh(C_t)
+        C_t, H_t = lstm_unit_numpy(i, o, f, c, C, P_i, P_o, P_f, clip, input_forget)
         Y[t[active], batch[active]] = H_t[active]
         H = np.where(active[:, None], H_t, H)
         C = np.where(active[:, None], C_t, C)

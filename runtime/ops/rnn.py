@@ -1,4 +1,5 @@
-"""ONNX ``RNN`` (opset 14): a numba kernel and its plain numpy twin.
+"""ONNX ``RNN`` (opset 14): a numba kernel, its plain numpy twin, and ``rnn_unit``, the
+cell equation every RNN kernel of rnnedge runs (this reference and the fused ones).
 
 Implements https://onnx.ai/onnx/operators/onnx__RNN.html: Ht = f(Xt Wi^T + Ht-1 Ri^T +
 Wbi + Rbi) with f one of Tanh (the default), Relu or Sigmoid per direction, ``clip``,
@@ -47,20 +48,34 @@ def _rnn_kernel(X, WT, RT, bias, sequence_lens, initial_h, clip, activations, di
     num_directions, _, hidden_size = initial_h.shape
     Y = np.zeros((seq_length, num_directions, batch_size, hidden_size), np.float32)
     Y_h = initial_h.copy()  # the running state H, updated in place
-    gates = np.empty((seq_length, batch_size, hidden_size), np.float32)  # (T, N, H)
+    gates = np.empty((num_directions, seq_length, batch_size, hidden_size), np.float32)
     for d in range(num_directions):
-        common.project(X, WT[d], bias[d], gates)
-        reverse = direction == common.REVERSE or d == 1
-        for step in range(seq_length):
-            for b in range(batch_size):
-                if step < sequence_lens[b]:
-                    t = sequence_lens[b] - 1 - step if reverse else step
-                    g = gates[t, b]
-                    common.accumulate(Y_h[d, b], RT[d], g, 0, hidden_size)
-                    for j in range(hidden_size):
-                        Y_h[d, b, j] = common.activate(activations[d], common.clamp(g[j], clip))
-                    Y[t, d, b, :] = Y_h[d, b]
+        common.project(X, WT[d], bias[d], gates[d])  # Xt*(Wi^T) + Wbi + Rbi: (T, N, H)
+    for visit in common.schedule(sequence_lens, seq_length, num_directions, direction):
+        d, t, b = visit[0], visit[1], visit[2]
+        g = gates[d, t, b]
+        common.accumulate(Y_h[d, b], RT[d], g, 0, hidden_size)  # + Ht-1*(Ri^T)
+        for j in range(hidden_size):
+            Y_h[d, b, j] = rnn_unit(g[j], activations[d], clip)
+        Y[t, d, b, :] = Y_h[d, b]
     return Y, Y_h
+
+
+@njit(cache=True, fastmath=False, inline="always")  # inlined by numba: else a call per unit
+def rnn_unit(pre, activation, clip):
+    """One unit, one step: Ht from its pre-activation Xt*(Wi^T) + Ht-1*(Ri^T) + Wbi + Rbi.
+
+    The reference kernel above and every fused kernel (fused_layer.py) call this one
+    function; the fused ones pass clip None (see ``common.gate``). Plain twin:
+    ``rnn_unit_numpy``.
+    """
+    # Ht = f(Xt*(Wi^T) + Ht-1*(Ri^T) + Wbi + Rbi)
+    return common.activate(activation, common.gate(pre, clip))
+
+
+def rnn_unit_numpy(pre, activation, clip):
+    """Plain twin of ``rnn_unit`` on arrays."""
+    return common.NUMPY_ACTIVATIONS[activation](np.clip(pre, -clip, clip))
 
 
 def rnn_numpy(X, W, R, B=None, sequence_lens=None, initial_h=None, *, hidden_size,
@@ -74,13 +89,13 @@ def rnn_numpy(X, W, R, B=None, sequence_lens=None, initial_h=None, *, hidden_siz
     Y_h = np.empty_like(a.initial_h)
     batch = np.arange(batch_size)
     for d in range(num_directions):
-        f = common.NUMPY_ACTIVATIONS[codes[d]]
         reverse = a.direction == common.REVERSE or d == 1
         Wb, Rb = np.split(a.B[d], 2)
         H = a.initial_h[d]
         for step in range(seq_length):
             t, active = common.step_index(step, a.sequence_lens, reverse)
-            H_t = f(np.clip(a.X[t, batch] @ a.W[d].T + H @ a.R[d].T + Wb + Rb, -clip, clip))
+            pre = a.X[t, batch] @ a.W[d].T + H @ a.R[d].T + Wb + Rb  # (N, H)
+            H_t = rnn_unit_numpy(pre, codes[d], clip)
             Y[t[active], d, batch[active]] = H_t[active]
             H = np.where(active[:, None], H_t, H)
         Y_h[d] = H

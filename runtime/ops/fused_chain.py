@@ -1,0 +1,248 @@
+"""Fused kernels of a chain of forward LSTM/GRU/RNN layers with a linear head, fp32 and int8.
+
+One call runs a whole streaming model over its input (B, T): every layer, step by step,
+then the head on every step's top output or on the last one, with the states updated in
+place and no allocation inside the loop. ``pack`` puts the weights that
+``fast_chain.py`` reads from an ONNX graph into the layout of fused_layer.py, whose
+``layer``/``layer8`` (and the GRU ``*_reset_first`` kernels for linear_before_reset=0)
+run each layer:
+
+* layer 0 reads frames X (B, T, F): ``M0`` (H, G, F + H) is [W | R] per unit and gate,
+  its biases in ``bias[0]``; or token ids (B, T): ``table`` (V, H, G) holds embedding @
+  W0^T + biases, so its input projection is a row gather, and ``M0`` (H, G, H) is R
+  alone (then X is (B, T, 0)). Frames pass an empty ``table`` (0, H, G).
+* ``Mup`` (L-1, H, G, 2H): [W | R] of the layers above; ``bias`` (L, H, G) Wb + Rb with
+  GRU's Rbh apart in ``rbh`` (L, H).
+* the head ``fc`` (C, H), ``fc_bias`` (C,): into y (B, T, C) when ``every``, else into
+  y (B, 1, C) after the last step.
+
+int8 (``run8``, arguments from ``quantize``): M0, Mup and fc as int8 with one float32
+scale per row (``*_scale``), quantized as fused_layer.py says. Batch rows run one after
+another. The cell equations are the operators' own (through fused_layer.py); not a graph
+reader: fast_chain.py is.
+
+Every kernel has a plain numpy twin with the same signature (``run_numpy``,
+``run8_numpy``). numba's cache does not notice when a helper from another file changes
+under these kernels: after editing one, delete ``runtime/ops/__pycache__``.
+"""
+
+import numpy as np
+from numba import njit
+
+from ..errors import UnsupportedError
+from .common import GATES, GRU, LSTM, f32
+from .fused_layer import (copy, dot, gru_layer8_reset_first, gru_layer_reset_first, idot,
+                          layer, layer8, layer_numpy, quantize_numpy, quantize_rows)
+from .fused_layer import quantize as quantize_vector
+
+NO_STATE = np.zeros((0, 0, 0), np.float32)  # c of a GRU or RNN: never read by the kernels
+
+
+def pack(cell, activation, lbr, layers, embedding, fc, fc_bias):
+    """fp32 arguments of ``run`` after ``every``: (cell, activation, lbr, table, M0, Mup,
+    bias, rbh, fc, fc_bias) from ONNX-layout layers [(W (G*H, I), R (G*H, H), B (2*G*H,))],
+    an embedding (V, E) or None for frames, and the head fc (C, H), fc_bias (C,)."""
+    G = GATES[cell]
+    H = layers[0][1].shape[1]
+    for i, (W, R, B) in enumerate(layers):
+        if R.shape != (G * H, H) or W.shape[0] != G * H or (i and W.shape[1] != H):
+            raise UnsupportedError(f"fast chain engine: layer {i} has W {W.shape}, R {R.shape};"
+                                   f" expected ({G * H}, {'I' if i == 0 else H}), ({G * H}, {H})")
+    if fc.shape[1] != H or fc_bias.shape != fc.shape[:1]:
+        raise UnsupportedError(f"fast chain engine: the head has weight {fc.shape} and bias "
+                               f"{fc_bias.shape} over {H} units")
+    by_unit = lambda a: a.reshape(G, H, *a.shape[1:]).swapaxes(0, 1)  # (G*H, ...) -> (H, G, ...)
+    bias = [_input_bias(cell, B, H) for _, _, B in layers]  # (G*H,) each
+    W0, R0, _ = layers[0]
+    if embedding is None:
+        table, M0 = np.zeros((0, H, G)), by_unit(np.concatenate([W0, R0], axis=1))
+    else:  # layer 0's input projection of every token, biases included: rounded once
+        table = embedding.astype(np.float64) @ W0.T.astype(np.float64) + bias[0]
+        table, M0 = table.reshape(-1, G, H).swapaxes(1, 2), by_unit(R0)  # (V, G*H) -> (V, H, G)
+        bias[0] = np.zeros(G * H)
+    Mup = [by_unit(np.concatenate([W, R], axis=1)) for W, R, _ in layers[1:]]
+    rbh = [B[-H:] if cell == GRU else np.zeros(H) for _, _, B in layers]
+    return (cell, activation, lbr, f32(table), f32(M0),
+            f32(np.stack(Mup) if Mup else np.zeros((0, H, G, 2 * H))),
+            f32(np.stack([by_unit(b) for b in bias])), f32(np.stack(rbh)), f32(fc), f32(fc_bias))
+
+
+def _input_bias(cell, B, H):
+    """Wb + Rb (G*H,), except GRU's Rbh, which the kernels add to the h gate's recurrent part."""
+    Wb, Rb = np.split(B.astype(np.float64), 2)
+    if cell == GRU:
+        Rb = np.concatenate([Rb[:2 * H], np.zeros(H)])
+    return Wb + Rb
+
+
+def quantize(packed):
+    """``pack``'s arguments -> those of ``run8``: int8 M0, Mup, fc with their row scales."""
+    cell, activation, lbr, table, M0, Mup, bias, rbh, fc, fc_bias = packed
+    return (cell, activation, lbr, table, *quantize_rows(M0), *quantize_rows(Mup), bias, rbh,
+            *quantize_rows(fc), fc_bias)
+
+
+def work(packed):
+    """Work buffers of both kernels: wh, wc, x0, x1, r0, r1, q0, q1, qr0, qr1, s."""
+    L, H = packed[7].shape
+    K0 = packed[4].shape[2]
+    f, i16 = np.float32, np.int16
+    return (np.zeros((L, H), f), np.zeros((L, H), f), np.zeros(K0, f), np.zeros(2 * H, f),
+            np.zeros(K0, f), np.zeros(2 * H, f), np.zeros(K0, i16), np.zeros(2 * H, i16),
+            np.zeros(K0, i16), np.zeros(2 * H, i16), np.zeros((2, H), f))
+
+
+# -- numba ------------------------------------------------------------------------------
+@njit(cache=True, fastmath=False)
+def _first_bad(tokens, vocab):
+    """Flat index of the first token outside [0, vocab), or -1."""
+    flat = tokens.ravel()
+    for k in range(flat.size):
+        if flat[k] < 0 or flat[k] >= vocab:
+            return k
+    return -1
+
+
+@njit(cache=True, fastmath=False)
+def _rows(cell, h, c, b, wh, wc, load):
+    """Batch row b of the states (L, B, H) into the work rows wh, wc (L, H), or back."""
+    for i in range(h.shape[0]):
+        if load:
+            copy(h[i, b], wh[i], 0)
+        else:
+            copy(wh[i], h[i, b], 0)
+        if cell == LSTM:
+            if load:
+                copy(c[i, b], wc[i], 0)
+            else:
+                copy(wc[i], c[i, b], 0)
+
+
+@njit(cache=True, fastmath=False)
+def _layer(cell, activation, lbr, M, xh, base, rbh, h, c, xr, s):
+    if cell == GRU and lbr == 0:
+        gru_layer_reset_first(M, xh, base, rbh, h, xr, s)
+    else:
+        layer(cell, activation, M, xh, base, rbh, h, c)
+
+
+@njit(cache=True, fastmath=False)
+def _layer8(cell, activation, lbr, M, scale, xh, q, base, rbh, h, c, xr, qr, s):
+    if cell == GRU and lbr == 0:
+        gru_layer8_reset_first(M, scale, xh, q, base, rbh, h, xr, qr, s)
+    else:
+        layer8(cell, activation, M, scale, xh, q, base, rbh, h, c)
+
+
+@njit(cache=True, fastmath=False)
+def run(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, Mup, bias, rbh, fc,
+        fc_bias, wh, wc, x0, x1, r0, r1, q0, q1, qr0, qr1, s):
+    """X (B, T, F), tokens (B, T) -> y; h and, for LSTM, c (L, B, H) updated in place.
+
+    Work: wh, wc (L, H); x0, r0 (F + H,), x1, r1 (2H,) float32; q*, qr* their int16
+    twins (int8 only); s (2, H). Returns -1, or the flat index of the first token outside
+    the table (then nothing is computed). Plain twin: ``run_numpy``.
+    """
+    B, T, F = X.shape
+    L, H = wh.shape
+    if table.shape[0] > 0:
+        bad = _first_bad(tokens, table.shape[0])
+        if bad >= 0:
+            return bad
+    for b in range(B):
+        _rows(cell, h, c, b, wh, wc, True)
+        for t in range(T):
+            copy(X[b, t], x0, 0)
+            copy(wh[0], x0, F)  # x0 = [Xt; Ht-1]
+            base = table[tokens[b, t]] if table.shape[0] > 0 else bias[0]
+            _layer(cell, activation, lbr, M0, x0, base, rbh[0], wh[0], wc[0], r0, s)
+            for i in range(1, L):  # layer i reads [h of layer i - 1; its own h_prev]
+                copy(wh[i - 1], x1, 0)
+                copy(wh[i], x1, H)
+                _layer(cell, activation, lbr, Mup[i - 1], x1, bias[i], rbh[i], wh[i], wc[i],
+                       r1, s)
+            if every or t == T - 1:
+                out = y[b, t if every else 0]
+                for v in range(out.shape[0]):
+                    out[v] = fc_bias[v] + dot(fc, v, wh[L - 1], 0, H)
+        _rows(cell, h, c, b, wh, wc, False)
+    return -1
+
+
+@njit(cache=True, fastmath=False)
+def run8(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, M0_scale, Mup,
+         Mup_scale, bias, rbh, fc, fc_scale, fc_bias, wh, wc, x0, x1, r0, r1, q0, q1, qr0,
+         qr1, s):
+    """``run`` on int8 M0, Mup, fc with row scales (H, G), (L-1, H, G), (C,).
+    Plain twin: ``run8_numpy``."""
+    B, T, F = X.shape
+    L, H = wh.shape
+    if table.shape[0] > 0:
+        bad = _first_bad(tokens, table.shape[0])
+        if bad >= 0:
+            return bad
+    for b in range(B):
+        _rows(cell, h, c, b, wh, wc, True)
+        for t in range(T):
+            copy(X[b, t], x0, 0)
+            copy(wh[0], x0, F)
+            base = table[tokens[b, t]] if table.shape[0] > 0 else bias[0]
+            _layer8(cell, activation, lbr, M0, M0_scale, x0, q0, base, rbh[0], wh[0], wc[0],
+                    r0, qr0, s)
+            for i in range(1, L):
+                copy(wh[i - 1], x1, 0)
+                copy(wh[i], x1, H)
+                _layer8(cell, activation, lbr, Mup[i - 1], Mup_scale[i - 1], x1, q1, bias[i],
+                        rbh[i], wh[i], wc[i], r1, qr1, s)
+            if every or t == T - 1:
+                out = y[b, t if every else 0]
+                sx = quantize_vector(wh[L - 1], q1[:H])
+                for v in range(out.shape[0]):
+                    out[v] = fc_bias[v] + np.float32(idot(fc, v, q1, 0, H)) * (fc_scale[v] * sx)
+        _rows(cell, h, c, b, wh, wc, False)
+    return -1
+
+
+# -- numpy twins ------------------------------------------------------------------------
+def run_numpy(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, Mup, bias, rbh,
+              fc, fc_bias, *work):
+    """Plain twin of ``run``: numpy products per layer and step (``layer_numpy``)."""
+    return _run_numpy(X, tokens, h, c, y, every, cell, activation, lbr, table,
+                      (M0, None), [(M, None) for M in Mup], bias, rbh, (fc, None), fc_bias)
+
+
+def run8_numpy(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, M0_scale, Mup,
+               Mup_scale, bias, rbh, fc, fc_scale, fc_bias, *work):
+    """Plain twin of ``run8``."""
+    return _run_numpy(X, tokens, h, c, y, every, cell, activation, lbr, table,
+                      (M0, M0_scale), list(zip(Mup, Mup_scale)), bias, rbh, (fc, fc_scale),
+                      fc_bias)
+
+
+def _run_numpy(X, tokens, h, c, y, every, cell, activation, lbr, table, first, above, bias,
+               rbh, head, fc_bias):
+    if table.shape[0]:
+        bad = np.flatnonzero((tokens.ravel() < 0) | (tokens.ravel() >= table.shape[0]))
+        if bad.size:
+            return int(bad[0])
+    B, T, _ = X.shape
+    for b, t in np.ndindex(B, T):
+        for i, (M, scale) in enumerate([first] + above):
+            x = X[b, t] if i == 0 else h[i - 1, b]
+            base = table[tokens[b, t]] if i == 0 and table.shape[0] else bias[i]
+            h[i, b], c_new = layer_numpy(cell, activation, M, x, h[i, b],
+                                         c[i, b] if cell == LSTM else None, base, rbh[i], lbr,
+                                         scale)
+            if cell == LSTM:
+                c[i, b] = c_new
+        if every or t == T - 1:
+            y[b, t if every else 0] = _head(*head, fc_bias, h[-1, b])
+    return -1
+
+
+def _head(fc, scale, fc_bias, v):
+    """fc (C, H) @ v + fc_bias, or its int8 version with row scales (C,)."""
+    if scale is None:
+        return fc @ v + fc_bias
+    q, sv = quantize_numpy(v)
+    return fc_bias + (fc.astype(np.int32) @ q).astype(np.float32) * (scale * sv)

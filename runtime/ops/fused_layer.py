@@ -1,0 +1,249 @@
+"""One step of one recurrent layer on the fused weight layout, fp32 and int8, with plain twins.
+
+The building block of both fused engines: ``fused.py`` (a whole charlm graph) and
+``fused_node.py`` (any LSTM/GRU/RNN node). A layer's weights are ``M`` (H, G, K): row
+(j, g) is [W | R] of gate g of unit j (ONNX gate order i, o, f, c / z, r, h), K = input
++ hidden, so that the G gates of unit j are adjacent and one pass over them yields its
+pre-activations, followed at once by its cell update. ``base`` (H, G) holds Wb + Rb
+without GRU's Rbh, which ``rbh`` (H,) holds. The cell equations are not here: ``update``
+calls the operators' own ``lstm_unit``, ``gru_reset``/``gru_unit`` and ``rnn_unit``, with
+no clip and no peepholes (what these kernels run; callers check the attributes).
+
+int8: M holds int8 values with one float32 scale per row (``quantize_rows``); the input
+of each product is quantized per step with one symmetric scale (max|v| / 127, round half
+to even) into int16 holders of int8 values, and products accumulate exactly in int32.
+
+Every kernel's plain twin is ``layer_numpy``. numba's cache does not notice when a helper
+imported from another file (common.py, lstm.py, gru.py, rnn.py) changes under a kernel:
+after editing one, delete ``runtime/ops/__pycache__``.
+"""
+
+import numpy as np
+from numba import njit
+
+from .common import GATES, GRU, LSTM
+from .gru import gru_reset, gru_reset_numpy, gru_unit, gru_unit_numpy
+from .lstm import lstm_unit, lstm_unit_numpy
+from .rnn import rnn_unit, rnn_unit_numpy
+
+Q_MAX = 127
+NO_R = np.float32(0.0)  # rt is applied already when linear_before_reset=0
+
+
+def quantize_rows(w):
+    """Symmetric per-row int8 of a float array (..., K) -> (int8 (..., K), scale (...,))."""
+    scale = (np.abs(w).max(axis=-1) / Q_MAX).astype(np.float32)
+    safe = np.where(scale > 0, scale, np.float32(1))
+    return np.rint(w / safe[..., None]).astype(np.int8), scale
+
+
+# fastmath is on in the dot products only, and only reassoc + contract: reassociation lets
+# LLVM split the sum into SIMD partial sums (otherwise it is one serial chain of adds) and
+# contract allows FMA. Not nnan/ninf: the sigmoid relies on exp overflowing to inf, and a
+# NaN must come out as NaN. The int8 products need no flag: integer sums vectorise as is.
+DOT_FLAGS = {"reassoc", "contract"}
+
+
+@njit(cache=True, fastmath=DOT_FLAGS)
+def dot(A, row, x, lo, hi):
+    """A[row, lo:hi] . x[lo:hi].
+
+    Indices rather than slices: a view per row would add a reference count in and out
+    (two calls) to every row of every step. Unsigned indices: numba guards a signed index
+    against negative values, which stops LLVM vectorising the loop when ``lo`` is not a
+    constant (the GRU's split rows run 4x slower).
+    """
+    acc = np.float32(0.0)
+    for k in range(lo, hi):
+        u = np.uint64(k)
+        acc += A[row, u] * x[u]
+    return acc
+
+
+@njit(cache=True, fastmath=False)
+def idot(A, row, q, lo, hi):
+    """int8 A[row, lo:hi] . int16 q[lo:hi], summed exactly in int32 (|sum| <= 127^2 K).
+
+    Indices as in ``dot``. The casts keep the sum int32 (numba would widen it to int64),
+    which LLVM turns into vpmaddwd on x86.
+    """
+    acc = np.int32(0)
+    for k in range(lo, hi):
+        u = np.uint64(k)
+        acc = np.int32(acc + np.int32(A[row, u]) * np.int32(q[u]))
+    return acc
+
+
+@njit(cache=True, fastmath=False)
+def quantize(x, q):
+    """x (K,) -> q (K,) int8 values in int16; returns the scale."""
+    top = np.float32(0.0)
+    for k in range(x.shape[0]):
+        top = max(top, abs(x[k]))
+    scale = top / np.float32(Q_MAX) if top > 0 else np.float32(1.0)
+    for k in range(x.shape[0]):
+        q[k] = np.int16(np.rint(x[k] / scale))
+    return scale
+
+
+@njit(cache=True, fastmath=False)
+def copy(src, dst, at):
+    """dst[at:at + len(src)] = src, as a loop: numba's slice assignment carries a copy
+    through a temporary array for the case where the two overlap."""
+    for k in range(src.shape[0]):
+        dst[at + k] = src[k]
+
+
+@njit(cache=True, fastmath=False, inline="always")  # inlined by numba: else a call per unit
+def update(cell, activation, s0, s1, s2, s3, h_prev, j, h, c):
+    """Unit j's new h[j] (and c[j]) from its gate sums, in ONNX gate order: LSTM i, o, f, c;
+    GRU z, r, then the h gate's input part (with Wbh) and recurrent part (with Rbh)
+    (linear_before_reset=1); RNN s0 alone."""
+    if cell == LSTM:
+        c[j], h[j] = lstm_unit(s0, s1, s2, s3, c[j], None, None, None, None, 0)
+    elif cell == GRU:
+        h[j] = gru_unit(s0, gru_reset(s1, None), s2, s3, h_prev, None, 1)
+    else:
+        h[j] = rnn_unit(s0, activation, None)
+
+
+@njit(cache=True, fastmath=False)
+def layer(cell, activation, M, xh, base, rbh, h, c):
+    """One layer, one step: xh = [x; h_prev] (K,), M (H, G, K), base (H, G) -> h, c in place.
+
+    Unit j's cell is updated as soon as its gate rows are summed: no buffer of
+    pre-activations, and h_prev is read from xh, not from h. Plain twin: ``layer_numpy``.
+    """
+    H, G, K = M.shape
+    A = M.reshape(H * G, K)  # row j * G + g: gate g of unit j
+    split = K - H  # where h_prev starts in xh
+    s1 = s2 = s3 = np.float32(0.0)
+    for j in range(H):
+        row = j * G
+        s0 = base[j, 0] + dot(A, row, xh, 0, K)
+        if cell == LSTM:
+            s1 = base[j, 1] + dot(A, row + 1, xh, 0, K)
+            s2 = base[j, 2] + dot(A, row + 2, xh, 0, K)
+            s3 = base[j, 3] + dot(A, row + 3, xh, 0, K)
+        elif cell == GRU:
+            s1 = base[j, 1] + dot(A, row + 1, xh, 0, K)
+            s2 = base[j, 2] + dot(A, row + 2, xh, 0, split)
+            s3 = rbh[j] + dot(A, row + 2, xh, split, K)
+        update(cell, activation, s0, s1, s2, s3, xh[split + j], j, h, c)
+
+
+@njit(cache=True, fastmath=False)
+def layer8(cell, activation, M, scale, xh, q, base, rbh, h, c):
+    """``layer`` with int8 M (H, G, K) and row scales (H, G); q (K,) is xh quantized here.
+    Plain twin: ``layer_numpy`` with ``scale``."""
+    H, G, K = M.shape
+    A = M.reshape(H * G, K)
+    split = K - H
+    sx = quantize(xh, q)
+    s1 = s2 = s3 = np.float32(0.0)
+    for j in range(H):
+        row = j * G
+        s0 = base[j, 0] + np.float32(idot(A, row, q, 0, K)) * (scale[j, 0] * sx)
+        if cell == LSTM:
+            s1 = base[j, 1] + np.float32(idot(A, row + 1, q, 0, K)) * (scale[j, 1] * sx)
+            s2 = base[j, 2] + np.float32(idot(A, row + 2, q, 0, K)) * (scale[j, 2] * sx)
+            s3 = base[j, 3] + np.float32(idot(A, row + 3, q, 0, K)) * (scale[j, 3] * sx)
+        elif cell == GRU:
+            s1 = base[j, 1] + np.float32(idot(A, row + 1, q, 0, K)) * (scale[j, 1] * sx)
+            s2 = base[j, 2] + np.float32(idot(A, row + 2, q, 0, split)) * (scale[j, 2] * sx)
+            s3 = rbh[j] + np.float32(idot(A, row + 2, q, split, K)) * (scale[j, 2] * sx)
+        update(cell, activation, s0, s1, s2, s3, xh[split + j], j, h, c)
+
+
+@njit(cache=True, fastmath=False)
+def gru_layer_reset_first(M, xh, base, rbh, h, xr, s):
+    """GRU ``layer`` for linear_before_reset=0, whose ht needs (rt (.) Ht-1)*(Rh^T): every
+    unit's rt comes first. xr (K,) receives rt (.) Ht-1 in xr[K-H:]; s (2, H) keeps zt's
+    sum and the h gate's input part between the passes. Plain twin: ``layer_numpy``."""
+    H, G, K = M.shape
+    A = M.reshape(H * G, K)
+    split = K - H
+    for j in range(H):
+        row = j * G
+        s[0, j] = base[j, 0] + dot(A, row, xh, 0, K)
+        r = gru_reset(base[j, 1] + dot(A, row + 1, xh, 0, K), None)
+        s[1, j] = base[j, 2] + dot(A, row + 2, xh, 0, split)
+        xr[split + j] = r * xh[split + j]
+    for j in range(H):
+        h_r = rbh[j] + dot(A, j * G + 2, xr, split, K)
+        h[j] = gru_unit(s[0, j], NO_R, s[1, j], h_r, xh[split + j], None, 0)
+
+
+@njit(cache=True, fastmath=False)
+def gru_layer8_reset_first(M, scale, xh, q, base, rbh, h, xr, qr, s):
+    """``gru_layer_reset_first`` on int8 M; rt (.) Ht-1 is quantized on its own into qr."""
+    H, G, K = M.shape
+    A = M.reshape(H * G, K)
+    split = K - H
+    sx = quantize(xh, q)
+    for j in range(H):
+        row = j * G
+        s[0, j] = base[j, 0] + np.float32(idot(A, row, q, 0, K)) * (scale[j, 0] * sx)
+        r = gru_reset(base[j, 1] + np.float32(idot(A, row + 1, q, 0, K)) * (scale[j, 1] * sx),
+                      None)
+        s[1, j] = base[j, 2] + np.float32(idot(A, row + 2, q, 0, split)) * (scale[j, 2] * sx)
+        xr[split + j] = r * xh[split + j]
+    sr = quantize(xr[split:], qr[split:])
+    for j in range(H):
+        h_r = rbh[j] + np.float32(idot(A, j * G + 2, qr, split, K)) * (scale[j, 2] * sr)
+        h[j] = gru_unit(s[0, j], NO_R, s[1, j], h_r, xh[split + j], None, 0)
+
+
+# -- numpy twin -------------------------------------------------------------------------
+def layer_numpy(cell, activation, M, x, h_prev, c_prev, base, rbh, linear_before_reset=1,
+                scale=None):
+    """Plain twin of ``layer`` (``scale`` None), ``layer8`` (int8 M and its row scales) and
+    the GRU ``*_reset_first`` kernels (linear_before_reset 0): (h, c), c None but for LSTM."""
+    inputs, recurrent = _products(M, scale, x, h_prev, cell)  # (H, G) each
+    s = base + inputs
+    if cell == LSTM:
+        i, o, f, c = (s + recurrent).T
+        c_new, h = lstm_unit_numpy(i, o, f, c, c_prev, 0, 0, 0, np.inf, 0)
+        return h, c_new
+    if cell == GRU:
+        r = gru_reset_numpy(s[:, 1] + recurrent[:, 1], np.inf)
+        if linear_before_reset:
+            h_r = recurrent[:, 2] + rbh
+        else:
+            h_r = _product(M[:, 2, x.size:], None if scale is None else scale[:, 2],
+                           r * h_prev) + rbh
+        return gru_unit_numpy(s[:, 0] + recurrent[:, 0], r, s[:, 2], h_r, h_prev, np.inf,
+                              linear_before_reset), None
+    return rnn_unit_numpy(s[:, 0] + recurrent[:, 0], activation, np.inf), None
+
+
+def _products(M, scale, x, h_prev, cell):
+    """Input and recurrent parts of the gate sums, (H, G) each, without biases.
+
+    int8: [x; h_prev] quantized with one scale, and one sum per gate as in the kernel,
+    except the GRU h gate's two parts: so here too (the recurrent part is then zero).
+    """
+    if scale is None:
+        return M[:, :, :x.size] @ x, M[:, :, x.size:] @ h_prev
+    q, sx = quantize_numpy(np.concatenate([x, h_prev]))
+    M = M.astype(np.int32)
+    ax, ah = M[:, :, :x.size] @ q[:x.size], M[:, :, x.size:] @ q[x.size:]
+    split = 2 if cell == GRU else GATES[cell]  # gates whose two parts are summed
+    ax[:, :split] += ah[:, :split]
+    ah[:, :split] = 0
+    return ax.astype(np.float32) * (scale * sx), ah.astype(np.float32) * (scale * sx)
+
+
+def _product(M, scale, v):
+    """M (J, K) @ v (K,), or its int8 version with row scales (J,)."""
+    if scale is None:
+        return M @ v
+    q, sv = quantize_numpy(v)
+    return (M.astype(np.int32) @ q).astype(np.float32) * (scale * sv)
+
+
+def quantize_numpy(x):
+    """Plain twin of ``quantize``: (int32 values, scale)."""
+    top = np.abs(x).max() if x.size else np.float32(0)
+    scale = top / np.float32(Q_MAX) if top > 0 else np.float32(1)
+    return np.rint(x / scale).astype(np.int32), scale

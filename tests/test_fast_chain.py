@@ -1,0 +1,192 @@
+"""The fast chain engine: graphs exported by torch (TorchScript exporter, opset 17) of layer
+chains with a linear head, run by fused kernels against onnxruntime (FP32, int8: INT8) and
+against their numpy twins (KERNEL); streaming state; graphs it must refuse; typed errors.
+
+Random inputs and initial states with fixed seeds, (batch, time) shapes including 1 and odd
+sizes, lengths other than the export's.
+"""
+
+import io
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from rnnedge.export.models import charlm_graph
+from rnnedge.runtime.engines import OrtEngine
+from rnnedge.runtime.errors import InputError, UnsupportedError
+from rnnedge.runtime.fast import FastCharEngine
+from rnnedge.runtime.fast_chain import FastChainEngine
+from rnnedge.runtime.tolerances import FP32, INT8, KERNEL, assert_close
+from user_models import PASSING, tamper_gru_lbr0
+
+F, H, C, V = 6, 11, 5, 13
+SHAPES = [(1, 1), (3, 5), (2, 1), (1, 7)]
+
+
+class Chain(nn.Module):
+    """frames or token ids -> nn.GRU/LSTM/RNN(batch_first) -> nn.Linear, the head on every
+    step ("all"), on out[:, -1] ("last") or on h[-1] ("hn"); states in and out if ``state``."""
+
+    def __init__(self, kind, layers, head, state, tokens, nonlinearity, head_bias):
+        super().__init__()
+        self.kind, self.head_on, self.state = kind, head, state
+        self.embed = nn.Embedding(V, F) if tokens else None
+        extra = {"nonlinearity": nonlinearity} if kind == "RNN" else {}
+        self.rnn = getattr(nn, kind)(F, H, num_layers=layers, batch_first=True, **extra)
+        self.head = nn.Linear(H, C, bias=head_bias)
+
+    def forward(self, x, *states):
+        x = self.embed(x) if self.embed is not None else x
+        given = (states if self.kind == "LSTM" else states[0]) if states else None
+        out, final = self.rnn(x, given)
+        h = final[0] if self.kind == "LSTM" else final
+        y = self.head({"all": out, "last": out[:, -1], "hn": h[-1]}[self.head_on])
+        if not self.state:
+            return y
+        return (y, *final) if self.kind == "LSTM" else (y, final)
+
+
+def export(kind, layers, head="all", state=True, tokens=False, nonlinearity="tanh", lbr=1,
+           head_bias=True):
+    torch.manual_seed(layers)
+    module = Chain(kind, layers, head, state, tokens, nonlinearity, head_bias).eval()
+    names = ["x"] + (["h", "c"] if kind == "LSTM" else ["h"]) * state
+    x = torch.randint(0, V, (2, 4)) if tokens else torch.randn(2, 4, F)
+    args = (x, *(torch.randn(layers, 2, H) for _ in names[1:]))
+    outs = ["y"] + (["h_new", "c_new"] if kind == "LSTM" else ["h_new"]) * state
+    axes = {"x": {0: "batch", 1: "time"}, **{n: {1: "batch"} for n in names[1:] + outs[1:]}}
+    buf = io.BytesIO()
+    torch.onnx.export(module, args, buf, input_names=names, output_names=outs,
+                      dynamic_axes=axes, opset_version=17, dynamo=False)
+    model = onnx.load_from_string(buf.getvalue())
+    if lbr == 0:
+        tamper_gru_lbr0(model)
+    return model
+
+
+def feeds_for(model, batch, time, rng):
+    feeds = {}
+    for i in model.graph.input:
+        dims = [d.dim_value for d in i.type.tensor_type.shape.dim]
+        if i.name == "x" and len(dims) == 2:
+            feeds["x"] = rng.integers(0, V, (batch, time))
+        elif i.name == "x":
+            feeds["x"] = rng.standard_normal((batch, time, F)).astype(np.float32)
+        else:
+            feeds[i.name] = rng.uniform(-1, 1, (dims[0], batch, H)).astype(np.float32)
+    return feeds
+
+
+CASES = {  # name: export arguments
+    "kws-gru": ("GRU", 1),
+    "gru2-last-lbr0": ("GRU", 2, "last", False, False, "tanh", 0),
+    "lstm2-forecaster": ("LSTM", 2),
+    "lstm1-tokens-last": ("LSTM", 1, "last", False, True),
+    "rnn3-relu-hn": ("RNN", 3, "hn", False, False, "relu"),
+    "rnn2-tanh-tokens": ("RNN", 2, "all", True, True),
+    "gru3-tokens-hn-lbr0": ("GRU", 3, "hn", True, True, "tanh", 0),
+    "lstm3-hn": ("LSTM", 3, "hn"),
+    "rnn1-last-no-bias": ("RNN", 1, "last", True, False, "relu", 1, False),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_matches_onnxruntime_and_twins(case):
+    model = export(*CASES[case])
+    ort = OrtEngine(model)
+    engines = {(q, twin): FastChainEngine(model, quantize=q, twin=twin)
+               for q in (None, "int8") for twin in (False, True)}
+    rng = np.random.default_rng(7)
+    for batch, time in SHAPES:
+        feeds = feeds_for(model, batch, time, rng)
+        want = ort.run(feeds)
+        got = {key: engine.run(feeds) for key, engine in engines.items()}
+        for name in want:
+            where = f"{case} {name} B={batch} T={time}"
+            assert_close(f"{where} fp32", got[None, False][name], want[name], FP32)
+            assert_close(f"{where} int8", got["int8", False][name], want[name], INT8)
+            for q in (None, "int8"):
+                assert_close(f"{where} {q} twin", got[q, False][name], got[q, True][name], KERNEL)
+
+
+def test_streaming_carries_state():
+    """One frame per call with the state fed back equals one call over all the frames."""
+    model = export("LSTM", 2)
+    engine = FastChainEngine(model)
+    feeds = feeds_for(model, 1, 9, np.random.default_rng(3))
+    whole = engine.run(feeds)
+    state = {"h": feeds["h"], "c": feeds["c"]}
+    ys = []
+    for t in range(9):
+        out = engine.run({"x": feeds["x"][:, t:t + 1], **state})
+        ys.append(out["y"])
+        state = {"h": out["h_new"], "c": out["c_new"]}
+    assert_close("streamed y", np.concatenate(ys, axis=1), whole["y"], KERNEL)
+    assert_close("streamed h", state["h"], whole["h_new"], KERNEL)
+    assert feeds["h"] is not whole["h_new"] and not np.shares_memory(feeds["h"], whole["h_new"])
+
+
+def test_runs_rnnedge_charlm_graph_like_the_char_engine():
+    rng = np.random.default_rng(0)
+    u = lambda *shape: rng.uniform(-0.3, 0.3, shape).astype(np.float32)
+    sd = {"embedding.weight": u(V, 9), "fc.weight": u(V, H), "fc.bias": u(V),
+          **{f"rnn.{w}_l{i}": u(3 * H, *dims) for i in range(2)
+             for w, dims in (("weight_ih", (9 if i == 0 else H,)), ("weight_hh", (H,)),
+                             ("bias_ih", ()), ("bias_hh", ()))}}
+    model = charlm_graph({"cell": "gru", "hidden_size": H, "num_layers": 2, "vocab_size": V},
+                         sd, {})
+    feeds = {"tokens": rng.integers(0, V, (2, 5)), "h0": u(2, 2, H)}
+    got, want = FastChainEngine(model).run(feeds), FastCharEngine(model).run(feeds)
+    for name in want:
+        assert_close(name, got[name], want[name], KERNEL)
+
+
+@pytest.mark.parametrize("factory,message", [
+    ("packed_gru_tagger", "direction='bidirectional'"),
+    ("conv_gru", "not time-major frames"),
+    ("attention_lstm", "not a linear head"),
+    ("token_lstm", "not a linear head"),
+    ("scripted_cell_loop", "no LSTM, GRU or RNN"),
+])
+def test_refuses_what_it_cannot_map(factory, message):
+    module, args, kwargs = PASSING[factory]()
+    buf = io.BytesIO()
+    torch.onnx.export(module, args, buf, opset_version=17, dynamo=False,
+                      **{k: kwargs[k] for k in ("input_names", "output_names", "dynamic_axes")})
+    with pytest.raises(UnsupportedError, match=message):
+        FastChainEngine(onnx.load_from_string(buf.getvalue()))
+
+
+def test_refuses_what_the_kernels_do_not_compute():
+    model = export("GRU", 1)
+    node = next(n for n in model.graph.node if n.op_type == "GRU")
+    node.attribute.extend([onnx.helper.make_attribute("clip", 3.0)])
+    with pytest.raises(UnsupportedError, match="clip"):
+        FastChainEngine(model)
+    model = export("GRU", 1)  # a state that is not one of the graph's inputs as it is
+    node = next(n for n in model.graph.node if n.op_type == "GRU")
+    model.graph.node.insert(0, onnx.helper.make_node("Neg", ["h"], ["minus_h"], name="neg"))
+    node.input[5] = "minus_h"
+    with pytest.raises(UnsupportedError, match="starts from the result of Neg 'neg'"):
+        FastChainEngine(model)
+
+
+def test_typed_input_errors():
+    tokens = FastChainEngine(export("RNN", 2, "all", True, True))
+    h = np.zeros((2, 1, H), np.float32)
+    with pytest.raises(InputError, match="outside the embedding"):
+        tokens.run({"x": np.array([[1, V]]), "h": h})
+    with pytest.raises(InputError, match="expected token ids"):
+        tokens.run({"x": np.zeros((1, 2, F), np.float32), "h": h})
+    frames = FastChainEngine(export("GRU", 1))
+    with pytest.raises(InputError, match="expected frames \\(batch, time >= 1, 6\\)"):
+        frames.run({"x": np.zeros((1, 2, F + 1), np.float32), "h": h[:1]})
+    with pytest.raises(InputError, match="state h is missing"):
+        frames.run({"x": np.zeros((1, 2, F), np.float32)})
+    with pytest.raises(InputError, match="expected \\(1, 3, 11\\)"):
+        frames.run({"x": np.zeros((3, 2, F), np.float32), "h": h})
+    with pytest.raises(InputError, match="quantize"):
+        FastChainEngine(export("GRU", 1), quantize="int4")
