@@ -26,7 +26,7 @@ from suite import CELLS, HERE, log, write_atomic  # benchmarks/ is sys.path[0]; 
 
 def rnnedge(*args):
     """Run the rnnedge CLI of this interpreter's environment; fail loudly."""
-    cmd = [sys.executable, "-m", "rnnedge.export.cli", *map(str, args)]
+    cmd = [sys.executable, "-m", "rnnedge.cli", *map(str, args)]
     log("rnnedge " + " ".join(map(str, args)))
     subprocess.run(cmd, check=True)
 
@@ -73,11 +73,11 @@ def parameters(checkpoint):
 
 
 def charlm_row(args, ckpt, model):
-    from rnnedge.export.optimize import bits_per_char
+    from rnnedge.deploy.gates import bits_per_char
     from rnnedge.export.torch_engines import charlm_maker
-    from rnnedge.runtime.bench import bench_charlm
+    from rnnedge.deploy.bench import bench_charlm
     from rnnedge.runtime.model import load
-    from rnnedge.train.hamlet import CharCorpus, load_text
+    from rnnedge.data.hamlet import CharCorpus, load_text
 
     corpus = CharCorpus.from_text(load_text(None, args.data_dir))
     bpc, _ = bits_per_char(load(model, engine="ort", threads=2), corpus.val)
@@ -88,7 +88,7 @@ def charlm_row(args, ckpt, model):
 
 def sentiment_row(args, ckpt, model, reviews):
     from rnnedge.export.torch_engines import sentiment_maker
-    from rnnedge.runtime.bench import bench_sentiment
+    from rnnedge.deploy.bench import bench_sentiment
     from rnnedge.runtime.model import load
     from rnnedge.runtime.sentiment import evaluate
 
@@ -147,7 +147,7 @@ def main(argv=None):
     if args.data_dir:
         os.environ["RNNEDGE_DATA"] = str(args.data_dir)
 
-    from rnnedge.train.imdb import load_imdb
+    from rnnedge.data.imdb import load_imdb
 
     reviews = None
     rows = []

@@ -42,7 +42,7 @@ def load_text(text=None, data_dir_=None):
     if text is not None:
         path = Path(text)
         if not path.is_file():
-            raise DataError(f"text file {path} does not exist")
+            raise DataError(f"text file {path} {'is a directory' if path.is_dir() else 'does not exist'}")
         try:
             corpus = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:

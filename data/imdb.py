@@ -128,7 +128,7 @@ def load_labeled_file(path, text_column="text", label_column="label"):
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"labeled file {path} does not exist")
+        raise DataError(f"labeled file {path} {'is a directory' if path.is_dir() else 'does not exist'}")
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".ndjson"):
         raise DataError(f"{path}: unknown file type {suffix!r}; use .csv or .jsonl (JSON lines)")

@@ -1,6 +1,7 @@
 """``rnnedge verify``: PyTorch, onnxruntime and numba on the same inputs, every pair compared.
 
-PyTorch joins when a checkpoint is given and torch imports. Inputs: random feeds
+PyTorch joins as the engine ``torch`` when the caller hands in ``reference``
+(``rnnedge.export.torch_engines.reference``: the command line does so for a checkpoint). Inputs: random feeds
 (several batch and time sizes, random states) and real text from the data set when
 it is available. For the character model the streamed run (one character per call)
 is also compared with the whole-prompt run on each runtime engine.
@@ -14,25 +15,19 @@ import numpy as np
 from rnnedge.runtime.tolerances import FP32
 
 
-def _engines(model_path, checkpoint):
-    import onnx
+def _engines(model_path, reference):
+    from rnnedge.runtime.engines import NumbaEngine, OrtEngine
+    from rnnedge.runtime.files import read_onnx
 
-    from rnnedge.runtime.model import OrtEngine, NumbaEngine
-
-    proto = onnx.load(str(model_path))
+    proto = read_onnx(model_path)
     engines = {"ort": OrtEngine(proto).run, "numba": NumbaEngine(proto).run}
-    if checkpoint is not None:
-        from rnnedge.train import checkpoint as ckpt_io
-
-        ckpt = ckpt_io.load(checkpoint)
-        engines = {"torch": ckpt, **engines}
-    return engines
+    return {"torch": reference, **engines} if reference is not None else engines
 
 
 def _real_text_feed(model, data_dir, batch=4, time=200):
     """Windows of the Hamlet validation text, or None when the file is not at hand."""
-    from rnnedge.train.download import data_dir as resolve
-    from rnnedge.train.hamlet import HAMLET_FILE, extract_play
+    from rnnedge.data.download import data_dir as resolve
+    from rnnedge.data.hamlet import HAMLET_FILE, extract_play
 
     path = resolve(data_dir) / HAMLET_FILE
     if not path.is_file():
@@ -58,18 +53,12 @@ def _streamed(model, feed):
     return out
 
 
-def verify_charlm(model_path, checkpoint=None, data_dir=None, tol=FP32):
+def verify_charlm(model_path, reference=None, data_dir=None, tol=FP32):
     """Rows of the parity report: one per (input, pair of engines, output)."""
     from rnnedge.runtime.model import load
+    from rnnedge.runtime.parity import charlm_inputs, compare_outputs
 
-    from .validate import charlm_inputs, compare_outputs, torch_charlm
-
-    engines = _engines(model_path, checkpoint)
-    if "torch" in engines:
-        from rnnedge.train.charlm import build_model
-
-        torch_model = build_model(engines["torch"])
-        engines["torch"] = lambda feeds: torch_charlm(torch_model, feeds)
+    engines = _engines(model_path, reference)
     models = {name: load(model_path, engine=name) for name in ("ort", "numba")}
     feeds = {f"random B={f['tokens'].shape[0]} T={f['tokens'].shape[1]}": f
              for f in charlm_inputs(models["ort"].config)}
@@ -88,13 +77,50 @@ def verify_charlm(model_path, checkpoint=None, data_dir=None, tol=FP32):
     return diffs
 
 
-def verify(model_path, checkpoint=None, data_dir=None):
-    """Verify any rnnedge model; returns the diffs (the caller decides the exit code)."""
-    from rnnedge.runtime.model import read_metadata, read_onnx
+def verify(model_path, reference=None, data_dir=None, notes=None):
+    """Verify any model file; returns the diffs (the caller decides the exit code).
 
-    task = read_metadata(read_onnx(model_path), model_path).task
+    ``reference``: PyTorch's ``run(feeds) -> outputs`` for an rnnedge checkpoint's model, or
+    None. Files of the user's own models are checked against their golden bundle instead
+    (``verify_generic``); what was skipped is appended to ``notes``.
+    """
+    from rnnedge.runtime.errors import InputError
+
+    task = model_task(model_path)
     if task == "charlm":
-        return verify_charlm(model_path, checkpoint, data_dir)
-    from .verify_sentiment import verify_sentiment
+        return verify_charlm(model_path, reference, data_dir)
+    if task == "sentiment":
+        from .verify_sentiment import verify_sentiment
 
-    return verify_sentiment(model_path, checkpoint, data_dir)
+        return verify_sentiment(model_path, reference, data_dir)
+    if reference is not None:
+        raise InputError(f"{model_path} is not an rnnedge charlm or sentiment model, so a "
+                         "--checkpoint cannot run beside it; its golden bundle holds PyTorch's outputs")
+    from .verify_generic import verify_generic
+
+    diffs, found = verify_generic(model_path)
+    if notes is not None:
+        notes.extend(found)
+    return diffs
+
+
+def model_task(model_path):
+    """The ``rnnedge.task`` of a model file; "generic" for a file without rnnedge metadata."""
+    from rnnedge.runtime.files import read_onnx
+    from rnnedge.runtime.metadata import is_rnnedge, metadata_from_props, props_of
+
+    props = props_of(read_onnx(model_path))
+    return metadata_from_props(props, model_path).task if is_rnnedge(props) else "generic"
+
+
+def summarize(diffs):
+    """One line per kind of comparison (worst difference, count), then every failed row in full."""
+    import re
+
+    groups = {}
+    for d in diffs:
+        words = [w for w in d.name.split()[:-1] if not re.fullmatch(r"[A-Z]=\d+|\d+|case|random", w)]
+        groups.setdefault(" ".join(words) or d.name, []).append(d)
+    lines = [f"{key}: {len(rows)} comparisons, worst max abs {max(r.max_abs for r in rows):.2g} "
+             f"{'ok' if all(r.ok for r in rows) else 'FAIL'}" for key, rows in groups.items()]
+    return lines + [str(d) for d in diffs if not d.ok]

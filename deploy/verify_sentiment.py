@@ -15,7 +15,7 @@ from rnnedge.runtime.tolerances import FP32, Diff
 
 
 def _real_reviews(data_dir, n):
-    from rnnedge.train.imdb import load_imdb
+    from rnnedge.data.imdb import load_imdb
 
     try:
         reviews = load_imdb("test", data_dir)
@@ -33,19 +33,15 @@ def _batches(tokenizer, texts, batch_size):
     return [pad_batch(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
 
 
-def verify_sentiment(model_path, checkpoint=None, data_dir=None, n=1000, batch_size=64, tol=FP32):
+def verify_sentiment(model_path, reference=None, data_dir=None, n=1000, batch_size=64, tol=FP32):
+    """Rows of the parity report; ``reference`` is PyTorch's ``run(feeds)`` or None."""
     from rnnedge.runtime.model import load
-
-    from .validate import compare_outputs, sentiment_inputs, torch_sentiment
+    from rnnedge.runtime.parity import compare_outputs, sentiment_inputs
 
     models = {name: load(model_path, engine=name) for name in ("ort", "numba")}
     runs = {name: m.engine.run for name, m in models.items()}
-    if checkpoint is not None:
-        from rnnedge.train import checkpoint as ckpt_io
-        from rnnedge.train.sentiment import build_model
-
-        torch_model = build_model(ckpt_io.load(checkpoint, "sentiment"))
-        runs = {"torch": lambda feeds: torch_sentiment(torch_model, feeds), **runs}
+    if reference is not None:
+        runs = {"torch": reference, **runs}
     feeds = {f"random B={f['tokens'].shape[0]} T={f['tokens'].shape[1]}": [f]
              for f in sentiment_inputs(models["ort"].config)}
     texts = _real_reviews(data_dir, n)

@@ -1,15 +1,17 @@
 """``rnnedge export``: checkpoint -> checked, validated, self-describing ONNX file.
 
-The file is written to a temporary name beside the target, checked with
-``onnx.checker`` (full check), validated against PyTorch, and only then renamed into
-place: a failed export leaves nothing behind.
+The model is checked with ``onnx.checker`` (full check, on the bytes to be written) and
+validated against PyTorch, and only then written: to a temporary name beside the target,
+renamed into place (``rundir.write_atomic``), so that a failure, SIGTERM or Ctrl-C leaves
+nothing behind and a SIGKILL leaves a temp file that the next export to that target removes.
+Refused before any work: an ``out`` that is a directory, the checkpoint itself, or a file of
+a training run. Of a run's best.pt, what is exported is the checkpoint its manifest names.
 """
 
 import os
-import tempfile
 from pathlib import Path
 
-from rnnedge.runtime.errors import ParityError
+from rnnedge.runtime.errors import CheckpointError, InputError, ParityError, write_error
 from rnnedge.runtime.tolerances import FP32
 
 from . import metadata
@@ -30,7 +32,7 @@ def build(ckpt, sha, linear_before_reset=1):
 
 def validate(ckpt, onnx_model, tol=FP32):
     """Diffs of onnxruntime against PyTorch on random inputs; raises ParityError on failure."""
-    from rnnedge.runtime.model import OrtEngine
+    from rnnedge.runtime.engines import OrtEngine
 
     engine = OrtEngine(onnx_model, threads=1)
     if ckpt["task"] == "charlm":
@@ -56,19 +58,45 @@ def export(checkpoint, out, tol=FP32, linear_before_reset=1):
     import onnx
 
     from rnnedge.train import checkpoint as ckpt_io
+    from rnnedge.train import rundir
 
-    ckpt = ckpt_io.load(checkpoint)
-    model = build(ckpt, ckpt_io.sha256(checkpoint), linear_before_reset)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
+    out = check_out(checkpoint, out)
+    ckpt, sha = ckpt_io.read(checkpoint)  # of a run's best.pt: the bytes its manifest names
+    bad = ckpt_io.nonfinite(ckpt["model"])
+    if bad:
+        raise CheckpointError(f"{checkpoint}: tensor {bad[0]} holds NaN or infinite values"
+                              f"{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}; its "
+                              f"training diverged: retrain with a lower --lr")
+    if ckpt["task"] == "series":  # a generic export behind the user-model gate
+        from .series import export_series
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return export_series(ckpt, out, sha, tol)
+    model = build(ckpt, sha, linear_before_reset)
+    data = model.SerializeToString()
+    onnx.checker.check_model(data, full_check=True)
+    diffs = validate(ckpt, model, tol)
     try:
-        onnx.save(model, tmp)
-        onnx.checker.check_model(tmp, full_check=True)
-        diffs = validate(ckpt, model, tol)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(out, exc) from exc
+    rundir.write_atomic(out, data)  # an OSError there is an OutputError, and no file is left
     return out, diffs
+
+
+def check_out(checkpoint, out):
+    """``out`` as a Path, unless writing it would destroy a checkpoint or a run's file."""
+    from rnnedge.train import rundir
+
+    out = Path(out)
+    if out.is_dir():
+        raise InputError(f"--out {out} is a directory; give the ONNX file to write, such as "
+                         f"{out / 'model.onnx'}")
+    if out.exists() and Path(checkpoint).exists() and os.path.samefile(out, checkpoint):
+        raise InputError(f"--out {out} is the checkpoint being exported; write the ONNX file "
+                         f"elsewhere, such as {out.with_suffix('.onnx')}")
+    if rundir.is_run_file(out):
+        run = out.resolve().parent
+        raise InputError(f"--out {out} is {out.resolve().name} of the training run in {run}; "
+                         f"write the ONNX file elsewhere, such as {run / 'model.onnx'}")
+    return out

@@ -1,4 +1,9 @@
-"""PyTorch eager as an engine beside the runtime ones, for ``verify`` and ``bench``."""
+"""PyTorch eager as an engine beside the runtime ones, for ``verify`` and ``bench``.
+
+The deploy commands are torch-free; the command line builds these from a checkpoint and
+hands them in: ``*_maker`` for bench (step functions), ``reference`` for verify
+(``feeds -> outputs`` with the graph's names).
+"""
 
 import numpy as np
 
@@ -51,3 +56,35 @@ def sentiment_maker(checkpoint):
             return torch.sigmoid(logit).numpy()
         return run
     return make
+
+
+def reference(checkpoint, task=None):
+    """``run(feeds) -> {output: array}`` of the checkpoint's PyTorch model, as the ONNX graph names them.
+
+    ``task``: the task the checkpoint must hold (that of the model it is compared with).
+    """
+    from rnnedge.train import checkpoint as ckpt_io
+
+    from .validate import torch_charlm, torch_sentiment
+
+    ckpt = ckpt_io.load(checkpoint, task)
+    if ckpt["task"] == "charlm":
+        from rnnedge.train.charlm import build_model
+
+        model = build_model(ckpt)
+        return lambda feeds: torch_charlm(model, feeds)
+    from rnnedge.train.sentiment import build_model
+
+    model = build_model(ckpt)
+    return lambda feeds: torch_sentiment(model, feeds)
+
+
+def maker(checkpoint, task=None):
+    """PyTorch eager for ``deploy.bench``: ``charlm_maker`` or ``sentiment_maker`` by the checkpoint's task.
+
+    ``task``: the task the checkpoint must hold (that of the model it is timed beside).
+    """
+    from rnnedge.train import checkpoint as ckpt_io
+
+    task = ckpt_io.load(checkpoint, task)["task"]
+    return (charlm_maker if task == "charlm" else sentiment_maker)(checkpoint)

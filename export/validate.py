@@ -1,30 +1,15 @@
-"""Validating an export: the ONNX file against the PyTorch model it came from.
+"""Validating an export: the ONNX file against the PyTorch model it came from (needs torch).
 
-As optimum's ``validate_model_outputs``: output names, then shapes, then values,
-with the max difference reported. Inputs are random with a fixed seed, over several
-(batch, time) sizes including 1, odd sizes and lengths never seen at export, with
-random (non-zero) initial states.
+As optimum's ``validate_model_outputs`` (``runtime.parity.compare_outputs``): output names
+both ways, then dtypes, shapes and values, every failure collected with the max difference;
+``exporter.validate`` raises ``ParityError`` with all of them. Inputs are random with a fixed
+seed, over several (batch, time) sizes including 1, odd sizes and lengths never seen at
+export, with random (non-zero) initial states. Not here: the export itself (``exporter.py``).
 """
 
-import numpy as np
-
-from rnnedge.runtime.tolerances import FP32, compare
-
-# (batch, time): streaming step, odd sizes, a long prompt
-CHARLM_SHAPES = ((1, 1), (1, 37), (3, 1), (5, 64), (2, 257))
-SENTIMENT_SHAPES = ((1, 1), (1, 23), (7, 50), (16, 301))
-
-
-def charlm_inputs(config, shapes=CHARLM_SHAPES, seed=0):
-    """Random token ids and states for each (batch, time) in ``shapes``."""
-    rng = np.random.default_rng(seed)
-    L, H = config["num_layers"], config["hidden_size"]
-    for batch, time in shapes:
-        feeds = {"tokens": rng.integers(0, config["vocab_size"], (batch, time), dtype=np.int64),
-                 "h0": (0.5 * rng.standard_normal((L, batch, H))).astype(np.float32)}
-        if config["cell"] == "lstm":
-            feeds["c0"] = (0.5 * rng.standard_normal((L, batch, H))).astype(np.float32)
-        yield feeds
+from rnnedge.runtime.parity import (CHARLM_SHAPES, SENTIMENT_SHAPES, charlm_inputs, compare_outputs,
+                                    sentiment_inputs)
+from rnnedge.runtime.tolerances import FP32
 
 
 def torch_charlm(model, feeds):
@@ -43,16 +28,6 @@ def torch_charlm(model, feeds):
     return out
 
 
-def compare_outputs(label, actual, expected, tol=FP32):
-    """Diffs of every expected output; a missing output name is itself a failure."""
-    missing = sorted(set(expected) - set(actual))
-    if missing:
-        from rnnedge.runtime.errors import ParityError
-
-        raise ParityError(f"{label}: outputs {', '.join(missing)} are missing")
-    return [compare(f"{label} {name}", actual[name], expected[name], tol) for name in expected]
-
-
 def validate_charlm(model, engine, config, tol=FP32, shapes=CHARLM_SHAPES):
     """Diffs of ``engine`` against the PyTorch ``model`` over random feeds."""
     diffs = []
@@ -60,17 +35,6 @@ def validate_charlm(model, engine, config, tol=FP32, shapes=CHARLM_SHAPES):
         b, t = feeds["tokens"].shape
         diffs += compare_outputs(f"B={b} T={t}", engine.run(feeds), torch_charlm(model, feeds), tol)
     return diffs
-
-
-def sentiment_inputs(config, shapes=SENTIMENT_SHAPES, seed=0):
-    """Random right-padded reviews with random true lengths (one of full length per batch)."""
-    rng = np.random.default_rng(seed)
-    for batch, time in shapes:
-        lengths = rng.integers(1, time + 1, batch, dtype=np.int64)
-        lengths[0] = time
-        tokens = rng.integers(2, config["vocab_size"], (batch, time), dtype=np.int64)
-        tokens[np.arange(time)[None, :] >= lengths[:, None]] = 0  # padding id
-        yield {"tokens": tokens, "lengths": lengths}
 
 
 def torch_sentiment(model, feeds):

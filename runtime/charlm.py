@@ -6,21 +6,53 @@ independent stream that carries its own state (``step``, ``reset``);
 top-k, as the chapter does (top_k=5), reproducibly for a given seed.
 """
 
+import math
+
 import numpy as np
 
-from .errors import InputError
-from .model import as_float32
+from .errors import InputError, ModelFileError
+from .checks import as_float32
+
+
+PROMPT_CHUNK = 4096  # prompt characters per graph call
 
 
 class CharModel:
     task = "charlm"
 
-    def __init__(self, onnx_model, meta, engine, path=None):
-        self.onnx_model, self.meta, self.engine, self.path = onnx_model, meta, engine, path
+    def __init__(self, onnx_model, meta, core, path=None):
+        """``core``: the ``GraphModel`` this task layer speaks to (feeds checked there)."""
+        self.onnx_model, self.meta, self.core, self.path = onnx_model, meta, core, path
+        self.engine = core.engine
         self.config = meta.config
         self.vocab = list(meta.vocab)
         self.index = {ch: i for i, ch in enumerate(self.vocab)}
         self.state_names = ["h0", "c0"] if self.config["cell"] == "lstm" else ["h0"]
+        self.check_graph()
+
+    def check_graph(self):
+        """The metadata must describe the graph: vocabulary size and state names."""
+        outputs = {o["name"]: o["shape"] for o in self.core.signature["outputs"]}
+        inputs = {i["name"] for i in self.core.signature["inputs"]}
+        width = (outputs.get("logits") or [None])[-1]
+        if isinstance(width, int) and width > 0 and width != len(self.vocab):
+            raise ModelFileError(f"{self.path}: its metadata vocabulary has {len(self.vocab)} "
+                                 f"characters but the graph's logits have {width}; the file was "
+                                 f"altered after export: export it again")
+        hidden = {i["name"]: i["shape"][-1] for i in self.core.signature["inputs"] if i["shape"]}
+        width = hidden.get("h0")
+        if isinstance(width, int) and width != self.config.get("hidden_size"):
+            raise ModelFileError(f"{self.path}: its metadata config says hidden_size "
+                                 f"{self.config.get('hidden_size')!r} but the graph's states have "
+                                 f"{width}; the file was altered after export: export it again")
+        if "c0" in inputs and self.config.get("cell") != "lstm":
+            raise ModelFileError(f"{self.path}: its metadata config says cell "
+                                 f"{self.config.get('cell')!r} but the graph takes an LSTM's c0; "
+                                 f"the file was altered after export: export it again")
+        missing = [n for n in ["tokens", *self.state_names] if n not in inputs]
+        if missing:
+            raise ModelFileError(f"{self.path}: metadata says a {self.config.get('cell')} model, but "
+                                 f"the graph lacks inputs {', '.join(missing)}: export it again")
 
     # -- text <-> ids -------------------------------------------------------------
     def encode(self, text):
@@ -58,7 +90,11 @@ class CharModel:
                 raise InputError(f"state lacks {name}; this {self.config['cell']} model needs "
                                  f"{', '.join(self.state_names)}")
             feeds[name] = as_float32(name, state[name], shape)
-        out = self.engine.run(feeds)
+        out = self.core.run(feeds)
+        if out["hn"].shape[0] != shape[0]:  # ort reads no proto at load: the layers show here
+            raise ModelFileError(f"{self.path}: its metadata config says num_layers {shape[0]} but "
+                                 f"the graph returns {out['hn'].shape[0]}; the file was altered "
+                                 f"after export: export it again")
         next_state = {"h0": out["hn"]}
         if "c0" in self.state_names:
             next_state["c0"] = out["cn"]
@@ -69,21 +105,40 @@ class CharModel:
 
     def generate(self, prompt, length=500, temperature=1.0, top_k=5, seed=0):
         """The prompt followed by ``length`` sampled characters."""
-        if length < 0:
-            raise InputError(f"length must be >= 0, not {length}")
-        if temperature <= 0:
-            raise InputError(f"temperature must be > 0, not {temperature}")
-        if top_k is not None and top_k < 1:
-            raise InputError(f"top_k must be >= 1 or None, not {top_k}")
+        return prompt + "".join(self.sample_chars(prompt, length, temperature, top_k, seed))
+
+    def sample_chars(self, prompt, length=500, temperature=1.0, top_k=5, seed=0, chunk=PROMPT_CHUNK):
+        """Yield ``length`` characters sampled after ``prompt``, one at a time (for streaming).
+
+        The prompt is fed ``chunk`` characters per call, so memory stays flat however long it
+        is; the state carries across chunks, so the result equals feeding it whole.
+        """
+        check_sampling(length, temperature, top_k)
+        self.encode(prompt)  # every character checked before anything is sampled or printed
+        return self._sampled(prompt, length, temperature, top_k, seed, chunk)
+
+    def _sampled(self, prompt, length, temperature, top_k, seed, chunk):
         rng = np.random.default_rng(seed)
         stream = self.stream()
-        logits = stream.step(prompt)[-1]
-        out = []
+        for start in range(0, len(prompt), chunk):
+            logits = stream.step(prompt[start:start + chunk])[-1]
         for _ in range(length):
             nxt = sample(logits, rng, temperature, top_k)
-            out.append(self.vocab[nxt])
+            yield self.vocab[nxt]
             logits = stream.step_ids([nxt])[-1]
-        return prompt + "".join(out)
+
+
+def check_sampling(length, temperature, top_k):
+    """Typed errors for sampling settings that would fail later or sample noise silently."""
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0:
+        raise InputError(f"length must be an integer >= 0, not {length!r}")
+    if not isinstance(temperature, (int, float, np.floating)) or not math.isfinite(temperature) \
+            or temperature <= 0:
+        raise InputError(f"temperature must be a finite number > 0, not {temperature!r} (inf would "
+                         "sample uniform noise, nan nothing)")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer))
+                              or top_k < 1):
+        raise InputError(f"top_k must be an integer >= 1 or None, not {top_k!r}")
 
 
 class Stream:

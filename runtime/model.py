@@ -1,115 +1,19 @@
-"""Loading an rnnedge ONNX file: metadata, engines, and the task's model object.
+"""Loading an rnnedge ONNX file into its task's model object, and describing a file.
 
 ``load(path, engine="ort"|"numba"|"fast"|"fast-int8", threads=1)`` returns a ``CharModel``
-or a ``SentimentModel`` according to the file's ``rnnedge.task`` metadata. Every engine
-exposes ``run(feeds) -> {name: array}`` over the same graph inputs and outputs; the fast
-ones (``runtime/fast.py``) run charlm graphs only, on one thread. The ort engine reads the
-file and its metadata through onnxruntime alone (no ``onnx`` import, which keeps start-up
-short); so does a file in the ORT format (``rnnedge optimize --ort-format``), recognised by
-its content, which only the ort engine runs.
+or a ``SentimentModel`` according to the file's ``rnnedge.task`` metadata; ``describe`` is
+what ``rnnedge info`` shows. Files are read by ``files.py``, metadata by ``metadata.py``,
+engines made by ``engines.py``.
 """
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from .errors import InputError, ModelFileError, UnsupportedError
-
-ENGINES = ("ort", "numba", "fast", "fast-int8")
-SUPPORTED_FORMATS = {"1"}
-ORT_FORMAT_ID = b"ORTM"  # flatbuffers file identifier of the ORT format, at bytes 4..8
-
-
-@dataclass(frozen=True)
-class Metadata:
-    task: str
-    config: dict
-    vocab: object  # list of characters (charlm) or the tokenizer dict (sentiment)
-    metrics: dict
-    props: dict  # every rnnedge.* key, raw strings
-
-
-def read_onnx(path):
-    """Load and sanity-check an ONNX file, with typed errors for the usual mistakes."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"model file {path} does not exist")
-    if is_ort_format(path):
-        raise ModelFileError(f"{path} is in the ORT format, not ONNX: rnnedge.runtime.load and "
-                             f"the commands built on it run it with engine ort; this step needs "
-                             f"the .onnx file it was made from")
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:  # onnx raises DecodeError, ValueError, ... on a bad file
-        raise ModelFileError(f"{path} is not an ONNX model ({type(exc).__name__}: {exc})") from exc
-
-
-def read_metadata(model, path="model"):
-    return metadata_from_props({p.key: p.value for p in model.metadata_props}, path)
-
-
-def metadata_from_props(props, path="model"):
-    """``Metadata`` of the ``rnnedge.*`` string properties of a model file."""
-    if "rnnedge.task" not in props:
-        raise ModelFileError(f"{path} is an ONNX model without rnnedge metadata; "
-                             "export it with `rnnedge export`")
-    if props.get("rnnedge.format") not in SUPPORTED_FORMATS:
-        raise ModelFileError(f"{path} has rnnedge format {props.get('rnnedge.format')!r}; "
-                             f"this runtime reads {', '.join(sorted(SUPPORTED_FORMATS))}")
-    loads = lambda key, default: json.loads(props[key]) if key in props else default
-    return Metadata(props["rnnedge.task"], loads("rnnedge.config", {}), loads("rnnedge.vocab", []),
-                    loads("rnnedge.metrics", {}), props)
-
-
-class OrtEngine:
-    """onnxruntime on the CPU with an explicit thread count (1 = the low-power case)."""
-
-    name = "ort"
-
-    def __init__(self, model, threads=1):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        data = model if isinstance(model, bytes) else model.SerializeToString()  # bytes: ORT format
-        self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-        self.outputs = [o.name for o in self.session.get_outputs()]
-
-    def run(self, feeds):
-        return dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
-
-
-class NumbaEngine:
-    """The reference interpreter; the recurrent kernels run on one thread."""
-
-    name = "numba"
-
-    def __init__(self, model, threads=1):
-        from .interpreter import Interpreter
-
-        self.interpreter = Interpreter(model)
-        self.outputs = self.interpreter.outputs
-
-    def run(self, feeds):
-        return self.interpreter.run(feeds)
-
-
-def make_engine(name, model, threads=1):
-    if name not in ENGINES:
-        raise InputError(f"engine must be one of {', '.join(ENGINES)}, not {name!r}")
-    if threads < 1:
-        raise InputError(f"threads must be >= 1, not {threads}")
-    if name in ("fast", "fast-int8"):
-        from .fast import FastCharEngine
-
-        return FastCharEngine(model, quantize="int8" if name == "fast-int8" else None)
-    return (OrtEngine if name == "ort" else NumbaEngine)(model, threads)
+from .engines import make_engine
+from .errors import ModelFileError
+from .files import is_ort_format, read_onnx, read_ort_format, read_with_session
+from .graph_model import GraphModel
+from .metadata import is_rnnedge, metadata_from_props, props_of
 
 
 def signature(model):
@@ -140,97 +44,144 @@ def session_signature(session):
             "outputs": [describe(v) for v in session.get_outputs()]}
 
 
-def is_ort_format(path):
-    """True when ``path`` holds an ORT-format (flatbuffers) model rather than ONNX."""
-    with open(path, "rb") as fh:
-        return fh.read(8)[4:] == ORT_FORMAT_ID
+def open_file(path, engine="ort", threads=1):
+    """(model bytes or proto, metadata props, engine, signature) of any model file."""
+    if engine == "ort":
+        model, props, built = read_with_session(path, threads)
+        return model, props, built, session_signature(built.session)
+    if Path(path).is_file() and is_ort_format(path):
+        model, props, built = read_ort_format(path, engine, threads)
+        return model, props, built, session_signature(built.session)
+    model = read_onnx(path)
+    props = props_of(model)
+    task = props.get("rnnedge.task")
+    return model, props, make_engine(engine, model, threads, task), signature(model)
 
 
-def read_with_session(path, threads=1):
-    """(file bytes, metadata, ort engine) of an ONNX or ORT-format file, read by onnxruntime alone.
-
-    The ort engine needs no ``onnx`` import and no protobuf round trip: the session reads
-    the file and its metadata, which keeps ``rnnedge generate`` start-up to loading.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"model file {path} does not exist")
-    data = path.read_bytes()
-    try:
-        built = make_engine("ort", data, threads)
-    except InputError:  # threads < 1
-        raise
-    except Exception as exc:  # onnxruntime raises its own Fail, InvalidGraph, ... on a bad file
-        kind = "a readable ORT-format model" if data[4:8] == ORT_FORMAT_ID else "an ONNX model"
-        raise ModelFileError(f"{path} is not {kind} ({type(exc).__name__}: {exc})") from exc
-    return data, metadata_from_props(built.session.get_modelmeta().custom_metadata_map, path), built
+def declared_signature(props, graph_signature):
+    """The signature with the axis names the exporter was given (``rnnedge.signature``), if any."""
+    if "rnnedge.signature" not in props:
+        return graph_signature
+    declared = json.loads(props["rnnedge.signature"])
+    as_runtime = lambda v: {"name": v["name"], "type": v.get("dtype", v.get("type")), "shape": v["shape"]}
+    return {side: [as_runtime(v) for v in declared[side]] for side in ("inputs", "outputs")}
 
 
-def read_ort_format(path, engine="ort", threads=1):
-    """(file bytes, metadata, engine) of an ORT-format file, which only the ort engine runs."""
-    if engine != "ort":
-        raise UnsupportedError(f"{path} is in the ORT format, which only the ort engine runs; "
-                               f"load the .onnx file it was made from to use engine {engine!r}")
-    return read_with_session(path, threads)
+CHARLM_STATES = {True: {"h0": "hn", "c0": "cn"}, False: {"h0": "hn"}}  # by "is an LSTM"
 
 
 def load(path, engine="ort", threads=1):
-    """Load an exported model; the object returned depends on its task."""
-    if engine == "ort":
-        model, meta, built = read_with_session(path, threads)
-    elif Path(path).is_file() and is_ort_format(path):
-        model, meta, built = read_ort_format(path, engine, threads)
-    else:
-        model = read_onnx(path)
-        meta = read_metadata(model, path)
-        built = None
-    if meta.task == "charlm":
+    """Load any ONNX model; rnnedge's own tasks get their task layer, anything else a ``GraphModel``.
+
+    ``engine``: ort, numba (the reference interpreter), fast or fast-int8 (the fused numba
+    kernels: the whole-model engine for char models, fused recurrent nodes otherwise).
+    """
+    model, props, built, sig = open_file(path, engine, threads)
+    meta = metadata_from_props(props, path) if is_rnnedge(props) else None
+    task = meta.task if meta else "generic"
+    if meta and not isinstance(model, (bytes, str)):  # the ort engine reads no proto
+        check_config(meta, model, path)
+    sig = declared_signature(props, sig)
+    if task == "charlm":
         from .charlm import CharModel
 
-        return CharModel(model, meta, built or make_engine(engine, model, threads), path)
-    if meta.task == "sentiment":
+        lstm = meta.config.get("cell") == "lstm"
+        return CharModel(model, meta, GraphModel(built, sig, CHARLM_STATES[lstm], meta, path), path)
+    if task == "sentiment":
         from .sentiment import SentimentModel
 
-        return SentimentModel(model, meta, built or make_engine(engine, model, threads), path)
-    raise ModelFileError(f"{path} has task {meta.task!r}, which this runtime does not know")
+        return SentimentModel(model, meta, GraphModel(built, sig, {}, meta, path), path)
+    if task != "generic":
+        raise ModelFileError(f"{path} has task {task!r}, which this runtime does not know")
+    from .series import SeriesModel, is_series
 
-
-def as_float32(name, array, shape):
-    """Check a state array's shape (``None`` dims are free) and make it contiguous float32."""
-    array = np.asarray(array)
-    if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
-        want = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
-        raise InputError(f"{name} has shape {tuple(array.shape)}, expected {want}")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    if meta is not None and is_series(props):  # a generic export with "task": "series"
+        return SeriesModel(built, sig, meta, path)
+    states = json.loads(props["rnnedge.states"]) if "rnnedge.states" in props else None
+    return GraphModel(built, sig, states, meta, path)
 
 
 def describe(path):
-    """What ``rnnedge info`` shows: task, config, metrics, provenance, signature, size.
+    """What ``rnnedge info`` shows of any model file: signature, recurrent nodes, metadata, size.
 
     An ORT-format file is described from its onnxruntime session, which does not expose the
-    opsets the graph was saved with: ``opset`` is then None.
+    opsets or nodes of the graph: ``opset`` and ``recurrent_nodes`` are then None.
     """
     if Path(path).is_file() and is_ort_format(path):
-        _, meta, built = read_ort_format(path)
-        file_format, opset, sig = "ort", None, session_signature(built.session)
+        _, props, built = read_ort_format(path)
+        file_format, opset, sig, nodes = "ort", None, session_signature(built.session), None
     else:
         model = read_onnx(path)
-        meta = read_metadata(model, path)
-        file_format, sig = "onnx", signature(model)
+        props, file_format, sig = props_of(model), "onnx", signature(model)
         opset = {o.domain or "ai.onnx": o.version for o in model.opset_import}
+        nodes = recurrent_nodes(model)
+    report = {"path": str(path), "file_format": file_format, "opset": opset,
+              "file_bytes": Path(path).stat().st_size, "signature": sig, "recurrent_nodes": nodes}
+    if not is_rnnedge(props):
+        from .graph_model import infer_states
+
+        return {**report, "task": None, "rnnedge_metadata": False, "states": infer_states(sig),
+                "states_source": "inferred", "metadata": props}
+    meta = metadata_from_props(props, path)
+    if file_format == "onnx":
+        check_config(meta, model, path)
+    if meta.task == "generic":
+        loads = lambda key, default: json.loads(props[key]) if key in props else default
+        return {**report, "task": "generic", "rnnedge_metadata": True,
+                "states": loads("rnnedge.states", {}), "states_source": "metadata",
+                "lengths": loads("rnnedge.lengths", None), "user": loads("rnnedge.user", {}),
+                "export": loads("rnnedge.export", {}), "versions": loads("rnnedge.versions", {}),
+                "golden_cases": golden_count(props)}
     vocab = meta.vocab if meta.task == "charlm" else meta.vocab.get("vocab", [])
-    return {
-        "path": str(path),
-        "file_format": file_format,
-        "task": meta.task,
-        "format": meta.props["rnnedge.format"],
-        "variant": meta.props.get("rnnedge.variant"),
-        "opset": opset,
-        "config": meta.config,
-        "metrics": meta.metrics,
-        "vocab_size": len(vocab),
-        "checkpoint_sha256": meta.props.get("rnnedge.checkpoint_sha256"),
-        "versions": json.loads(meta.props.get("rnnedge.versions", "{}")),
-        "file_bytes": Path(path).stat().st_size,
-        "signature": sig,
-    }
+    return {**report, "task": meta.task, "rnnedge_metadata": True,
+            "format": meta.props["rnnedge.format"], "variant": meta.props.get("rnnedge.variant"),
+            "config": meta.config, "metrics": meta.metrics, "vocab_size": len(vocab),
+            "checkpoint_sha256": meta.props.get("rnnedge.checkpoint_sha256"),
+            "versions": json.loads(meta.props.get("rnnedge.versions", "{}"))}
+
+
+def check_config(meta, model, path):
+    """The metadata's config must describe the graph's recurrent nodes: cell, hidden size, layers.
+
+    A file altered after export would otherwise run with states of the wrong shape, or show
+    ``rnnedge info`` a model it is not.
+    """
+    nodes, config = recurrent_nodes(model), meta.config
+    if meta.task not in ("charlm", "sentiment") or not nodes:
+        return
+    have = {"cell": sorted({n["cell"].lower() for n in nodes}),
+            "hidden_size": sorted({n["hidden_size"] for n in nodes}), "num_layers": len(nodes)}
+    wrong = [f"{key} {config.get(key)!r} but the graph has {value[0] if isinstance(value, list) and len(value) == 1 else value!r}"
+             for key, value in have.items()
+             if (value != [config.get(key)] if isinstance(value, list) else value != config.get(key))]
+    if wrong:
+        raise ModelFileError(f"{path}: its metadata config says {'; '.join(wrong)}; the file was "
+                             f"altered after export: export it again")
+
+
+def golden_count(props):
+    from .golden import from_props
+
+    return len(from_props(props))
+
+
+def recurrent_nodes(model):
+    """Each LSTM/GRU/RNN node: cell, direction, hidden and input size, and its other attributes."""
+    from onnx import helper
+
+    rows = []
+    weights = {t.name: list(t.dims) for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type not in ("LSTM", "GRU", "RNN"):
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        attrs = {k: v.decode() if isinstance(v, bytes) else
+                 [x.decode() if isinstance(x, bytes) else x for x in v] if isinstance(v, list) else v
+                 for k, v in attrs.items()}
+        w = weights.get(node.input[1])
+        rows.append({"name": node.name, "cell": node.op_type,
+                     "direction": attrs.pop("direction", "forward"),
+                     "hidden_size": attrs.pop("hidden_size", None),
+                     "input_size": w[2] if w else None,
+                     "sequence_lens": len(node.input) > 4 and bool(node.input[4]), **attrs})
+    return rows

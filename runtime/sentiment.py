@@ -8,28 +8,41 @@ an answer.
 
 import numpy as np
 
+from .errors import InputError
 from .tokenizer import Tokenizer, pad_batch
 
 
 class SentimentModel:
     task = "sentiment"
 
-    def __init__(self, onnx_model, meta, engine, path=None):
-        self.onnx_model, self.meta, self.engine, self.path = onnx_model, meta, engine, path
+    def __init__(self, onnx_model, meta, core, path=None):
+        """``core``: the ``GraphModel`` this task layer speaks to (feeds checked there)."""
+        self.onnx_model, self.meta, self.core, self.path = onnx_model, meta, core, path
+        self.engine = core.engine
         self.config = meta.config
         self.tokenizer = Tokenizer.from_dict(meta.vocab)
 
     def run(self, tokens, lengths):
         """One graph call: tokens (B, T) int64, lengths (B,) -> (logit (B,), prob (B,))."""
-        out = self.engine.run({"tokens": np.asarray(tokens, np.int64),
+        tokens, lengths = np.asarray(tokens), np.asarray(lengths)
+        for name, a in (("tokens", tokens), ("lengths", lengths)):
+            if a.dtype.kind not in "iu":
+                raise InputError(f"{name} must be integers, not {a.dtype}")
+        if tokens.ndim != 2 or lengths.shape != tokens.shape[:1]:
+            raise InputError(f"tokens must be (batch, time) and lengths (batch,); got "
+                             f"{tokens.shape} and {lengths.shape}")
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.tokenizer.vocab_size):
+            raise InputError(f"token ids must lie in [0, {self.tokenizer.vocab_size})")
+        if lengths.size and (lengths.min() < 1 or lengths.max() > tokens.shape[1]):
+            raise InputError(f"lengths must lie in [1, {tokens.shape[1]}] (the padded time), got "
+                             f"[{lengths.min()}, {lengths.max()}]")
+        out = self.core.run({"tokens": np.asarray(tokens, np.int64),
                                "lengths": np.asarray(lengths, np.int64)})
         return out["logit"], out["prob"]
 
     def predict(self, texts, batch_size=64):
         """(logits, probabilities), each (N,) float32, of raw review texts in input order."""
         if batch_size < 1:
-            from .errors import InputError
-
             raise InputError(f"batch size must be >= 1, not {batch_size}")
         rows = self.tokenizer.encode_rows(texts)
         order = np.argsort([len(r) for r in rows], kind="stable")
@@ -43,14 +56,25 @@ class SentimentModel:
         """Positive-class probabilities (N,) float32 of raw review texts."""
         return self.predict(texts, batch_size)[1]
 
+    def known_words(self, texts):
+        """How many words (tokens with a letter or digit) of each text the vocabulary knows.
+
+        A review with none (only emoji, punctuation or unseen words) is still scored, from
+        punctuation and ``<unk>`` ids alone: its probability says nothing about the text,
+        and ``rnnedge classify`` marks it.
+        """
+        index = self.tokenizer.index
+        return [sum(1 for tok in self.tokenizer.tokenize(text)
+                    if tok in index and any(c.isalnum() for c in tok)) for text in texts]
+
 
 def read_reviews(path):
     """Reviews of a text file, one per line; a file that is not UTF-8 text is an InputError."""
     from pathlib import Path
 
-    from .errors import InputError
-
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"review file {path} is a directory; give a text file, one review per line")
     if not path.is_file():
         raise InputError(f"review file {path} does not exist")
     data = path.read_bytes()
@@ -66,8 +90,6 @@ def read_reviews(path):
 
 def evaluate(model, texts, labels, batch_size=64, on_batch=None):
     """Accuracy and counts of ``model`` on labelled texts; ``on_batch(n)`` reports progress."""
-    from .errors import InputError
-
     labels = np.asarray(labels, np.int64)
     if len(texts) != len(labels) or len(texts) == 0:
         raise InputError(f"{len(texts)} texts and {len(labels)} labels: need equal, non-zero counts")

@@ -9,7 +9,7 @@ import torch
 
 from rnnedge.export import exporter
 from rnnedge.runtime.errors import ParityError
-from rnnedge.runtime.model import OrtEngine
+from rnnedge.runtime.engines import OrtEngine
 
 
 def test_graph_uses_native_lstm_nodes_with_dynamic_batch_and_time(charlm):
@@ -25,7 +25,7 @@ def test_graph_uses_native_lstm_nodes_with_dynamic_batch_and_time(charlm):
 
 
 def test_metadata_makes_the_file_self_describing(charlm):
-    from rnnedge.train.checkpoint import sha256
+    from rnnedge.runtime.files import sha256
 
     props = {p.key: p.value for p in onnx.load(str(charlm[1])).metadata_props}
     ckpt = torch.load(charlm[0], weights_only=True)
@@ -76,3 +76,25 @@ def _random_checkpoint(cell, vocab=11):
     model = CharLM(config)
     return {"task": "charlm", "config": asdict(config), "vocab": [chr(97 + i) for i in range(vocab)],
             "model": model.state_dict(), "epoch": 0, "metrics": {}}
+
+
+def test_validation_reports_a_missing_and_an_extra_output_beside_the_values():
+    from rnnedge.export.validate import validate_charlm
+    from rnnedge.runtime.parity import failure_report
+    from rnnedge.train.charlm import build_model
+
+    ckpt = _random_checkpoint("lstm")
+    engine = OrtEngine(exporter.build(ckpt, "0" * 64), threads=1)
+
+    class Renamed:  # a graph that names one output wrongly
+        def run(self, feeds):
+            out = engine.run(feeds)
+            out["c_n"] = out.pop("cn")
+            return out
+
+    diffs = validate_charlm(build_model(ckpt), Renamed(), ckpt["config"])
+    failed = {(d.name.split()[-1], d.check) for d in diffs if not d.ok}
+    assert failed == {("cn", "name"), ("c_n", "name")}
+    assert all(d.ok for d in diffs if d.name.split()[-1] in ("logits", "hn"))
+    report = failure_report("export", diffs)
+    assert report.count("missing") == report.count("extra") == 5  # one of each per input shape

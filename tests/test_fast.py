@@ -12,7 +12,8 @@ import pytest
 from rnnedge.export.models import charlm_graph, sentiment_graph
 from rnnedge.runtime.errors import InputError, UnsupportedError
 from rnnedge.runtime.fast import FastCharEngine
-from rnnedge.runtime.model import OrtEngine, load
+from rnnedge.runtime.engines import OrtEngine
+from rnnedge.runtime.model import load
 from rnnedge.runtime.ops import fused
 from rnnedge.runtime.tolerances import FP32, INT8, KERNEL, assert_close
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from rnnedge.runtime.errors import DataError
-from rnnedge.train import hamlet
-from rnnedge.train.hamlet import CharCorpus, extract_play, load_text, stream_windows
+from rnnedge.data import hamlet
+from rnnedge.data.hamlet import CharCorpus, extract_play, load_text, stream_windows
 
 TODAYS_HEADER = """\ufeffThe Project Gutenberg eBook of Hamlet\n\nTitle: Hamlet\n\n
 *** START OF THE PROJECT GUTENBERG EBOOK 2265 ***\n\n\nThe Tragedie of Hamlet\n\n"""

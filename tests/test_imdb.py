@@ -7,8 +7,8 @@ import tarfile
 import pytest
 
 from rnnedge.runtime.errors import DataError, InputError
-from rnnedge.train import imdb
-from rnnedge.train.imdb import Review, load_imdb, load_labeled_file, split_train_val
+from rnnedge.data import imdb
+from rnnedge.data.imdb import Review, load_imdb, load_labeled_file, split_train_val
 
 # (path inside the archive, text): two train reviews, one test review, noise to skip.
 FILES = {

@@ -11,9 +11,13 @@ import pytest
 from onnx import TensorProto, numpy_helper
 
 import rnnedge.runtime as rt
-from rnnedge.export.optimize import Gates, bits_per_char, optimize, sha256, summary
+from rnnedge.deploy.gates import Gates, bits_per_char
+from rnnedge.deploy.optimize import optimize, summary
+from rnnedge.runtime.files import sha256
 from rnnedge.runtime.errors import GateError, InputError, ModelFileError, UnsupportedError
-from rnnedge.runtime.model import describe, read_metadata, read_onnx
+from rnnedge.runtime.files import read_onnx
+from rnnedge.runtime.metadata import read_metadata
+from rnnedge.runtime.model import describe
 from rnnedge.runtime.tolerances import FP16, FP32, INT8, assert_close
 
 CHARS = 4000  # Hamlet validation characters the charlm gate reads here
@@ -51,6 +55,13 @@ def assert_kept_and_extended(out, src, variant, gate):
     assert json.loads(added["rnnedge.variant_gate"]) == gate
 
 
+def int8_weight_peak(path):
+    """max |w| over the file's int8 weight matrices (what onnxruntime multiplies by u8 inputs)."""
+    return max(int(np.abs(numpy_helper.to_array(t).astype(np.int32)).max())
+               for t in read_onnx(path).graph.initializer
+               if t.data_type == TensorProto.INT8 and sum(d > 1 for d in t.dims) >= 2)
+
+
 def test_int8_charlm_quantizes_lstm_and_passes_its_gate(charlm, data_dir, tmp_path):
     src, out = charlm[1], tmp_path / "int8.onnx"
     report = optimize(src, out, int8=True, data_dir=data_dir, limit=CHARS)
@@ -58,6 +69,8 @@ def test_int8_charlm_quantizes_lstm_and_passes_its_gate(charlm, data_dir, tmp_pa
     assert after["DynamicQuantizeLSTM"] == 2 and "LSTM" not in after and "MatMulInteger" in after
     assert report["fp32_weight_nodes"] == []
     assert out.stat().st_size < src.stat().st_size
+    # onnxruntime on x86 without VNNI adds u8 x s8 product pairs in int16: 255 * 64 * 2 fits
+    assert int8_weight_peak(out) <= 64
     gate = report["gate"]
     assert gate["chars"] == CHARS and gate["passed"] and gate["failures"] == []
     assert gate["bpc"] <= gate["bpc_fp32"] * (1 + Gates().max_bpc_rise)
@@ -148,7 +161,7 @@ def test_ort_format_loads_through_the_runtime_and_matches_onnx(charlm, data_dir,
 
 
 def hamlet_val(data_dir):
-    from rnnedge.train.hamlet import CharCorpus, load_text
+    from rnnedge.data.hamlet import CharCorpus, load_text
 
     return CharCorpus.from_text(load_text(None, data_dir)).val
 
@@ -210,10 +223,13 @@ def test_info_describes_an_ort_format_file_from_its_session(charlm, data_dir, tm
         for o in onnx_info["signature"]["outputs"]]
     assert ort_info["signature"]["inputs"][0] == {"name": "tokens", "type": "int64",
                                                   "shape": ["batch", "time"]}
-    same = ("task", "format", "config", "metrics", "vocab_size", "checkpoint_sha256", "versions")
+    assert ort_info["recurrent_nodes"] is None  # an ORT-format session does not show its nodes
+    assert [n["cell"] for n in onnx_info["recurrent_nodes"]] == ["LSTM", "LSTM"]
+    same = ("task", "format", "config", "metrics", "vocab_size", "checkpoint_sha256", "versions",
+            "rnnedge_metadata")
     assert {k: ort_info[k] for k in same} == {k: onnx_info[k] for k in same}
     assert ort_info["file_bytes"] == out.stat().st_size
-    done = subprocess.run([sys.executable, "-m", "rnnedge.export.cli", "info", str(out), "--json"],
+    done = subprocess.run([sys.executable, "-m", "rnnedge.cli", "info", str(out), "--json"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == ort_info

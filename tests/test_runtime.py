@@ -85,11 +85,25 @@ def test_bad_model_files_are_typed_errors(tmp_path, charlm):
     (tmp_path / "junk.onnx").write_bytes(b"\x00\x01 not protobuf at all" * 10)
     with pytest.raises(ModelFileError, match="not an ONNX model"):
         rt.load(tmp_path / "junk.onnx")
+    (tmp_path / "folder.onnx").mkdir()
+    with pytest.raises(ModelFileError, match="is a directory, not a file"):
+        rt.load(tmp_path / "folder.onnx")
+
+
+def test_a_file_without_rnnedge_metadata_loads_as_a_generic_model(tmp_path, charlm):
     bare = onnx.load(str(charlm[1]))
     del bare.metadata_props[:]
     onnx.save(bare, str(tmp_path / "bare.onnx"))
-    with pytest.raises(ModelFileError, match="without rnnedge metadata"):
-        rt.load(tmp_path / "bare.onnx")
+    model = rt.load(tmp_path / "bare.onnx")
+    assert model.task == "generic" and model.states_source == "inferred"
+    assert model.states == {"h0": "hn", "c0": "cn"}
+    ids = rt.load(charlm[1]).encode(PROMPT)[None, :]
+    state = rt.load(charlm[1]).zero_state(1)
+    out = model.run({"tokens": ids, **state})
+    assert_close("logits", out["logits"], rt.load(charlm[1]).run(ids)[0], FP32)
+    done = subprocess.run([sys.executable, "-m", "rnnedge.cli", "generate", str(tmp_path / "bare.onnx")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "is a generic model; this command needs a charlm model" in done.stderr
 
 
 @pytest.mark.parametrize("args, message", [
@@ -99,7 +113,7 @@ def test_bad_model_files_are_typed_errors(tmp_path, charlm):
 ])
 def test_cli_errors_are_one_line_and_exit_2(charlm, tmp_path, args, message):
     args = [a.format(model=charlm[1], missing=tmp_path / "none.onnx") for a in args]
-    done = subprocess.run([sys.executable, "-m", "rnnedge.export.cli", *args],
+    done = subprocess.run([sys.executable, "-m", "rnnedge.cli", *args],
                           capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and message in done.stderr

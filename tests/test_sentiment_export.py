@@ -8,14 +8,15 @@ import pytest
 import torch
 
 from rnnedge.export import exporter
-from rnnedge.runtime.model import NumbaEngine, OrtEngine
+from rnnedge.runtime.engines import NumbaEngine, OrtEngine
 from rnnedge.runtime.tolerances import FP32, assert_close
 
 
 def random_checkpoint(cell="lstm", head="last", bidirectional=False, num_layers=2, vocab=50,
                       nonlinearity="tanh"):
     from rnnedge.runtime.tokenizer import SPECIALS, Tokenizer
-    from rnnedge.train.sentiment import SentimentConfig, SentimentModel
+    from rnnedge.train.config import SentimentConfig
+    from rnnedge.train.sentiment_model import SentimentModel
 
     torch.manual_seed(0)
     config = SentimentConfig(vocab_size=vocab, embed_dim=6, hidden_size=5, num_layers=num_layers,

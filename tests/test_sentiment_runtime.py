@@ -11,12 +11,12 @@ import rnnedge.runtime as rt
 from rnnedge.runtime.errors import InputError
 from rnnedge.runtime.tolerances import FP32, assert_close
 
-CLI = [sys.executable, "-m", "rnnedge.export.cli"]
+CLI = [sys.executable, "-m", "rnnedge.cli"]
 
 
 @pytest.fixture(scope="module")
 def test_reviews(data_dir):
-    from rnnedge.train.imdb import load_imdb
+    from rnnedge.data.imdb import load_imdb
 
     reviews = load_imdb("test", data_dir)
     rng = np.random.default_rng(0)
@@ -75,7 +75,7 @@ def test_evaluate_scores_raw_text_with_the_runtime(sentiment, data_dir, test_rev
                            "--limit", "300", "--json", "--engine", "numba"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    from rnnedge.train.imdb import load_imdb
+    from rnnedge.data.imdb import load_imdb
 
     first = load_imdb("test", data_dir)[:300]
     probs = rt.load(sentiment[1]).classify([r.text for r in first])
@@ -84,9 +84,10 @@ def test_evaluate_scores_raw_text_with_the_runtime(sentiment, data_dir, test_rev
 
 
 def test_verify_compares_three_engines_on_real_reviews(sentiment, data_dir):
-    from rnnedge.export.verify_sentiment import verify_sentiment
+    from rnnedge.deploy.verify_sentiment import verify_sentiment
+    from rnnedge.export.torch_engines import reference
 
-    diffs = verify_sentiment(sentiment[1], sentiment[0], data_dir, n=200)
+    diffs = verify_sentiment(sentiment[1], reference(sentiment[0]), data_dir, n=200)
     names = [d.name for d in diffs]
     assert any("imdb test 200 reviews" in n and "numba vs torch prob" in n for n in names)
     assert sum("label agreement 100.00%" in n for n in names) >= 3
@@ -119,7 +120,7 @@ def test_a_review_far_longer_than_the_policy_is_cut_not_a_crash(sentiment):
 
 
 def test_bench_reports_reviews_per_second_with_ratios(sentiment, test_reviews):
-    from rnnedge.runtime.bench import bench_sentiment
+    from rnnedge.deploy.bench import bench_sentiment
 
     report = bench_sentiment(sentiment[1], [r.text for r in test_reviews[:24]], batch_sizes=(1, 8),
                              threads=(1, 2), repeats=1)

@@ -10,9 +10,10 @@ from rnnedge.runtime.errors import InputError
 from rnnedge.runtime.tokenizer import Tokenizer
 from rnnedge.runtime.tolerances import FP32, assert_close
 from rnnedge.train import sentiment
-from rnnedge.train.imdb import Review
-from rnnedge.train.sentiment import (SentimentConfig, SentimentModel, build_model, predict_proba,
-                                     train_sentiment)
+from rnnedge.data.imdb import Review
+from rnnedge.train.config import SentimentConfig
+from rnnedge.train.sentiment import predict_proba, train_sentiment
+from rnnedge.train.sentiment_model import SentimentModel, build_model
 
 TINY = dict(embed_dim=16, hidden_size=16, dropout=0.1, batch_size=16, lr=1e-2, val_size=60,
             max_len=30, min_count=1, echo=None)
@@ -138,7 +139,7 @@ def test_resuming_gives_the_weights_of_an_uninterrupted_run(tmp_path):
 def test_early_stopping_and_the_time_budget_end_a_run(tmp_path):
     data = write_jsonl(tmp_path / "reviews.jsonl", synthetic(100, 4))
     frozen = train_sentiment(tmp_path / "frozen", data=data, epochs=5, patience=1,
-                             **{**TINY, "lr": 0.0})
+                             **{**TINY, "lr": 1e-30})  # a step too small to change a float32
     assert (frozen["stopped"], frozen["epoch"]) == ("early", 1)
     assert len(torch.load(tmp_path / "frozen" / "last.pt", weights_only=True)["history"]) == 2
     spent = train_sentiment(tmp_path / "spent", data=data, epochs=5, max_minutes=0, **TINY)
@@ -153,7 +154,7 @@ def test_a_fresh_run_refuses_an_occupied_out_dir(tmp_path, trained):
 
 def test_bad_configs_are_input_errors(tmp_path):
     data = write_jsonl(tmp_path / "r.jsonl", synthetic(100, 3))
-    with pytest.raises(InputError, match="unknown sentiment setting"):
+    with pytest.raises(InputError, match="unknown setting"):
         train_sentiment(tmp_path / "run", data=data, **TINY, hidden=8)
     with pytest.raises(InputError, match="head"):
         SentimentConfig(head="attention")

@@ -34,7 +34,7 @@ def no_torch_env(tmp_path):
 
 def _cli():
     script = Path(sys.executable).parent / "rnnedge"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "rnnedge.export.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "rnnedge.cli"]
 
 
 def test_generate_and_info_commands_run_without_torch(charlm, no_torch_env):

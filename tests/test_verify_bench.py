@@ -8,13 +8,14 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-CLI = [sys.executable, "-m", "rnnedge.export.cli"]
+CLI = [sys.executable, "-m", "rnnedge.cli"]
 
 
 def test_verify_compares_every_pair_on_random_and_real_text(charlm, data_dir):
-    from rnnedge.export.verify import verify
+    from rnnedge.deploy.verify import verify
+    from rnnedge.export.torch_engines import reference
 
-    diffs = verify(charlm[1], checkpoint=charlm[0], data_dir=data_dir)
+    diffs = verify(charlm[1], reference=reference(charlm[0]), data_dir=data_dir)
     names = " | ".join(d.name for d in diffs)
     for pair in ("ort vs torch", "numba vs torch", "numba vs ort", "streamed vs whole ort",
                  "streamed vs whole numba"):
@@ -56,7 +57,7 @@ def test_bench_reports_percentiles_and_ratios_after_parity(charlm):
 
 
 def test_bench_runs_variants_and_skips_engines_that_cannot_run_a_file(charlm, data_dir, tmp_path):
-    from rnnedge.export.optimize import optimize
+    from rnnedge.deploy.optimize import optimize
 
     int8 = tmp_path / "int8.onnx"
     optimize(charlm[1], int8, int8=True, data_dir=data_dir, limit=2000)

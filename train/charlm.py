@@ -6,53 +6,24 @@ flows from one window to the next within an epoch and is detached at each window
 boundary; gradients are clipped by global norm; Adam.
 """
 
-import dataclasses
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from rnnedge.data.hamlet import CharCorpus, load_text, stream_windows
 from rnnedge.runtime.errors import CheckpointError, InputError
 
-from . import checkpoint
+from . import checkpoint, rundir
 from .common import Budget, TrainLog, pick_device, progress, seed_everything
-from .hamlet import CharCorpus, load_text, stream_windows
+from .config import CharLMConfig, CharTrainConfig, gather, resumed
 
 TASK = "charlm"
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
-
-
-@dataclass(frozen=True)
-class CharLMConfig:
-    vocab_size: int
-    embed_dim: int = 64
-    hidden_size: int = 256
-    num_layers: int = 2
-    dropout: float = 0.1  # between recurrent layers, as nn.LSTM applies it
-    cell: str = "lstm"  # lstm | gru | rnn
-    nonlinearity: str = "tanh"  # rnn cell only: tanh | relu
-
-    def __post_init__(self):
-        if self.cell not in CELLS:
-            raise InputError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
-        if self.nonlinearity not in ("tanh", "relu"):
-            raise InputError(f"nonlinearity must be tanh or relu, not {self.nonlinearity!r}")
-        if min(self.vocab_size, self.embed_dim, self.hidden_size, self.num_layers) < 1:
-            raise InputError("vocab_size, embed_dim, hidden_size and num_layers must be >= 1")
-
-
-@dataclass(frozen=True)
-class CharTrainConfig:
-    batch_size: int = 32
-    num_steps: int = 100
-    lr: float = 2e-3
-    clip: float = 5.0  # global gradient norm; <= 0 turns clipping off
-    epochs: int = 20
-    seed: int = 0
 
 
 class CharLM(nn.Module):
@@ -138,23 +109,34 @@ def _resume_state(path, out, corpus):
     return ckpt
 
 
-def train_charlm(out, text=None, data_dir=None, epochs=20, max_minutes=None, device="auto",
-                 seed=0, resume=None, batch_size=32, num_steps=100, lr=2e-3, clip=5.0,
-                 threads=None, echo=print, **model_overrides):
+@rundir.holding
+def train_charlm(out, text=None, data_dir=None, max_minutes=None, device="auto", resume=None,
+                 threads=None, echo=print, preset=None, **settings):
     """Train on ``text`` (Hamlet by default); write best.pt, last.pt and train_log.jsonl to ``out``.
 
-    Returns the metrics of the best epoch (validation nats and bits per character). A fresh
-    run refuses an ``out`` that holds a run already; ``resume`` (a checkpoint or a run
-    directory) continues one, into ``out``.
+    ``settings`` are fields of ``CharLMConfig`` and ``CharTrainConfig`` (their defaults apply,
+    then the ``preset`` file, then these). Returns the metrics of the best epoch (validation
+    nats and bits per character). The call holds ``out`` (``rundir``): a second training into
+    it fails at once, and a kill at any point leaves its files in step. A fresh run refuses an
+    ``out`` that holds a run already;
+    ``resume`` (a checkpoint or a run directory) continues one, into ``out``, by the rule of
+    ``train/config.py``.
     """
     out = Path(out)
-    resumed = checkpoint.resume_path(out, resume)
+    model_settings, train_settings = gather(CharLMConfig, CharTrainConfig, preset, settings,
+                                            fixed=("vocab_size",))
+    resumed_path = checkpoint.resume_path(out, resume)
     device = pick_device(device, threads)
-    seed_everything(seed)
     corpus = CharCorpus.from_text(load_text(text, data_dir))
-    tc = CharTrainConfig(batch_size, num_steps, lr, clip, epochs, seed)
-    ckpt = _resume_state(resumed, out, corpus) if resumed else None
-    config = CharLMConfig(**ckpt["config"]) if ckpt else CharLMConfig(len(corpus.vocab), **model_overrides)
+    ckpt = _resume_state(resumed_path, out, corpus) if resumed_path else None
+    tc = (resumed(ckpt, CharTrainConfig, model_settings, train_settings, resumed_path) if ckpt
+          else CharTrainConfig(**train_settings))
+    if tc.epochs < 1:
+        raise InputError(f"--epochs must be at least 1, not {tc.epochs}")
+    seed = tc.seed
+    seed_everything(seed)
+    config = (CharLMConfig(**ckpt["config"]) if ckpt
+              else CharLMConfig(len(corpus.vocab), **model_settings))
     model = CharLM(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
     start_epoch, history, best = 0, [], None
@@ -181,12 +163,11 @@ def train_charlm(out, text=None, data_dir=None, epochs=20, max_minutes=None, dev
                        "vocab": list(corpus.vocab), "model": model.state_dict(),
                        "optimizer": opt.state_dict(), "epoch": epoch, "metrics": record,
                        "history": history, "torch_rng": torch.get_rng_state()}
-            checkpoint.save(out / "last.pt", payload)
-            if best is None or val_nats < best:
-                best = val_nats
-                checkpoint.save(out / "best.pt", payload)
-            log.write(record, f"epoch {epoch}: train {train_nats:.3f} nats, val {val_nats:.3f} "
-                              f"nats = {record['val_bpc']:.3f} bits/char, {rate:,.0f} chars/s")
+            is_best = best is None or val_nats < best
+            best = val_nats if is_best else best
+            checkpoint.save_epoch(out, payload, is_best)
+            log.say(f"epoch {epoch}: train {train_nats:.3f} nats, val {val_nats:.3f} "
+                    f"nats = {record['val_bpc']:.3f} bits/char, {rate:,.0f} chars/s")
             if budget.spent():
                 log.write({"event": "budget_spent", "epoch": epoch},
                           f"time budget of {max_minutes} min spent after epoch {epoch}")

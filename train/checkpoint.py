@@ -1,4 +1,4 @@
-"""Training checkpoints: written atomically, readable with ``torch.load(weights_only=True)``.
+"""Training checkpoints: plain dicts, readable with ``torch.load(weights_only=True)``.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so the
 safe unpickler loads it:
@@ -8,57 +8,116 @@ safe unpickler loads it:
 
 ``config`` is ``dataclasses.asdict`` of the task's frozen config; the task module
 rebuilds its model from it, never from loose keyword arguments.
+
+In a run directory (``rundir``) only the process that holds it writes checkpoints, each write
+a commit of the run, and readers get the bytes that the run's manifest names. Elsewhere a
+checkpoint is written atomically (temp file, fsync, rename).
 """
 
 import hashlib
-import os
-import shutil
-import tempfile
+import io
+import math
 from pathlib import Path
 
-from rnnedge.runtime.errors import CheckpointError, InputError
+from rnnedge.runtime.errors import CheckpointError, InputError, first_line
+
+from . import rundir
 
 FORMAT = 1
 REQUIRED = ("format", "task", "config", "vocab", "model", "epoch", "metrics")
 
 
-def save(path, payload):
-    """Write ``payload`` to ``path`` through a temporary file and an atomic rename."""
+def to_bytes(payload):
+    """The bytes of a checkpoint file holding ``payload``."""
     import torch
 
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **payload}, buffer)
+    return buffer.getvalue()
+
+
+def save(path, payload):
+    """Write ``payload`` to ``path``; in a run directory this process holds, as one commit."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save({"format": FORMAT, **payload}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    run = rundir.held(path.parent, required=False)
+    if run is not None and path.name in rundir.CHECKPOINTS:
+        run.commit({path.name: (to_bytes(payload), payload["epoch"])})
+    elif rundir.is_run_file(path):
+        raise InputError(f"{path} belongs to the training run in {path.parent}, which only the "
+                         f"process training it writes; save the checkpoint elsewhere")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rundir.write_atomic(path, to_bytes(payload))
     return path
+
+
+def save_epoch(out, payload, is_best):
+    """Commit an epoch to the run held in ``out``: last.pt, best.pt when ``is_best``, and the
+    epoch's record (its metrics) in the log; all of it survives a kill, or none.
+
+    A diverged epoch (a loss or a weight not finite) is an ``InputError``; nothing is saved.
+    """
+    metrics = payload["metrics"]
+    bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+    bad += nonfinite(payload["model"])
+    if bad:
+        lr = payload.get("train_config", {}).get("lr")
+        raise InputError(f"training diverged in epoch {payload['epoch']}: {', '.join(bad[:4])} "
+                         f"{'is' if len(bad) == 1 else 'are'} not finite; nothing was saved for "
+                         f"this epoch; train with a lower --lr (this run: {lr})")
+    data, epoch = to_bytes(payload), payload["epoch"]
+    files = {"last.pt": (data, epoch), **({"best.pt": (data, epoch)} if is_best else {})}
+    rundir.held(out).commit(files, log=[payload["metrics"]])
+
+
+def nonfinite(state_dict):
+    """Names of the floating-point tensors of ``state_dict`` that hold a NaN or an infinity."""
+    import torch
+
+    return [name for name, t in state_dict.items()
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
 def load(path, task=None):
     """Load a checkpoint safely; check that it is one of ours (and of ``task``)."""
+    return _read(path, task)[0]
+
+
+def read(path, task=None):
+    """(checkpoint, hex SHA-256 of its bytes): of a run's best.pt or last.pt, the committed one."""
+    ckpt, data = _read(path, task)
+    return ckpt, hashlib.sha256(data).hexdigest()
+
+
+def _read(path, task):
     import pickle
     import zipfile
 
     import torch
 
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory, not a file; give its best.pt "
+                              f"or last.pt")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        data = rundir.committed_bytes(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    if not data:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); give a file written by "
+                              f"rnnedge train")
+    try:
+        ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError) as exc:
-        raise CheckpointError(f"{path} is not a readable torch checkpoint ({exc})") from exc
+        hint = "; it is an ONNX file, not a checkpoint" if path.suffix == ".onnx" else ""
+        raise CheckpointError(f"{path} is not a readable torch checkpoint ({first_line(exc)})"
+                              f"{hint}") from exc
     missing = [k for k in REQUIRED if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise CheckpointError(f"{path} is not an rnnedge checkpoint (missing {', '.join(missing)})")
     if task is not None and ckpt["task"] != task:
         raise CheckpointError(f"{path} is a {ckpt['task']!r} checkpoint, expected {task!r}")
-    return ckpt
+    return ckpt, data
 
 
 def resume_path(out, resume):
@@ -76,19 +135,11 @@ def resume_path(out, resume):
 
 
 def seed_best(out, resumed):
-    """Copy the resumed run's best.pt (else ``resumed``) to ``out/best.pt`` if ``out`` has none,
-    so that best.pt stays the best epoch of the whole run, not of its continuation."""
-    out, resumed = Path(out), Path(resumed)
-    if not (out / "best.pt").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        best = resumed.parent / "best.pt"
-        shutil.copyfile(best if best.exists() else resumed, out / "best.pt")
-
-
-def sha256(path):
-    """Hex SHA-256 of a file, recorded in exported models to tie them to their source."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """Commit the resumed run's best.pt (else ``resumed``) as best.pt of the run held in ``out``
+    if it has none, so that best.pt stays the best epoch of the whole run, not of its
+    continuation."""
+    run = rundir.held(out)
+    if run.entry("best.pt") is None:
+        best = Path(resumed).parent / "best.pt"
+        ckpt, data = _read(best if best.is_file() else resumed, None)
+        run.commit({"best.pt": (data, ckpt["epoch"])})

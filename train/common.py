@@ -1,11 +1,12 @@
 """What every training loop shares: device choice, seeding, the progress bar, the log."""
 
-import json
 import random
+import sys
 import time
-from pathlib import Path
 
 from rnnedge.runtime.errors import InputError
+
+from . import rundir
 
 
 def pick_device(name="auto", threads=None):
@@ -42,12 +43,68 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-def progress():
-    """A rich progress bar that shows loss and throughput fields set by the loop."""
+def progress(every=5.0, stream=None):
+    """A progress bar that shows loss and throughput fields set by the loop.
+
+    On a terminal, rich's bar; otherwise (a log file, a pipe, CI) ``PlainProgress``: plain
+    lines on stderr, so that a log shows that a long command is alive.
+    """
+    stream = stream or sys.stderr
+    if not stream.isatty():
+        return PlainProgress(every, stream)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=True)
+
+
+class PlainProgress:
+    """The part of rich's ``Progress`` the loops use, as one line per ``every`` seconds at most
+    and one when a task ends (finished or removed: one per training epoch)."""
+
+    def __init__(self, every=5.0, stream=None):
+        self.every, self.stream = every, stream or sys.stderr
+        self.tasks, self.last = {}, time.perf_counter()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, description, total=None, info="", **_):
+        task = len(self.tasks)
+        self.tasks[task] = {"description": description, "total": total, "done": 0, "info": info,
+                            "start": time.perf_counter(), "ended": False}
+        return task
+
+    def update(self, task, advance=0, info=None, **_):
+        t = self.tasks[task]
+        t["done"] += advance
+        t["info"] = t["info"] if info is None else info
+        if t["total"] is not None and t["done"] >= t["total"]:
+            self._end(task)
+        elif time.perf_counter() - self.last >= self.every:
+            self._say(t)
+
+    def advance(self, task, advance=1):
+        self.update(task, advance=advance)
+
+    def remove_task(self, task):
+        self._end(task)
+        del self.tasks[task]
+
+    def _end(self, task):
+        if not self.tasks[task]["ended"]:
+            self.tasks[task]["ended"] = True
+            self._say(self.tasks[task])
+
+    def _say(self, t):
+        self.last = time.perf_counter()
+        total = "" if t["total"] is None else f"/{t['total']}"
+        info = f"  {t['info']}" if t["info"] else ""
+        print(f"{t['description']}: {t['done']}{total}{info}  {self.last - t['start']:.0f}s",
+              file=self.stream, flush=True)
 
 
 class Budget:
@@ -65,15 +122,22 @@ class Budget:
 
 
 class TrainLog:
-    """Appends one JSON object per line to ``DIR/train_log.jsonl`` and echoes a summary."""
+    """The run's train_log.jsonl, one JSON object per line, and a summary echoed per record.
+
+    ``out_dir`` is held (``rundir.hold``). ``write`` commits an event record at once; an
+    epoch's record is committed with its checkpoints (``checkpoint.save_epoch``) and only
+    ``say``s its line here.
+    """
 
     def __init__(self, out_dir, echo=print):
-        self.path = Path(out_dir) / "train_log.jsonl"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.run = rundir.held(out_dir)
+        self.path = self.run.path / rundir.LOG
         self.echo = echo
 
     def write(self, record, line=None):
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        self.run.commit(log=[record])
+        self.say(line)
+
+    def say(self, line):
         if line and self.echo:
             self.echo(line)

@@ -9,19 +9,20 @@ Hamlet windows, at initialization and for trained checkpoints.
 """
 
 import copy
+import io
 import json
-import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from . import checkpoint
+from rnnedge.data.hamlet import CharCorpus, load_text
+
+from rnnedge.runtime.errors import InputError, write_error
+
+from . import checkpoint, rundir
 from .charlm import CELLS, CharLM, CharLMConfig
-from .hamlet import CharCorpus, load_text
 
 
 def gradient_norms(step, state, xs, loss_at_last):
@@ -75,8 +76,13 @@ def vanishing_distance(curve, threshold=1e-3):
 def charlm_curves(checkpoints=(), cells=tuple(CELLS), steps=200, windows=8, data_dir=None,
                   hidden_size=256, num_layers=2, seed=0):
     """Curves for fresh models of each cell and for each trained checkpoint."""
+    if steps < 1 or windows < 1:
+        raise InputError(f"--steps and --windows must be >= 1, not {steps} and {windows}")
     torch.manual_seed(seed)
     corpus = CharCorpus.from_text(load_text(None, data_dir))
+    if steps > len(corpus.val) - 2:
+        raise InputError(f"--steps {steps} is longer than the validation text "
+                         f"({len(corpus.val)} characters); use at most {len(corpus.val) - 2}")
     rng = np.random.default_rng(seed)
     starts = rng.integers(0, len(corpus.val) - steps - 1, windows)
     wins = [corpus.val[s:s + steps + 1] for s in starts]
@@ -97,13 +103,16 @@ def charlm_curves(checkpoints=(), cells=tuple(CELLS), steps=200, windows=8, data
 
 def report(curves, out_dir):
     """Write gradients.json and gradients.png to ``out_dir``; return the summary rows."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_out_dir(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(out_dir, exc) from exc
     rows = [{"curve": name, "vanishes_at": vanishing_distance(c),
              "ratio_at_50": float(c[min(50, len(c) - 1)]), "ratio_at_end": float(c[-1])}
             for name, c in curves.items()]
     table = {"summary": rows, "curves": {n: c.tolist() for n, c in curves.items()}}
-    _atomic_write(out_dir / "gradients.json", json.dumps(table, indent=1).encode())
+    rundir.write_atomic(out_dir / "gradients.json", json.dumps(table, indent=1).encode())
     _plot(curves, out_dir / "gradients.png")
     return rows
 
@@ -123,15 +132,16 @@ def _plot(curves, path):
     ax.set_title("Gradient flow through the recurrence (Hamlet windows)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
+    rundir.write_atomic(path, png.getvalue())  # all or nothing, as gradients.json
 
 
-def _atomic_write(path, data):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+def check_out_dir(out_dir):
+    """``out_dir`` as a Path, unless it is a file (checked before the curves are computed)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} is a file; the diagnostic writes a folder "
+                         f"(gradients.png, gradients.json): give a directory")
+    return out_dir

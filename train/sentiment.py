@@ -1,134 +1,29 @@
-"""The IMDb sentiment classifier: config, model, and its training loop.
-
-Many-to-one: embedding (padding id 0), recurrent stack (LSTM by default), a head that
-reads the outputs at the valid positions only, and a linear layer to one logit.
-Batches are right-padded. A unidirectional stack needs no packing: the output at a
-valid position never depends on what follows it, and every head masks the rest, so
-padding cannot change a review's logit. A bidirectional stack runs on packed
-sequences, because its backward direction would otherwise start in the padding.
+"""Training the IMDb sentiment classifier (``sentiment_model.py``) and scoring it.
 
 Training: BCE with logits, Adam, gradient clipping by global norm, batches of
 similar length (less padding to compute), early stopping on validation accuracy.
-The test split is scored once, at the end, from the best checkpoint.
+The test split is scored once, at the end, from the best checkpoint. Not here: the model
+and its rebuild from a checkpoint (``sentiment_model.py``), the configs (``config.py``).
 """
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from rnnedge.data.imdb import load_imdb, load_labeled_file, split_train_val
 from rnnedge.runtime.errors import DataError, InputError
-from rnnedge.runtime.tokenizer import KEEP, Tokenizer, pad_batch
+from rnnedge.runtime.tokenizer import Tokenizer, pad_batch
 
-from . import checkpoint
+from . import checkpoint, rundir
 from .common import Budget, TrainLog, pick_device, progress, seed_everything
-from .imdb import load_imdb, load_labeled_file, split_train_val
+from .config import SentimentConfig, SentimentTrainConfig, gather, resumed
+from .sentiment_model import SentimentModel, build_model
 
 TASK = "sentiment"
-CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
-HEADS = ("last", "mean", "max")
-
-
-@dataclass(frozen=True)
-class SentimentConfig:
-    """Model and tokenizer settings; the defaults are chosen on the IMDb validation split.
-
-    Against the defaults (0.899 validation accuracy after 6 epochs), one change at a time:
-    ``head="last"`` 0.861, ``keep="last", max_len=200`` 0.881, ``keep="last"`` (400) 0.896.
-    """
-
-    vocab_size: int = 0  # 0 until the vocabulary is built from the training split
-    embed_dim: int = 64
-    hidden_size: int = 128
-    num_layers: int = 1
-    dropout: float = 0.4  # on embeddings, between recurrent layers, before the linear layer
-    cell: str = "lstm"  # lstm | gru | rnn
-    nonlinearity: str = "tanh"  # rnn cell only: tanh | relu
-    head: str = "mean"  # last (valid) position | masked mean | masked max over valid outputs
-    bidirectional: bool = False
-    max_len: int = 400  # tokens kept per review, by the keep policy
-    keep: str = "head_tail"  # last | first | head_tail
-    min_count: int = 2  # a word needs this many training occurrences to get an id
-    max_vocab: int = 30000  # ids in all, <pad> and <unk> included
-
-    def __post_init__(self):
-        if self.cell not in CELLS:
-            raise InputError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
-        if self.nonlinearity not in ("tanh", "relu"):
-            raise InputError(f"nonlinearity must be tanh or relu, not {self.nonlinearity!r}")
-        if self.head not in HEADS:
-            raise InputError(f"head must be one of {', '.join(HEADS)}, not {self.head!r}")
-        if self.keep not in KEEP:
-            raise InputError(f"keep must be one of {', '.join(KEEP)}, not {self.keep!r}")
-        if min(self.embed_dim, self.hidden_size, self.num_layers, self.max_len) < 1:
-            raise InputError("embed_dim, hidden_size, num_layers and max_len must be >= 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"dropout must be in [0, 1), not {self.dropout}")
-
-
-@dataclass(frozen=True)
-class SentimentTrainConfig:
-    batch_size: int = 64
-    lr: float = 2e-3
-    clip: float = 1.0  # global gradient norm
-    epochs: int = 8
-    patience: int = 2  # epochs without a better validation accuracy before stopping
-    val_size: int = 2500
-    seed: int = 0
-
-
-class SentimentModel(nn.Module):
-    """ids (B, T) int64 right-padded with 0, lengths (B,) int64 -> logit (B,)."""
-
-    def __init__(self, config: SentimentConfig):
-        super().__init__()
-        c = config
-        if c.vocab_size < 3:
-            raise InputError(f"vocab_size must be at least 3 (<pad>, <unk>, a word), "
-                             f"not {c.vocab_size}")
-        self.config = config
-        self.embedding = nn.Embedding(c.vocab_size, c.embed_dim, padding_idx=0)
-        kwargs = {"nonlinearity": c.nonlinearity} if c.cell == "rnn" else {}
-        self.rnn = CELLS[c.cell](c.embed_dim, c.hidden_size, c.num_layers, batch_first=True,
-                                 dropout=c.dropout if c.num_layers > 1 else 0.0,
-                                 bidirectional=c.bidirectional, **kwargs)
-        self.drop = nn.Dropout(c.dropout)
-        self.fc = nn.Linear(c.hidden_size * (2 if c.bidirectional else 1), 1)
-
-    def forward(self, ids, lengths):
-        x = self.drop(self.embedding(ids))  # (B, T, E)
-        if self.config.bidirectional:
-            packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True,
-                                                       enforce_sorted=False)
-            y, _ = self.rnn(packed)
-            y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=ids.shape[1])
-        else:
-            y, _ = self.rnn(x)  # (B, T, D)
-        return self.fc(self.drop(self._pool(y, lengths))).squeeze(-1)  # (B,)
-
-    def _pool(self, y, lengths):
-        """(B, T, D) outputs -> (B, D) features from the valid positions only."""
-        if self.config.head == "last":
-            last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, y.shape[2])  # (B, 1, D)
-            feat = y.gather(1, last).squeeze(1)  # (B, D)
-            if self.config.bidirectional:  # the backward direction ends at position 0
-                H = self.config.hidden_size
-                feat = torch.cat([feat[:, :H], y[:, 0, H:]], dim=1)
-            return feat
-        mask = torch.arange(y.shape[1], device=y.device)[None, :] < lengths[:, None]  # (B, T)
-        if self.config.head == "max":
-            return y.masked_fill(~mask[:, :, None], float("-inf")).amax(dim=1)
-        return (y * mask[:, :, None]).sum(dim=1) / lengths[:, None].to(y.dtype)
-
-
-def build_model(ckpt):
-    """Rebuild the model from a loaded checkpoint dict, in eval mode on the CPU."""
-    model = SentimentModel(SentimentConfig(**ckpt["config"]))
-    model.load_state_dict(ckpt["model"])
-    return model.eval()
 
 
 def length_batches(lengths, batch_size, rng=None):
@@ -218,9 +113,8 @@ def _encode(tokenizer, records, name):
     return rows, np.array([r.label for r in records], dtype=np.int64)
 
 
-def _resume_checkpoint(resume, out):
-    """The checkpoint to continue from (None for a fresh run); seeds ``out/best.pt``."""
-    path = checkpoint.resume_path(out, resume)
+def _resume_checkpoint(path, out):
+    """The checkpoint at ``path`` to continue from (None for a fresh run); seeds ``out/best.pt``."""
     if path is None:
         return None
     ckpt = checkpoint.load(path, TASK)
@@ -228,13 +122,9 @@ def _resume_checkpoint(resume, out):
     return ckpt
 
 
-def _config(model_overrides):
+def _config(model_settings):
     """The config of a fresh run; checked before any data is read."""
-    unknown = set(model_overrides) - set(SentimentConfig.__dataclass_fields__)
-    if unknown:
-        raise InputError(f"unknown sentiment setting(s) {', '.join(sorted(unknown))}; the model "
-                         f"settings are {', '.join(SentimentConfig.__dataclass_fields__)}")
-    return SentimentConfig(**model_overrides)
+    return SentimentConfig(**model_settings)
 
 
 def _setup(ckpt, records, config):
@@ -274,7 +164,8 @@ def _stop_reason(history, tc, budget):
 
 
 def fit(model, opt, train, val, tc, save, history, device, budget, log):
-    """Epochs after ``history`` up to ``tc.epochs``; ``save(record, is_best)`` checkpoints.
+    """Epochs after ``history`` up to ``tc.epochs``; ``save(record, is_best)`` commits each
+    (checkpoints and log record, see ``checkpoint.save_epoch``).
 
     Returns why training stopped: "epochs", "early" or "budget".
     """
@@ -291,8 +182,8 @@ def fit(model, opt, train, val, tc, save, history, device, budget, log):
             is_best = val_acc > max((h["val_acc"] for h in history), default=-1.0)
             history.append(record)
             save(record, is_best)
-            log.write(record, f"epoch {epoch}: train loss {train_loss:.4f}, val accuracy "
-                              f"{val_acc:.4f}, val loss {val_loss:.4f}, {rate:,.0f} reviews/s")
+            log.say(f"epoch {epoch}: train loss {train_loss:.4f}, val accuracy "
+                    f"{val_acc:.4f}, val loss {val_loss:.4f}, {rate:,.0f} reviews/s")
             reason = _stop_reason(history, tc, budget)
             if reason:
                 why = ("the time budget is spent" if reason == "budget" else
@@ -303,22 +194,25 @@ def fit(model, opt, train, val, tc, save, history, device, budget, log):
     return "epochs"
 
 
-def train_sentiment(out, data=None, data_dir=None, epochs=8, max_minutes=None, device="auto",
-                    seed=0, resume=None, batch_size=64, lr=2e-3, clip=1.0, patience=2,
-                    val_size=2500, threads=None, echo=print, **model_overrides):
+@rundir.holding
+def train_sentiment(out, data=None, data_dir=None, max_minutes=None, device="auto", resume=None,
+                    threads=None, echo=print, preset=None, **settings):
     """Train on IMDb (or the labeled file ``data``); write best.pt, last.pt, train_log.jsonl.
 
-    Returns the metrics of the best epoch and, for IMDb, the test accuracy of best.pt.
-    A resumed run keeps the checkpoint's config, vocabulary and training settings; only
-    ``epochs``, ``max_minutes`` and ``device`` come from the call.
+    ``settings`` are fields of ``SentimentConfig`` and ``SentimentTrainConfig`` (their defaults
+    apply, then the ``preset`` file, then these). Returns the metrics of the best epoch and,
+    for IMDb, the test accuracy of best.pt. Resume follows the rule of ``train/config.py``.
     """
-    if epochs < 1:
-        raise InputError(f"--epochs must be at least 1, not {epochs}")
+    model_settings, train_settings = gather(SentimentConfig, SentimentTrainConfig, preset,
+                                            settings, fixed=("vocab_size",))
     out, budget, device = Path(out), Budget(max_minutes), pick_device(device, threads)
-    ckpt = _resume_checkpoint(resume, out)
-    tc = (replace(SentimentTrainConfig(**ckpt["train_config"]), epochs=epochs) if ckpt else
-          SentimentTrainConfig(batch_size, lr, clip, epochs, patience, val_size, seed))
-    fresh = None if ckpt else _config(model_overrides)
+    resumed_path = checkpoint.resume_path(out, resume)
+    ckpt = _resume_checkpoint(resumed_path, out)
+    tc = (resumed(ckpt, SentimentTrainConfig, model_settings, train_settings, resumed_path) if ckpt
+          else SentimentTrainConfig(**train_settings))
+    if tc.epochs < 1:
+        raise InputError(f"--epochs must be at least 1, not {tc.epochs}")
+    fresh = None if ckpt else _config(model_settings)
     seed_everything(tc.seed)
     train_records, test_records = _load_records(data, data_dir)
     train_records, val_records = split_train_val(train_records, tc.val_size, tc.seed)
@@ -336,9 +230,7 @@ def train_sentiment(out, data=None, data_dir=None, epochs=8, max_minutes=None, d
 
     def save(record, is_best):
         payload = _payload(config, tc, tokenizer, model, opt, record["epoch"], record, history)
-        checkpoint.save(out / "last.pt", payload)
-        if is_best:
-            checkpoint.save(out / "best.pt", payload)
+        checkpoint.save_epoch(out, payload, is_best)
 
     log = TrainLog(out, echo)
     stopped = fit(model, opt, train, val, tc, save, history, device, budget, log)

@@ -1,0 +1,3 @@
+from rnnedge.cli import main
+
+main()

@@ -1,0 +1,50 @@
+"""The ``rnnedge`` typer app, the options its commands share, and how errors leave it.
+
+Torch-free: importing this module (or any command module) imports no torch; the
+commands that need it import it inside their function.
+"""
+
+import sys
+from typing import Optional
+
+import typer
+
+from rnnedge.runtime.errors import InputError, RnnedgeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Recurrent models from PyTorch training to a torch-free edge runtime.")
+
+ENGINE = typer.Option("ort", "--engine", help="ort (onnxruntime), numba (the reference), "
+                      "fast or fast-int8 (numba streaming, charlm only)")
+THREADS = typer.Option(1, "--threads", help="CPU threads; 1 is the low-power case")
+DATA_DIR = typer.Option(None, "--data-dir", help="data directory (default: $RNNEDGE_DATA)")
+AS_JSON = typer.Option(False, "--json", help="machine-readable")
+
+
+def run_app(application, argv=None):
+    """Run a typer app; typed errors become one line on stderr and a non-zero exit."""
+    try:
+        application(args=argv, prog_name="rnnedge")
+    except RnnedgeError as exc:
+        print(f"rnnedge: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("rnnedge: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def check_task(model, task, path):
+    if model.task != task:
+        raise InputError(f"{path} is a {model.task} model; this command needs a {task} model")
+
+
+def torch_checkpoint(checkpoint: Optional[object]):
+    """The checkpoint when torch can read it; None (with a note) when torch is missing."""
+    if checkpoint is None:
+        return None
+    from rnnedge.export.torch_engines import torch_available
+
+    if not torch_available():
+        typer.echo("note: torch is not installed; PyTorch is left out", err=True)
+        return None
+    return checkpoint

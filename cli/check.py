@@ -1,0 +1,100 @@
+"""Checking and measuring exported files: ``verify``, ``bench``, ``evaluate``.
+
+Torch-optional: PyTorch joins ``verify`` and ``bench`` when a checkpoint is given and
+torch imports; the rest runs on the runtime alone.
+"""
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .app import AS_JSON, DATA_DIR, app, torch_checkpoint
+
+
+@app.command()
+def verify(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="source checkpoint"),
+           data_dir: Optional[Path] = DATA_DIR, as_json: bool = AS_JSON,
+           verbose: bool = typer.Option(False, "--verbose", "-v", help="every comparison, not the summary")):
+    """Compare PyTorch, onnxruntime and numba on the same inputs; exit 1 on a parity failure."""
+    from rnnedge.deploy.verify import model_task, verify as run
+
+    checkpoint = torch_checkpoint(checkpoint)
+    reference = None
+    if checkpoint is not None:
+        from rnnedge.export.torch_engines import reference as torch_reference
+
+        reference = torch_reference(checkpoint, task=model_task(model))
+    notes = []
+    diffs = run(model, reference=reference, data_dir=data_dir, notes=notes)
+    if as_json:
+        typer.echo(json.dumps([d.as_dict() for d in diffs], indent=2))
+    else:
+        from rnnedge.deploy.verify import summarize
+
+        for line in ([str(d) for d in diffs] if verbose else summarize(diffs)):
+            typer.echo(line)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+    failed = [d for d in diffs if not d.ok]
+    typer.echo(f"{len(diffs) - len(failed)} passed, {len(failed)} failed", err=as_json)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def bench(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="adds PyTorch eager"),
+          variant: Optional[List[Path]] = typer.Option(None, help="a file written by `rnnedge "
+                                                       "optimize`, run on onnxruntime (repeatable)"),
+          steps: int = typer.Option(500, help="charlm: timed streaming steps"),
+          warmup: int = typer.Option(50, help="charlm: untimed steps first"),
+          threads: int = typer.Option(1, help="charlm: CPU threads"),
+          reviews: int = typer.Option(128, help="sentiment: IMDb test reviews per pass"),
+          data_dir: Optional[Path] = DATA_DIR, as_json: bool = AS_JSON):
+    """Latency (charlm, per streamed character) or throughput (sentiment), engines side by side."""
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the numpy floor: one core, as the engines
+    from rnnedge.deploy.bench import bench as run
+
+    checkpoint = torch_checkpoint(checkpoint)
+    torch_maker = None
+    if checkpoint is not None:
+        from rnnedge.deploy.verify import model_task
+        from rnnedge.export.torch_engines import maker
+
+        torch_maker = maker(checkpoint, task=model_task(model))
+    report, text = run(model, torch_maker, steps=steps, warmup=warmup, threads=threads,
+                       reviews=reviews, data_dir=data_dir, variants=tuple(variant or ()))
+    typer.echo(json.dumps(report, indent=2) if as_json else text)
+
+
+@app.command()
+def evaluate(model: Path, data_dir: Optional[Path] = DATA_DIR,
+             split: str = typer.Option("test", help="IMDb (Japanese Vowels) split: test or train"),
+             data: Optional[Path] = typer.Option(None, help="labeled file: CSV/JSONL reviews instead "
+                                                 "of IMDb; .ts/.npz/.csv frames for a series model"),
+             limit: Optional[int] = typer.Option(None, help="score only the first N reviews"),
+             batch_size: int = typer.Option(64, "--batch-size"), engine: str = typer.Option("ort"),
+             threads: int = typer.Option(2), as_json: bool = AS_JSON):
+    """Accuracy of a sentiment model (raw review text) or a series classifier (--data .ts/.npz/.csv,
+    default Japanese Vowels), with the torch-free runtime."""
+    from rnnedge.deploy.evaluate import evaluate as run, evaluate_series, reviews_to_score, series_model
+    from rnnedge.train.common import progress
+
+    series = series_model(model, engine, threads)
+    if series is not None:
+        from .series import series_report
+
+        result = evaluate_series(series, data, split, data_dir, limit, batch_size)
+        typer.echo(json.dumps(result) if as_json else series_report(result))
+        return
+    reviews = reviews_to_score(split, data, data_dir, limit)
+    with progress() as bar:
+        task = bar.add_task(f"evaluating on {engine}", total=len(reviews), info="")
+        result = run(model, reviews, engine, threads, batch_size, lambda n: bar.advance(task, n))
+    result["split"] = str(data) if data else split
+    typer.echo(json.dumps(result) if as_json else
+               f"accuracy {result['accuracy']:.4f} ({result['correct']}/{result['n']}) on "
+               f"{result['split']} with {engine}")

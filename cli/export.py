@@ -1,0 +1,84 @@
+"""Making files: ``export`` (a checkpoint, or the user's own module) and ``optimize``."""
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from rnnedge.runtime.errors import InputError
+
+from .app import AS_JSON, DATA_DIR, app
+
+
+@app.command("export")
+def export_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="an rnnedge checkpoint "
+                                                           "(or use --model)"),
+               out: Path = typer.Option(..., "--out", help="ONNX file to write"),
+               model: Optional[str] = typer.Option(None, help="your own module: path/to/file.py:"
+                                                   "factory (a function returning the nn.Module)"),
+               weights: Optional[Path] = typer.Option(None, help="--model: a state_dict file"),
+               input: List[str] = typer.Option([], "--input", help="--model: NAME:DTYPE[DIMS], dims "
+                                               "named batch/time are dynamic, e.g. "
+                                               "feats:float32[batch,time,40] (repeatable, in "
+                                               "forward's order)"),
+               output: List[str] = typer.Option([], "--output", help="--model: output name "
+                                                "(repeatable, in forward's order)"),
+               state: List[str] = typer.Option([], "--state", help="--model: IN=OUT, a state input "
+                                               "and the output that carries it, e.g. h=h_new"),
+               lengths: Optional[str] = typer.Option(None, help="--model: the input of true lengths"),
+               metadata: Optional[Path] = typer.Option(None, help="--model: JSON file of your own "
+                                                       "metadata (labels, normalisation)"),
+               exporter: str = typer.Option("auto", help="--model: auto, torchscript or dynamo")):
+    """Export a checkpoint, or your own module (--model), to a checked, self-describing ONNX file."""
+    if (checkpoint is None) == (model is None):
+        raise InputError("give either a CHECKPOINT or --model path/to/file.py:factory")
+    if model is not None:
+        from rnnedge.export.user_model import export_from_specs
+
+        report = export_from_specs(model, out, weights=weights, inputs=input, outputs=output,
+                                   states=state, lengths=lengths, metadata=metadata,
+                                   exporter=exporter)
+        typer.echo(user_summary(report))
+        return
+    from rnnedge.export.exporter import export
+
+    path, diffs = export(checkpoint, out)
+    worst = max(diffs, key=lambda d: d.max_abs)
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB); parity with PyTorch over "
+               f"{len(diffs)} outputs, worst {worst}")
+
+
+def user_summary(report):
+    lines = [f"wrote {report.path} ({report.path.stat().st_size / 1e6:.2f} MB) with the "
+             f"{report.exporter} exporter, opset {report.opset}",
+             f"parity with your module at {len(report.checked)} shapes: max abs "
+             f"{report.max_abs:.2g}; {len(report.golden)} golden cases stored for `rnnedge verify`"]
+    lines += [f"rewrote: {r}" for r in report.rewrites]
+    lines += [f"{name} exporter not used: {why}" for name, why in report.skipped.items()]
+    return "\n".join(lines)
+
+
+@app.command("optimize")
+def optimize_cmd(model: Path, out: Path = typer.Option(..., "--out", help="variant to write "
+                                                       "(.ort with --ort-format)"),
+                 int8: bool = typer.Option(False, "--int8", help="dynamic int8 quantization"),
+                 fp16: bool = typer.Option(False, "--fp16", help="fp16 weights, fp32 compute"),
+                 ort_format: bool = typer.Option(False, "--ort-format",
+                                                 help="offline-optimized ORT format (minimal builds)"),
+                 numba_int8: bool = typer.Option(False, "--numba-int8",
+                                                 help="gate the numba int8 engine (--engine "
+                                                 "fast-int8: LSTM, GRU and RNN); the file stays fp32"),
+                 force: bool = typer.Option(False, "--force", help="write even if the gate fails"),
+                 data_dir: Optional[Path] = DATA_DIR,
+                 limit: Optional[int] = typer.Option(None, help="gate on N reviews / characters only"),
+                 inputs: Optional[Path] = typer.Option(None, help="your own model: an .npz of real "
+                                                       "inputs to gate on (default: its golden bundle)"),
+                 as_json: bool = AS_JSON):
+    """A smaller variant of an exported model, written only if it passes its accuracy gate."""
+    from rnnedge.deploy.optimize import optimize, summary
+
+    report = optimize(model, out, int8=int8, fp16=fp16, ort_format=ort_format,
+                      numba_int8=numba_int8, force=force, data_dir=data_dir, limit=limit,
+                      inputs=inputs)
+    typer.echo(json.dumps(report, indent=2) if as_json else summary(report))

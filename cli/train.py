@@ -1,0 +1,104 @@
+"""``rnnedge train charlm|sentiment``: flags over the config dataclasses (needs torch).
+
+Every hyper-parameter flag defaults to None, meaning "not given": the value then comes from
+``--config`` (a preset file under ``configs/``) or from the dataclass in
+``rnnedge.train.config``, where each default is written once. Help texts show those
+defaults. ``--resume`` follows the one rule of ``rnnedge.train.config``.
+"""
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from rnnedge.train.config import (CharLMConfig, CharTrainConfig, SentimentConfig,
+                                  SentimentTrainConfig, default)
+
+from .app import DATA_DIR, app
+
+train_app = typer.Typer(no_args_is_help=True, help="Train a model (needs torch).")
+app.add_typer(train_app, name="train")
+
+DEVICE = typer.Option("auto", help="auto (CUDA when available), cpu or cuda")
+THREADS = typer.Option(None, help="torch CPU threads (default: torch's choice)")
+PRESET = typer.Option(None, "--config", help="preset file of settings (configs/*.toml)")
+RESUME = typer.Option(None, help="continue the run in this directory or checkpoint, with its "
+                      "settings (only --epochs may change)")
+MAX_MINUTES = typer.Option(None, help="stop after the epoch that passes this many minutes")
+
+
+def setting(cls, name, help=""):
+    """A flag whose default lives in the dataclass ``cls``: None here, shown in the help."""
+    return typer.Option(None, help=f"{help} [default: {default(cls, name)}]".strip())
+
+
+@train_app.command("charlm")
+def train_charlm(out: Path = typer.Option(Path("runs/charlm"), help="checkpoint directory"),
+                 text: Optional[Path] = typer.Option(None, help="UTF-8 corpus (default: Hamlet)"),
+                 data_dir: Optional[Path] = DATA_DIR, preset: Optional[Path] = PRESET,
+                 max_minutes: Optional[float] = MAX_MINUTES, device: str = DEVICE,
+                 resume: Optional[Path] = RESUME, threads: Optional[int] = THREADS,
+                 epochs: Optional[int] = setting(CharTrainConfig, "epochs"),
+                 seed: Optional[int] = setting(CharTrainConfig, "seed"),
+                 batch_size: Optional[int] = setting(CharTrainConfig, "batch_size", "parallel streams"),
+                 num_steps: Optional[int] = setting(CharTrainConfig, "num_steps", "BPTT window"),
+                 lr: Optional[float] = setting(CharTrainConfig, "lr"),
+                 clip: Optional[float] = setting(CharTrainConfig, "clip", "global gradient norm"),
+                 embed_dim: Optional[int] = setting(CharLMConfig, "embed_dim"),
+                 hidden_size: Optional[int] = setting(CharLMConfig, "hidden_size"),
+                 num_layers: Optional[int] = setting(CharLMConfig, "num_layers"),
+                 dropout: Optional[float] = setting(CharLMConfig, "dropout"),
+                 cell: Optional[str] = setting(CharLMConfig, "cell", "lstm, gru or rnn"),
+                 nonlinearity: Optional[str] = setting(CharLMConfig, "nonlinearity", "rnn: tanh or relu")):
+    """Character language model with truncated BPTT (Hamlet by default)."""
+    from rnnedge.train.charlm import train_charlm as run
+
+    best = run(out, text=text, data_dir=data_dir, max_minutes=max_minutes, device=device,
+               resume=resume, threads=threads, preset=preset, epochs=epochs, seed=seed,
+               batch_size=batch_size, num_steps=num_steps, lr=lr, clip=clip, embed_dim=embed_dim,
+               hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, cell=cell,
+               nonlinearity=nonlinearity)
+    typer.echo(f"best epoch {best['epoch']}: validation {best['val_nats']:.3f} nats/char "
+               f"= {best['val_bpc']:.3f} bits/char; checkpoints in {out}")
+
+
+@train_app.command("sentiment")
+def train_sentiment(out: Path = typer.Option(Path("runs/sentiment"), help="checkpoint directory"),
+                    data: Optional[Path] = typer.Option(None, help="CSV/JSONL with text and label "
+                                                        "columns (default: IMDb)"),
+                    data_dir: Optional[Path] = DATA_DIR, preset: Optional[Path] = PRESET,
+                    max_minutes: Optional[float] = MAX_MINUTES, device: str = DEVICE,
+                    resume: Optional[Path] = RESUME, threads: Optional[int] = THREADS,
+                    epochs: Optional[int] = setting(SentimentTrainConfig, "epochs"),
+                    seed: Optional[int] = setting(SentimentTrainConfig, "seed"),
+                    batch_size: Optional[int] = setting(SentimentTrainConfig, "batch_size"),
+                    lr: Optional[float] = setting(SentimentTrainConfig, "lr"),
+                    clip: Optional[float] = setting(SentimentTrainConfig, "clip", "global gradient norm"),
+                    patience: Optional[int] = setting(SentimentTrainConfig, "patience"),
+                    val_size: Optional[int] = setting(SentimentTrainConfig, "val_size"),
+                    embed_dim: Optional[int] = setting(SentimentConfig, "embed_dim"),
+                    hidden_size: Optional[int] = setting(SentimentConfig, "hidden_size"),
+                    num_layers: Optional[int] = setting(SentimentConfig, "num_layers"),
+                    dropout: Optional[float] = setting(SentimentConfig, "dropout"),
+                    cell: Optional[str] = setting(SentimentConfig, "cell", "lstm, gru or rnn"),
+                    nonlinearity: Optional[str] = setting(SentimentConfig, "nonlinearity"),
+                    head: Optional[str] = setting(SentimentConfig, "head", "last, mean or max"),
+                    bidirectional: Optional[bool] = typer.Option(
+                        None, "--bidirectional/--unidirectional",
+                        help=f"[default: {'bidirectional' if default(SentimentConfig, 'bidirectional') else 'unidirectional'}]"),
+                    max_len: Optional[int] = setting(SentimentConfig, "max_len", "tokens kept per review"),
+                    keep: Optional[str] = setting(SentimentConfig, "keep", "last, first or head_tail"),
+                    min_count: Optional[int] = setting(SentimentConfig, "min_count"),
+                    max_vocab: Optional[int] = setting(SentimentConfig, "max_vocab")):
+    """Many-to-one review classifier with early stopping on validation accuracy (IMDb by default)."""
+    from rnnedge.train.sentiment import train_sentiment as run
+
+    best = run(out, data=data, data_dir=data_dir, max_minutes=max_minutes, device=device,
+               resume=resume, threads=threads, preset=preset, epochs=epochs, seed=seed,
+               batch_size=batch_size, lr=lr, clip=clip, patience=patience, val_size=val_size,
+               embed_dim=embed_dim, hidden_size=hidden_size, num_layers=num_layers,
+               dropout=dropout, cell=cell, nonlinearity=nonlinearity, head=head,
+               bidirectional=bidirectional, max_len=max_len, keep=keep, min_count=min_count,
+               max_vocab=max_vocab)
+    typer.echo("best epoch " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                         for k, v in best.items()) + f"; checkpoints in {out}")

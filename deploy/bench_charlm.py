@@ -1,0 +1,162 @@
+"""The character model's benchmark: streaming latency at batch 1 and throughput in characters/s.
+
+An engine is a maker ``make(batch=1, threads=1) -> step(ids (B,)) -> logits (B, V)``: one
+character per stream per call, the state carried inside the step. Every engine's streamed
+logits are checked against onnxruntime's, each at its precision's tolerance, before anything
+is timed; the report gives each median over onnxruntime's, the floor's and PyTorch's. Not
+here: the timers and the floor (``timing.py``), the classifier (``bench_sentiment.py``).
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rnnedge.runtime.errors import ParityError, UnsupportedError
+from rnnedge.runtime.parity import failure_report
+from rnnedge.runtime.tolerances import compare
+
+from .makers import per_threads, tolerance, usable, variant_engine
+from .timing import FLOOR, floor_maker, floor_matrices, interleaved, percentiles, vs_ort
+
+ENGINES = ("ort", "numba", "fast", "fast-int8")
+
+
+def charlm_maker(loaded):
+    """The maker of a runtime ``CharModel`` factory ``loaded(threads) -> CharModel``."""
+    model_for = per_threads(loaded)
+
+    def make(batch=1, threads=1):
+        model = model_for(threads)
+        state = [model.zero_state(batch)]
+
+        def step(ids):
+            logits, state[0] = model.run(np.asarray(ids, np.int64).reshape(-1, 1), state[0])
+            return logits[:, -1]
+        return step
+    return make
+
+
+def runtime_makers(model_path, engines=ENGINES, variants=(), skipped=None, precisions=None):
+    """Makers of the runtime engines on ``model_path`` and of onnxruntime on each variant.
+
+    Engines that raise ``UnsupportedError`` go to ``skipped`` (name -> reason) instead; each
+    variant's precision goes to ``precisions`` (name -> "int8", "fp16" or "fp32").
+    """
+    from rnnedge.runtime.model import load
+
+    makers = usable({name: charlm_maker(lambda n, e=name: load(model_path, engine=e, threads=n))
+                     for name in engines}, lambda make: make(1, 1),
+                    {} if skipped is None else skipped)
+    for path in variants:
+        name, dtype = variant_engine(path)
+        if precisions is not None:
+            precisions[name] = dtype
+        makers[name] = charlm_maker(lambda n, p=path: load(p, engine="ort", threads=n))
+    return makers
+
+
+def check_parity(makers, ids, reference="ort", threads=1, precisions=None):
+    """Every engine's streamed logits against the reference's over ``ids``; raises on failure.
+
+    Each engine is held to its precision's level (``makers.tolerance``).
+    """
+    logits = {}
+    for name, make in makers.items():
+        step = make(1, threads)
+        logits[name] = np.stack([step([int(i)])[0] for i in ids])
+    diffs = [compare(f"{name} vs {reference} logits", out, logits[reference],
+                     tolerance(name, precisions))
+             for name, out in logits.items() if name != reference]
+    if not all(d.ok for d in diffs):
+        raise ParityError(failure_report("not timing", diffs))
+    return diffs
+
+
+def bench_charlm(model_path, extra=None, steps=500, warmup=50, threads=1, seed=0, variants=(),
+                 rounds=5, floor=True, samples=False, engines=ENGINES):
+    """Streaming latency at batch 1 on ``threads`` thread(s) of every engine (+ ``extra`` makers).
+
+    ``floor`` adds the numpy matrix-vector floor; ``samples`` keeps every timing (µs).
+    """
+    skipped, precisions = {}, {}
+    makers = {**runtime_makers(model_path, engines, variants, skipped, precisions), **(extra or {})}
+    return latency_report(model_path, makers, skipped, steps, warmup, threads, seed, rounds,
+                          floor, samples, precisions)
+
+
+def latency_report(model_path, makers, skipped, steps=500, warmup=50, threads=1, seed=0, rounds=5,
+                   floor=True, samples=False, precisions=None):
+    """``bench_charlm`` on makers built already (``runtime_makers``, ``skipped`` and
+    ``precisions`` what it left)."""
+    from rnnedge.runtime.model import load
+
+    makers, skipped = dict(makers), dict(skipped)
+    vocab = len(load(model_path).vocab)
+    ids = np.random.default_rng(seed).integers(0, vocab, steps + warmup)
+    diffs = check_parity(makers, ids[:64], threads=threads, precisions=precisions)
+    if floor:
+        try:
+            mats = floor_matrices(model_path)
+            makers[FLOOR] = floor_maker(mats)
+        except UnsupportedError as exc:
+            skipped[FLOOR] = str(exc)
+    timed = interleaved(makers, ids, warmup, rounds, threads)
+    report = {"model": str(model_path), "file_bytes": Path(model_path).stat().st_size,
+              "batch": 1, "threads": threads, "steps": steps, "warmup": warmup, "rounds": rounds,
+              "parity": [d.as_dict() for d in diffs], "engines": _ratios(timed, samples),
+              "skipped": skipped}
+    if FLOOR in timed:
+        report["floor_bytes"] = int(sum(a.nbytes for a in mats))
+    return report
+
+
+def _ratios(timed, samples):
+    """Percentiles of each engine's seconds, with its p50 over onnxruntime's, the floor's and
+    PyTorch's over its own; ``samples`` keeps every timing (µs)."""
+    results = {name: percentiles(t) for name, t in timed.items()}
+    for name, r in results.items():
+        r["p50_vs_ort"] = r["p50_us"] / results["ort"]["p50_us"]
+        if FLOOR in results:
+            r["p50_vs_floor"] = r["p50_us"] / results[FLOOR]["p50_us"]
+        if "torch" in results:
+            r["torch_p50_over_this"] = results["torch"]["p50_us"] / r["p50_us"]
+        if samples:
+            r["samples_us"] = [round(float(x) * 1e6, 2) for x in timed[name]]
+    return results
+
+
+def throughput_charlm(makers, vocab, batch_sizes=(1, 8, 64), threads=(1, 2), steps=40, seed=0):
+    """Characters per second (streams x steps / time) per engine, batch size and thread count."""
+    rows = []
+    rng = np.random.default_rng(seed)
+    for n_threads in threads:
+        for batch in batch_sizes:
+            ids = rng.integers(0, vocab, (steps + 2, batch))
+            for name, make in makers.items():
+                step = make(batch, n_threads)
+                step(ids[0])
+                step(ids[1])  # warm-up
+                t0 = time.perf_counter()
+                for row in ids[2:]:
+                    step(row)
+                rows.append({"engine": name, "threads": n_threads, "batch": batch,
+                             "chars_per_s": batch * steps / (time.perf_counter() - t0)})
+    return vs_ort(rows, "chars_per_s")
+
+
+def markdown(report):
+    """The latency table of a ``bench_charlm`` report."""
+    lines = [f"model {report['model']} ({report['file_bytes'] / 1e6:.2f} MB), batch 1, "
+             f"{report['threads']} thread(s), {report['steps']} steps after {report['warmup']} "
+             f"warm-up, {report.get('rounds', 1)} interleaved rounds",
+             "", "| engine | p50 µs | p90 µs | p99 µs | p50 / ort | p50 / floor | torch p50 / p50 |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in report["engines"].items():
+        vs_floor = f"{r['p50_vs_floor']:.2f}x" if "p50_vs_floor" in r else "-"
+        vs_torch = f"{r['torch_p50_over_this']:.2f}x" if "torch_p50_over_this" in r else "-"
+        lines.append(f"| {name} | {r['p50_us']:.1f} | {r['p90_us']:.1f} | {r['p99_us']:.1f} "
+                     f"| {r['p50_vs_ort']:.2f}x | {vs_floor} | {vs_torch} |")
+    for name, why in report.get("skipped", {}).items():
+        lines.append(f"\nskipped {name}: {why}")
+    return "\n".join(lines)

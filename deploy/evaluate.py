@@ -1,0 +1,48 @@
+"""``rnnedge evaluate``, torch-free: a sentiment model's accuracy on labelled raw text, a series
+classifier's accuracy, per-class recall and confusion matrix on labelled frames."""
+
+from rnnedge.data.imdb import load_imdb, load_labeled_file
+from rnnedge.runtime.errors import InputError
+
+
+def reviews_to_score(split="test", data=None, data_dir=None, limit=None):
+    """The labelled reviews ``evaluate`` scores: an IMDb split, or the user's CSV/JSONL file."""
+    if limit is not None and limit < 1:
+        raise InputError(f"limit must be >= 1, not {limit}")
+    reviews = load_labeled_file(data) if data else load_imdb(split, data_dir)
+    return reviews[:limit] if limit else reviews
+
+
+def evaluate(model, reviews, engine="ort", threads=2, batch_size=64, on_batch=None):
+    """Accuracy and counts of the model file ``model`` on ``reviews``; ``on_batch(n)`` reports progress."""
+    from rnnedge.runtime.model import load
+    from rnnedge.runtime.sentiment import evaluate as score
+
+    m = load(model, engine=engine, threads=threads)
+    if m.task != "sentiment":
+        raise InputError(f"{model} is a {m.task} model; this command needs a sentiment model")
+    result = score(m, [r.text for r in reviews], [r.label for r in reviews], batch_size, on_batch)
+    return {**result, "engine": engine}
+
+
+def series_model(path, engine="ort", threads=2):
+    """The loaded model when ``path`` is a series classifier, else None."""
+    from rnnedge.runtime.model import load
+
+    m = load(path, engine=engine, threads=threads)
+    return m if m.task == "series" else None
+
+
+def evaluate_series(model, data=None, split="test", data_dir=None, limit=None, batch_size=64):
+    """Accuracy, per-class recall and confusion of a loaded series ``model`` on a labelled
+    ``.ts``/``.npz``/``.csv`` file (default: the Japanese Vowels ``split``)."""
+    from rnnedge.data.series import load_series, load_vowels, relabel
+    from rnnedge.runtime.series import scores
+
+    if limit is not None and limit < 1:
+        raise InputError(f"limit must be >= 1, not {limit}")
+    series = load_series(data) if data else load_vowels(split, data_dir)
+    labels = relabel(series, model.classes, str(data or f"Japanese Vowels {split}"))[:limit]
+    probs = model.predict(series.X[:limit], batch_size)
+    return {**scores(probs.argmax(axis=1), labels, model.classes),
+            "data": str(data or f"JapaneseVowels {split}")}

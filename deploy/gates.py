@@ -1,0 +1,105 @@
+"""The gates a variant must pass on real data before ``rnnedge optimize`` writes it.
+
+The variant and its fp32 source each run through the runtime on its engine (the source on
+ort; the variant on ort, or on fast-int8 for the numba int8 variant): Hamlet validation bits
+per character (charlm; state carried across windows as in training evaluation; top-1
+agreement reported) or IMDb test accuracy and label agreement (sentiment). Not here: building
+and writing the variant (``variants.py``, ``optimize.py``).
+"""
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnnedge.runtime.errors import InputError
+from rnnedge.runtime.model import load
+
+EVAL_BATCH, EVAL_STEPS = 16, 200  # Hamlet validation layout of train.charlm.evaluate
+EVAL_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class Gates:
+    """How much a variant may lose against its fp32 source on real data."""
+
+    max_bpc_rise: float = 0.02  # charlm: relative rise of validation bits per character
+    max_accuracy_drop: float = 0.005  # sentiment: absolute drop of test accuracy (0.5 points)
+    min_agreement: float = 0.99  # sentiment: share of reviews labelled as the fp32 model does
+
+
+GATES = Gates()
+
+
+def run_gate(source, variant, task, data_dir=None, limit=None, gates=GATES,
+             reference_engine="ort", candidate_engine="ort"):
+    """The variant against its source on the task's real data, each loaded on its engine."""
+    reference = load(source, engine=reference_engine, threads=EVAL_THREADS)
+    candidate = load(variant, engine=candidate_engine, threads=EVAL_THREADS)
+    gate = gate_charlm if task == "charlm" else gate_sentiment
+    return {**gate(reference, candidate, data_dir, limit, gates),
+            "engines": {"reference": reference.engine.name, "candidate": candidate.engine.name}}
+
+
+def bits_per_char(model, ids):
+    """(bits per character, top-1 ids (B, n)) of a runtime char model over ``ids``.
+
+    The text is laid out as ``EVAL_BATCH`` streams cut into windows of ``EVAL_STEPS``, the
+    state carried from window to window, as ``train.charlm.evaluate`` does.
+    """
+    from rnnedge.data.hamlet import stream_windows
+
+    state, nats, count, top = None, 0.0, 0, []
+    for x, y in stream_windows(ids, EVAL_BATCH, EVAL_STEPS):
+        logits, state = model.run(x, state)  # (B, T, V)
+        z = logits.astype(np.float64)
+        zmax = z.max(axis=-1, keepdims=True)
+        log_norm = np.log(np.exp(z - zmax).sum(axis=-1)) + zmax[..., 0]  # (B, T)
+        nats += float((log_norm - np.take_along_axis(z, y[..., None], -1)[..., 0]).sum())
+        count += y.size
+        top.append(logits.argmax(axis=-1))
+    return nats / count / math.log(2), np.concatenate(top, axis=1)
+
+
+def gate_charlm(reference, candidate, data_dir=None, limit=None, gates=GATES):
+    from rnnedge.data.hamlet import CharCorpus, load_text
+
+    corpus = CharCorpus.from_text(load_text(None, data_dir))
+    if tuple(reference.vocab) != corpus.vocab:
+        raise InputError("the model's vocabulary is not Hamlet's: the charlm gate measures bits "
+                         "per character on the Hamlet validation text, so it needs a Hamlet model")
+    ids = corpus.val[:limit] if limit else corpus.val
+    bpc_fp32, top_fp32 = bits_per_char(reference, ids)
+    bpc, top = bits_per_char(candidate, ids)
+    rise = bpc / bpc_fp32 - 1
+    failures = [] if rise <= gates.max_bpc_rise else [
+        f"validation bits per character rose {rise:.2%} ({bpc_fp32:.4f} -> {bpc:.4f}), "
+        f"more than the {gates.max_bpc_rise:.2%} allowed"]
+    return {"data": "hamlet validation", "chars": int(len(ids)), "bpc_fp32": bpc_fp32, "bpc": bpc,
+            "bpc_rise": rise, "top1_agreement": float((top == top_fp32).mean()),
+            "max_bpc_rise": gates.max_bpc_rise, "failures": failures, "passed": not failures}
+
+
+def gate_sentiment(reference, candidate, data_dir=None, limit=None, gates=GATES):
+    from rnnedge.data.imdb import load_imdb
+
+    reviews = load_imdb("test", data_dir)
+    if limit:  # a stride keeps both classes: the split lists negatives first
+        reviews = reviews[::max(1, len(reviews) // limit)][:limit]
+    texts, labels = [r.text for r in reviews], np.array([r.label for r in reviews])
+    pred_fp32 = reference.classify(texts) >= 0.5
+    pred = candidate.classify(texts) >= 0.5
+    acc_fp32, acc = float((pred_fp32 == labels).mean()), float((pred == labels).mean())
+    drop, agreement = acc_fp32 - acc, float((pred == pred_fp32).mean())
+    failures = []
+    if round(drop, 12) > gates.max_accuracy_drop:
+        failures.append(f"test accuracy dropped {drop * 100:.2f} points ({acc_fp32:.4f} -> "
+                        f"{acc:.4f}), more than the {gates.max_accuracy_drop * 100:.2f} allowed")
+    if agreement < gates.min_agreement:
+        failures.append(f"labels agree with fp32 on {agreement:.2%} of reviews, fewer than the "
+                        f"{gates.min_agreement:.2%} required")
+    return {"data": "imdb test", "reviews": len(texts), "accuracy_fp32": acc_fp32,
+            "accuracy": acc, "accuracy_drop": drop, "agreement": agreement,
+            "max_accuracy_drop": gates.max_accuracy_drop, "min_agreement": gates.min_agreement,
+            "failures": failures, "passed": not failures}

@@ -1,0 +1,104 @@
+"""Timing for the benchmarks: percentiles, per-call timers, interleaved rounds, the hardware floor.
+
+Single timings on a shared machine mean little, so engines are timed in interleaved rounds
+(load elsewhere hits them all alike) and compared by ratios of medians; the floor is plain
+numpy matrix-vector products over the weights one streamed step must read. Not here: which
+engines run, their parity checks and the reports (``bench_charlm.py``, ``bench_sentiment.py``).
+"""
+
+import time
+
+import numpy as np
+
+from rnnedge.runtime.errors import UnsupportedError
+
+FLOOR = "floor"
+
+
+def percentiles(samples):
+    """p50, p90, p99 and the mean in µs of ``samples`` in seconds, and their count."""
+    s = np.asarray(samples) * 1e6
+    return {"p50_us": float(np.percentile(s, 50)), "p90_us": float(np.percentile(s, 90)),
+            "p99_us": float(np.percentile(s, 99)), "mean_us": float(s.mean()), "n": int(s.size)}
+
+
+def time_steps(step, ids, warmup):
+    """Per-call seconds of ``step(id)`` over ``ids`` after ``warmup`` untimed calls."""
+    for i in ids[:warmup]:
+        step(i)
+    out = np.empty(len(ids) - warmup)
+    for k, i in enumerate(ids[warmup:]):
+        t0 = time.perf_counter()
+        step(i)
+        out[k] = time.perf_counter() - t0
+    return out
+
+
+def time_batches(run, batches):
+    """Seconds of ``run(ids, lengths)`` on each (ids, lengths) of ``batches``."""
+    out = np.empty(len(batches))
+    for k, (ids, lengths) in enumerate(batches):
+        t0 = time.perf_counter()
+        run(ids, lengths)
+        out[k] = time.perf_counter() - t0
+    return out
+
+
+def interleaved(makers, ids, warmup, rounds, threads=1):
+    """Seconds per step of each maker at batch 1: ``rounds`` rounds in turn.
+
+    Each engine keeps one stream for the whole run; round r times slice r of ``ids`` on
+    every engine before round r + 1 starts, so a burst of load elsewhere hits all engines.
+    """
+    steps = {name: make(1, threads) for name, make in makers.items()}
+    for name, step in steps.items():
+        time_steps(lambda i: step([i]), ids[:warmup + 1], warmup)
+    samples = {name: [] for name in steps}
+    for chunk in np.array_split(np.asarray(ids[warmup:]), rounds):
+        for name, step in steps.items():
+            samples[name].append(time_steps(lambda i: step([i]), chunk, 0))
+    return {name: np.concatenate(s) for name, s in samples.items()}
+
+
+def vs_ort(rows, key):
+    """Each row's ``key`` over onnxruntime's at the same threads and batch, as ``vs_ort``."""
+    for r in rows:
+        base = next((x for x in rows if x["engine"] == "ort" and x["threads"] == r["threads"]
+                     and x["batch"] == r["batch"]), None)
+        if base is not None:
+            r["vs_ort"] = r[key] / base[key]
+    return rows
+
+
+def floor_matrices(model_path):
+    """The weight matrices one streamed step must read, as numpy arrays.
+
+    Layer 0's input projection is a row of the embedding folded through W0 (what the fast
+    engine reads), so they are R0, [W | R] of each layer above, and the output layer.
+    Raises ``UnsupportedError`` for a graph that is not a plain fp32 charlm.
+    """
+    from rnnedge.runtime.fast import read_charlm
+    from rnnedge.runtime.files import read_onnx
+
+    try:
+        _, layers, fc_weight, _ = read_charlm(read_onnx(model_path))
+    except UnsupportedError as exc:
+        raise UnsupportedError(f"the floor needs the weights of a plain fp32 charlm graph ({exc})") from exc
+    mats = [np.ascontiguousarray(layers[0].R)]
+    mats += [np.ascontiguousarray(np.concatenate([layer.W, layer.R], axis=1)) for layer in layers[1:]]
+    return mats + [np.ascontiguousarray(fc_weight.T)]
+
+
+def floor_maker(mats):
+    """numpy matrix-vector products over ``mats`` (``floor_matrices``), no cell math."""
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal(a.shape[1]).astype(np.float32) for a in mats]
+    outs = [np.empty(a.shape[0], np.float32) for a in mats]
+
+    def make(batch=1, threads=1):
+        def step(ids):
+            for a, x, o in zip(mats, xs, outs):
+                np.dot(a, x, out=o)
+            return outs[-1]
+        return step
+    return make

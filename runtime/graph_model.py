@@ -1,0 +1,152 @@
+"""Any recurrent ONNX model at run time: checked feeds, named outputs, and streaming state.
+
+``GraphModel(engine, signature, states)`` is the generic core every task builds on:
+``run(feeds) -> {output: array}`` checks the feeds against the signature (names both ways,
+dtype kind, rank, fixed dimensions, finite floats) before the engine sees them, and
+``stream()`` carries the state pairs (state input -> the output that carries it forward)
+between calls, so that feeding a sequence frame by frame equals feeding it whole.
+
+State pairs come from the file's ``rnnedge.states`` metadata, else are inferred: an input
+and an output of the same dtype and shape (batch axis included) that no other output
+matches as well. ``states_source`` says which. Not here: reading files (``files.py``),
+the task layers (``charlm.py``, ``sentiment.py``).
+"""
+
+import numpy as np
+
+from .errors import InputError
+
+FLOAT_KINDS, INT_KINDS = "f", "iu"
+BATCH_NAMES = ("batch", "batch_size", "n")
+
+
+def is_batch_axis(dim):
+    return isinstance(dim, str) and (dim.lower() in BATCH_NAMES or "batch" in dim.lower())
+
+
+def same_shape(a, b):
+    """Shapes that may be equal: same rank, batch axes in the same places, fixed sizes equal.
+
+    A named axis on one side matches a size on the other: onnxruntime reports inferred sizes
+    (``layers`` of a one-layer model as 1) where the graph names an axis.
+    """
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if is_batch_axis(x) != is_batch_axis(y) or (isinstance(x, int) and isinstance(y, int)
+                                                    and x > 0 and y > 0 and x != y):
+            return False
+    return True
+
+
+def infer_states(signature):
+    """{state input: state output} of inputs and outputs of equal dtype and (compatible) shape."""
+    outputs = signature["outputs"]
+    pairs = {}
+    for i in signature["inputs"]:
+        if not any(is_batch_axis(d) for d in i["shape"]) or len(i["shape"]) < 2:
+            continue
+        same = [o["name"] for o in outputs if o["type"] == i["type"]
+                and same_shape(o["shape"], i["shape"]) and o["name"] not in pairs.values()]
+        if len(same) > 1:  # prefer the output named after the input (h -> h_new, h0 -> hn)
+            named = [n for n in same if n.startswith(i["name"].rstrip("0123456789_"))]
+            same = named if len(named) == 1 else []
+        if len(same) == 1:
+            pairs[i["name"]] = same[0]
+    return pairs
+
+
+class GraphModel:
+    """A loaded model: ``run``, ``signature``, ``stream`` (when state pairs are known)."""
+
+    task = "generic"
+
+    def __init__(self, engine, signature, states=None, meta=None, path=None):
+        self.engine, self.signature, self.meta, self.path = engine, signature, meta, path
+        self.inputs = {i["name"]: i for i in signature["inputs"]}
+        self.output_names = [o["name"] for o in signature["outputs"]]
+        self.states_source = "metadata" if states is not None else "inferred"
+        self.states = dict(states) if states is not None else infer_states(signature)
+        bad = [k for k, v in self.states.items() if k not in self.inputs or v not in self.output_names]
+        if bad:
+            raise InputError(f"state pairs {bad} name inputs or outputs the graph does not have")
+
+    def check(self, feeds):
+        """The feeds as contiguous arrays of the graph's dtypes; typed errors for anything else."""
+        if not isinstance(feeds, dict):
+            raise InputError(f"feeds must be a dict of input name -> array, not {type(feeds).__name__}")
+        missing = [n for n in self.inputs if n not in feeds]
+        extra = [n for n in feeds if n not in self.inputs]
+        if missing or extra:
+            raise InputError(f"feeds {'lack ' + ', '.join(missing) if missing else ''}"
+                             f"{'; ' if missing and extra else ''}"
+                             f"{'have unknown ' + ', '.join(extra) if extra else ''}; the model takes "
+                             + ", ".join(f"{i['name']} {i['type']}{list(i['shape'])}"
+                                         for i in self.inputs.values()))
+        return {name: self.check_one(name, feeds[name]) for name in self.inputs}
+
+    def check_one(self, name, value):
+        spec = self.inputs[name]
+        want = np.dtype(spec["type"])
+        array = np.asarray(value)
+        if array.dtype.kind not in (FLOAT_KINDS if want.kind in FLOAT_KINDS else
+                                    INT_KINDS if want.kind in INT_KINDS else want.kind):
+            raise InputError(f"{name} must be {want.name}, not {array.dtype.name}")
+        if array.ndim != len(spec["shape"]):
+            raise InputError(f"{name} has shape {array.shape}; the model takes {len(spec['shape'])} "
+                             f"dimensions {list(spec['shape'])}")
+        for axis, (dim, got) in enumerate(zip(spec["shape"], array.shape)):
+            if isinstance(dim, int) and dim > 0 and dim != got:
+                raise InputError(f"{name} has size {got} on axis {axis}; the model takes {dim}")
+        if array.size == 0:
+            raise InputError(f"{name} is empty (shape {array.shape})")
+        with np.errstate(over="ignore"):  # 1e300 as float32 is inf: refused below, not run
+            cast = np.ascontiguousarray(array, dtype=want)
+        if want.kind in FLOAT_KINDS and not np.all(np.isfinite(cast)):
+            raise InputError(f"{name} holds NaN or infinite values, or values beyond {want.name}'s "
+                             f"range (about {float(np.finfo(want).max):.1e})")
+        if want.kind in INT_KINDS and not np.array_equal(cast, array):
+            raise InputError(f"{name} holds values beyond {want.name}'s range")
+        return cast
+
+    def run(self, feeds):
+        """One call of the graph: {input: array} -> {output: array}."""
+        return self.engine.run(self.check(feeds))
+
+    def zero_states(self, batch=1):
+        """Zero initial states for ``batch`` rows (the batch axis by its name)."""
+        out = {}
+        for name in self.states:
+            spec = self.inputs[name]
+            dims = [batch if is_batch_axis(d) else d for d in spec["shape"]]
+            if not all(isinstance(d, int) and d > 0 for d in dims):
+                raise InputError(f"cannot make an initial {name}: its shape {spec['shape']} has an "
+                                 f"axis that is neither fixed nor named batch; pass it to step()")
+            out[name] = np.zeros(dims, np.dtype(spec["type"]))
+        return out
+
+    def stream(self, batch=1):
+        if not self.states:
+            raise InputError("this model has no state pairs (no rnnedge.states metadata and no input "
+                             "and output of equal shape): it runs whole sequences only, with run()")
+        return GraphStream(self, batch)
+
+
+class GraphStream:
+    """One stream through a model: ``step(feeds)`` carries the states between calls."""
+
+    def __init__(self, model, batch=1):
+        self.model, self.batch = model, batch
+        self.reset()
+
+    def reset(self, states=None):
+        self.states = self.model.zero_states(self.batch) if states is None else dict(states)
+
+    def step(self, feeds):
+        """Run one chunk (any number of frames) from the carried states; return every output."""
+        given = [n for n in feeds if n in self.model.states]
+        if given:
+            raise InputError(f"{', '.join(given)} are carried by the stream; reset(states) sets them")
+        out = self.model.run({**feeds, **self.states})
+        self.states = {i: out[o] for i, o in self.model.states.items()}
+        return out
