@@ -13,17 +13,17 @@ RNNEDGE_DATA ?= $(abspath ../shared/data)
 endif
 export RNNEDGE_DATA
 
-.PHONY: install test demo demo-charlm demo-sentiment bench cells clean
+.PHONY: install test demo demo-charlm demo-sentiment demo-own bench cells clean
 
 # The demo models: trained and exported when missing (make demo retrains them).
 define charlm_model
 	rm -rf $(RUNS)/charlm $(RUNS)/charlm.onnx
-	$(BIN)/rnnedge train charlm --out $(RUNS)/charlm --epochs 40 --max-minutes 3
+	$(BIN)/rnnedge train charlm --config configs/hamlet_demo.toml --out $(RUNS)/charlm --max-minutes 3
 	$(BIN)/rnnedge export $(RUNS)/charlm/best.pt --out $(RUNS)/charlm.onnx
 endef
 define sentiment_model
 	rm -rf $(RUNS)/sentiment $(RUNS)/sentiment.onnx
-	$(BIN)/rnnedge train sentiment --out $(RUNS)/sentiment --epochs 2 --max-minutes 4
+	$(BIN)/rnnedge train sentiment --config configs/imdb_demo.toml --out $(RUNS)/sentiment --max-minutes 4
 	$(BIN)/rnnedge export $(RUNS)/sentiment/best.pt --out $(RUNS)/sentiment.onnx
 endef
 
@@ -38,7 +38,7 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-demo: demo-charlm demo-sentiment
+demo: demo-charlm demo-sentiment demo-own
 
 $(RUNS)/charlm.onnx: | $(STAMP)
 	$(charlm_model)
@@ -59,6 +59,17 @@ demo-sentiment: $(STAMP)
 	  "One of the finest films I have seen: moving, funny and beautifully acted." \
 	  "A tedious mess. The plot makes no sense and I wanted my two hours back."
 	$(BIN)/rnnedge bench $(RUNS)/sentiment.onnx --checkpoint $(RUNS)/sentiment/best.pt --reviews 64
+
+# Your own model: a user-style streaming GRU (examples/kws.py) exported behind the parity
+# gate, verified torch-free against its golden bundle, benchmarked, and given int8 weights.
+demo-own: $(STAMP)
+	mkdir -p $(RUNS) && rm -f $(RUNS)/kws.onnx $(RUNS)/kws.int8.onnx
+	$(BIN)/rnnedge export --model examples/kws.py:build --out $(RUNS)/kws.onnx \
+	  --input "feats:float32[batch,time,40]" --input "h:float32[1,batch,64]" \
+	  --output logits --output h_new --state h=h_new
+	$(BIN)/rnnedge verify $(RUNS)/kws.onnx
+	$(BIN)/rnnedge bench $(RUNS)/kws.onnx
+	$(BIN)/rnnedge optimize $(RUNS)/kws.onnx --numba-int8 --out $(RUNS)/kws.int8.onnx
 
 # The benchmark suite (under 10 min once the demo models exist): benchmarks/results/bench.*
 bench: $(RUNS)/charlm.onnx $(RUNS)/sentiment.onnx
