@@ -1,0 +1,91 @@
+"""Real-valued frames: ``rnnedge train series`` (torch) and ``rnnedge classify-series`` (torch-free).
+
+``rnnedge evaluate`` scores series classifiers too (``check.py`` hands them to
+``deploy.evaluate.evaluate_series``); ``series_report`` is its text form.
+"""
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from rnnedge.train.config import SeriesConfig, SeriesTrainConfig, default
+
+from .app import AS_JSON, DATA_DIR, ENGINE, THREADS, app
+from .train import DEVICE, MAX_MINUTES, PRESET, RESUME, setting, train_app
+from .train import THREADS as TORCH_THREADS
+
+
+@train_app.command("series")
+def train_series(out: Path = typer.Option(Path("runs/series"), help="checkpoint directory"),
+                 data: Optional[Path] = typer.Option(None, help="training cases: .ts, .npz or .csv "
+                                                     "(default: Japanese Vowels)"),
+                 test: Optional[Path] = typer.Option(None, help="test cases for the final number "
+                                                     "(default: Japanese Vowels test with no --data)"),
+                 data_dir: Optional[Path] = DATA_DIR, preset: Optional[Path] = PRESET,
+                 max_minutes: Optional[float] = MAX_MINUTES, device: str = DEVICE,
+                 resume: Optional[Path] = RESUME, threads: Optional[int] = TORCH_THREADS,
+                 epochs: Optional[int] = setting(SeriesTrainConfig, "epochs"),
+                 seed: Optional[int] = setting(SeriesTrainConfig, "seed"),
+                 batch_size: Optional[int] = setting(SeriesTrainConfig, "batch_size"),
+                 lr: Optional[float] = setting(SeriesTrainConfig, "lr"),
+                 clip: Optional[float] = setting(SeriesTrainConfig, "clip", "global gradient norm"),
+                 patience: Optional[int] = setting(SeriesTrainConfig, "patience"),
+                 val_fraction: Optional[float] = setting(SeriesTrainConfig, "val_fraction"),
+                 hidden_size: Optional[int] = setting(SeriesConfig, "hidden_size"),
+                 num_layers: Optional[int] = setting(SeriesConfig, "num_layers"),
+                 dropout: Optional[float] = setting(SeriesConfig, "dropout"),
+                 cell: Optional[str] = setting(SeriesConfig, "cell", "lstm, gru or rnn"),
+                 nonlinearity: Optional[str] = setting(SeriesConfig, "nonlinearity"),
+                 head: Optional[str] = setting(SeriesConfig, "head", "last, mean or max"),
+                 bidirectional: Optional[bool] = typer.Option(
+                     None, "--bidirectional/--unidirectional",
+                     help=f"[default: {'bidirectional' if default(SeriesConfig, 'bidirectional') else 'unidirectional'}]")):
+    """Classifier of real-valued frames with early stopping on a validation split (Japanese Vowels by default)."""
+    from rnnedge.train.series import train_series as run
+
+    best = run(out, data=data, test=test, data_dir=data_dir, max_minutes=max_minutes,
+               device=device, resume=resume, threads=threads, preset=preset, epochs=epochs,
+               seed=seed, batch_size=batch_size, lr=lr, clip=clip, patience=patience,
+               val_fraction=val_fraction, hidden_size=hidden_size, num_layers=num_layers,
+               dropout=dropout, cell=cell, nonlinearity=nonlinearity, head=head,
+               bidirectional=bidirectional)
+    typer.echo("best epoch " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                         for k, v in best.items()) + f"; checkpoints in {out}")
+
+
+@app.command("classify-series")
+def classify_series(model: Path, file: Path = typer.Argument(..., help="cases: .ts, .npz or .csv"),
+                    missing: str = typer.Option("error", help="missing values: error or interpolate"),
+                    as_json: bool = AS_JSON, batch_size: int = typer.Option(32, "--batch-size"),
+                    engine: str = ENGINE, threads: int = THREADS):
+    """Class and its probability for each case of FILE, with a series classifier."""
+    from rnnedge.data.series import load_series
+    from rnnedge.runtime.model import load
+
+    from .app import check_task
+
+    m = load(model, engine=engine, threads=threads)
+    check_task(m, "series", model)
+    cases = load_series(file, missing=missing)
+    names, probs = m.classify(cases.X, batch_size=batch_size)
+    truth = [cases.classes[k] for k in cases.y] if cases.y is not None else [None] * len(names)
+    rows = [{"case": k, "frames": len(x), "class": c, "prob": float(p), "label": t}
+            for k, (x, c, p, t) in enumerate(zip(cases.X, names, probs, truth))]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        typer.echo(f"{r['case']}\t{r['class']}\t{r['prob']:.4f}"
+                   + (f"\t(label {r['label']})" if r["label"] is not None else ""))
+
+
+def series_report(result):
+    """The text of ``rnnedge evaluate`` for a series classifier."""
+    lines = [f"accuracy {result['accuracy']:.4f} ({result['correct']}/{result['n']}) on {result['data']}",
+             "recall per class: " + ", ".join(f"{c} {r:.3f}" if r is not None else f"{c} -"
+                                               for c, r in result["recall"].items()),
+             "confusion (rows: true class, columns: predicted, in the order "
+             + " ".join(result["classes"]) + "):"]
+    return "\n".join(lines + ["  " + " ".join(f"{v:4d}" for v in row) for row in result["confusion"]])

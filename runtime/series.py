@@ -1,0 +1,104 @@
+"""Classifiers of real-valued frames at run time: raw variable-length cases in, class probabilities out.
+
+A series file is a generic export (``rnnedge.task`` "generic", so every generic tool reads
+it) whose ``rnnedge.user`` metadata says ``"task": "series"`` and carries the class names,
+the channel count, the normalisation constants and the training config. The graph takes
+raw frames (batch, time, channels) float32 and ``lengths`` (batch,) int64 and returns
+``logits`` and ``probs`` (batch, classes): the per-channel ``(x - mean) / std`` is inside
+the graph, so callers never normalise, and the recurrent net stops each case at its true
+length, so padding and batching cannot change an answer. ``SeriesModel`` is a
+``GraphModel`` (``run``, ``signature`` as for any file) with ``predict``/``classify`` over
+lists of (T_i, C) arrays, batched by length. Numpy only.
+"""
+
+import json
+
+import numpy as np
+
+from .errors import InputError
+from .graph_model import GraphModel
+
+TASK = "series"
+
+
+def is_series(props):
+    """Whether a file's metadata properties describe a series classifier."""
+    try:
+        return json.loads(props.get("rnnedge.user") or "{}").get("task") == TASK
+    except (ValueError, AttributeError):
+        return False
+
+
+class SeriesModel(GraphModel):
+    task = TASK
+
+    def __init__(self, engine, signature, meta, path=None):
+        super().__init__(engine, signature, {}, meta, path)  # whole sequences: no state pairs
+        user = json.loads(meta.props["rnnedge.user"])
+        self.classes = tuple(user["classes"])
+        self.channels = int(user["channels"])
+        self.norm, self.config = user["norm"], user["config"]
+
+    def check_cases(self, cases):
+        """The cases as (T_i, C) float32 arrays; typed errors for any other shape or value."""
+        if isinstance(cases, np.ndarray) and cases.ndim == 2:
+            raise InputError("give a list of cases, each (time, channels); one case is [case]")
+        if len(cases) == 0:
+            raise InputError("no case to classify")
+        out = []
+        for k, case in enumerate(cases):
+            x = np.asarray(case)
+            if x.dtype.kind not in "fiu":
+                raise InputError(f"case {k}: frames must be numbers, not {x.dtype}")
+            if x.ndim != 2 or x.shape[1] != self.channels or x.shape[0] < 1:
+                raise InputError(f"case {k} has shape {x.shape}; the model takes (time >= 1, "
+                                 f"{self.channels}) frames")
+            if not np.all(np.isfinite(x)):
+                raise InputError(f"case {k} holds NaN or infinite values; fill missing values first")
+            out.append(np.ascontiguousarray(x, dtype=np.float32))
+        return out
+
+    def predict(self, cases, batch_size=32):
+        """Class probabilities (N, K) float32 of raw cases, in input order."""
+        if batch_size < 1:
+            raise InputError(f"batch size must be >= 1, not {batch_size}")
+        cases = self.check_cases(cases)
+        order = np.argsort([len(x) for x in cases], kind="stable")  # least padding
+        probs = np.empty((len(cases), len(self.classes)), np.float32)
+        for start in range(0, len(cases), batch_size):
+            batch = order[start:start + batch_size]
+            frames, lengths = pad_cases([cases[i] for i in batch])
+            probs[batch] = self.run({"frames": frames, "lengths": lengths})["probs"]
+        return probs
+
+    def classify(self, cases, batch_size=32):
+        """(class names, their probabilities (N,)) of raw cases."""
+        probs = self.predict(cases, batch_size)
+        best = probs.argmax(axis=1)
+        return [self.classes[k] for k in best], probs[np.arange(len(best)), best]
+
+
+def pad_cases(cases):
+    """frames (B, T, C) right-padded with zeros, lengths (B,) int64, of (T_i, C) cases."""
+    lengths = np.array([len(x) for x in cases], dtype=np.int64)
+    frames = np.zeros((len(cases), lengths.max(), cases[0].shape[1]), np.float32)
+    for row, x in enumerate(cases):
+        frames[row, :len(x)] = x
+    return frames, lengths
+
+
+def scores(pred, labels, classes):
+    """Accuracy, per-class recall and the confusion matrix (rows: true class, columns: predicted)."""
+    pred, labels = np.asarray(pred, np.int64), np.asarray(labels, np.int64)
+    if len(pred) != len(labels) or len(labels) == 0:
+        raise InputError(f"{len(pred)} predictions and {len(labels)} labels: need equal, "
+                         f"non-zero counts")
+    K = len(classes)
+    confusion = np.zeros((K, K), np.int64)
+    np.add.at(confusion, (labels, pred), 1)
+    support = confusion.sum(axis=1)
+    recall = {c: (float(confusion[k, k] / support[k]) if support[k] else None)
+              for k, c in enumerate(classes)}
+    return {"accuracy": float(np.mean(pred == labels)), "n": int(len(labels)),
+            "correct": int((pred == labels).sum()), "classes": list(classes),
+            "recall": recall, "confusion": confusion.tolist()}

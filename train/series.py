@@ -1,0 +1,225 @@
+"""Training the classifier of real-valued frames (``series_model.py``) and scoring it.
+
+Data: Japanese Vowels by default, or any ``.ts``/``.npz``/``.csv`` file (``data/series.py``).
+A stratified, seeded validation split is carved out of the training data for early
+stopping; the per-channel mean and standard deviation are fitted on what is left (never
+on validation or test frames) and stored in the checkpoint as ``norm``; the test split
+only gives the final number, from best.pt. Cross-entropy, Adam, gradient clipping by
+global norm, batches of similar length. Not here: the model (``series_model.py``), the
+configs (``config.py``).
+"""
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from rnnedge.data.series import load_series, load_vowels, relabel, split_stratified
+from rnnedge.runtime.errors import DataError
+from rnnedge.runtime.series import pad_cases
+
+from . import checkpoint, rundir
+from .common import Budget, TrainLog, pick_device, progress, seed_everything
+from .config import SeriesConfig, SeriesTrainConfig, gather, resumed
+from .sentiment import length_batches
+from .series_model import SeriesNet, build_model
+
+TASK = "series"
+STD_FLOOR = 1e-6  # a constant channel is divided by 1, not by zero
+
+
+def fit_norm(X):
+    """{"mean", "std"}: per-channel lists over every frame of the cases ``X`` [(T, C)]."""
+    frames = np.concatenate(X, axis=0).astype(np.float64)  # (sum T, C)
+    std = frames.std(axis=0)
+    return {"mean": frames.mean(axis=0).tolist(),
+            "std": np.where(std > STD_FLOOR, std, 1.0).tolist()}
+
+
+def normalise(X, norm):
+    mean, std = np.float32(norm["mean"]), np.float32(norm["std"])
+    return [((x - mean) / std).astype(np.float32) for x in X]
+
+
+def pad(X, batch, device):
+    """frames (B, T, C) right-padded with zeros and lengths (B,) of cases ``batch``."""
+    frames, lengths = pad_cases([X[i] for i in batch])
+    return torch.from_numpy(frames).to(device), torch.from_numpy(lengths).to(device)
+
+
+@torch.no_grad()
+def logits_of(model, X, device, batch_size=256):
+    """Logits (N, K) of normalised cases, in their input order."""
+    model.eval()
+    lengths = np.array([len(x) for x in X], dtype=np.int64)
+    out = np.empty((len(X), model.config.num_classes), dtype=np.float32)
+    for batch in length_batches(lengths, batch_size):
+        out[batch] = model(*pad(X, batch, device)).float().cpu().numpy()
+    return out
+
+
+def evaluate(model, X, labels, device):
+    """(accuracy, mean cross-entropy) of normalised cases against int ``labels``."""
+    logits = logits_of(model, X, device)
+    loss = nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
+    return float(np.mean(logits.argmax(axis=1) == labels)), loss
+
+
+def train_epoch(model, opt, X, labels, tc, device, rng, bar, task, budget):
+    """One pass (cut short when ``budget`` is spent); returns (mean loss, cases/s)."""
+    model.train()
+    total, count, t0 = 0.0, 0, time.perf_counter()
+    for batch in length_batches(np.array([len(x) for x in X]), tc.batch_size, rng):
+        target = torch.from_numpy(labels[batch]).to(device)
+        loss = nn.functional.cross_entropy(model(*pad(X, batch, device)), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), tc.clip)
+        opt.step()
+        total += loss.item() * len(batch)
+        count += len(batch)
+        bar.update(task, advance=1, info=f"loss {loss.item():.3f}")
+        if budget.spent():
+            break
+    return total / count, count / (time.perf_counter() - t0)
+
+
+def fit(model, opt, train, val, tc, save, history, device, budget, log):
+    """Epochs after ``history`` up to ``tc.epochs``; ``save(record, is_best)`` commits each.
+
+    Returns why training stopped: "epochs", "early" (no better validation accuracy for
+    ``patience`` epochs; ties go to the lower validation loss) or "budget".
+    """
+    with progress() as bar:
+        for epoch in range(len(history) + 1, tc.epochs + 1):
+            task = bar.add_task(f"epoch {epoch}/{tc.epochs}", total=-(-len(train[0]) // tc.batch_size),
+                                info="")
+            rng = np.random.default_rng([tc.seed, epoch])  # resumable: depends on the epoch only
+            train_loss, rate = train_epoch(model, opt, *train, tc, device, rng, bar, task, budget)
+            bar.remove_task(task)
+            val_acc, val_loss = evaluate(model, *val, device)
+            record = {"epoch": epoch, "train_loss": train_loss, "val_acc": val_acc,
+                      "val_loss": val_loss, "cases_per_s": rate, "elapsed_s": budget.elapsed()}
+            is_best = not history or _rank(record) > max(map(_rank, history))
+            history.append(record)
+            save(record, is_best)
+            log.say(f"epoch {epoch}: train loss {train_loss:.4f}, val accuracy {val_acc:.4f}, "
+                    f"val loss {val_loss:.4f}, {rate:,.0f} cases/s")
+            best = max(history, key=_rank)["epoch"]
+            reason = "budget" if budget.spent() else "early" if epoch - best >= tc.patience else None
+            if reason:
+                log.write({"event": "stop", "reason": reason, "epoch": epoch},
+                          f"stopped after epoch {epoch}: " + ("the time budget is spent" if
+                          reason == "budget" else f"no better validation for {tc.patience} epochs"))
+                return reason
+    return "epochs"
+
+
+def _rank(record):
+    """Validation accuracy first; a small validation split ties often, so loss breaks ties."""
+    return record["val_acc"], -record["val_loss"]
+
+
+def best_record(history):
+    return max(history, key=_rank)
+
+
+def load_splits(data, test, data_dir):
+    """(training Series, test Series or None): Japanese Vowels when ``data`` is None."""
+    if data is None:
+        return load_vowels("train", data_dir), load_vowels("test", data_dir) if test is None \
+            else load_series(test)
+    return load_series(data), None if test is None else load_series(test)
+
+
+def _setup(ckpt, train, train_idx, model_settings):
+    """(config, norm, class names): the checkpoint's, or fitted on the training cases."""
+    if ckpt:
+        return SeriesConfig(**ckpt["config"]), ckpt["norm"], tuple(ckpt["vocab"])
+    config = SeriesConfig(**{**model_settings, "channels": train.channels,
+                             "num_classes": len(train.classes)})
+    return config, fit_norm([train.X[i] for i in train_idx]), train.classes
+
+
+def _payload(config, tc, classes, norm, model, opt, epoch, record, history):
+    return {"task": TASK, "config": asdict(config), "train_config": asdict(tc),
+            "vocab": list(classes), "norm": norm, "model": model.state_dict(),
+            "optimizer": opt.state_dict(), "epoch": epoch, "metrics": record,
+            "history": history, "torch_rng": torch.get_rng_state()}
+
+
+def _score_test(out, test, device, log):
+    """Test accuracy of ``out/best.pt``, also written into its metrics."""
+    best = checkpoint.load(out / "best.pt", TASK)
+    labels = relabel(test, best["vocab"], f"the test data {test.name}")
+    acc, loss = evaluate(build_model(best).to(device), normalise(test.X, best["norm"]), labels, device)
+    best["metrics"] = {**best["metrics"], "test_acc": acc, "test_loss": loss}
+    checkpoint.save(out / "best.pt", best)
+    log.write({"event": "test", "epoch": best["epoch"], "test_acc": acc, "test_loss": loss},
+              f"test (best.pt, epoch {best['epoch']}): accuracy {acc:.4f}, loss {loss:.4f}")
+    return {"test_acc": acc, "test_loss": loss}
+
+
+def _check_labels(train, ckpt):
+    if train.y is None:
+        raise DataError(f"the training data {train.name} has no class labels")
+    if len(train.classes) < 2:
+        raise DataError(f"the training data {train.name} has one class only; a classifier needs two")
+    if ckpt and (tuple(ckpt["vocab"]) != train.classes
+                 or ckpt["config"]["channels"] != train.channels):
+        raise DataError(f"--resume: the training data has classes {list(train.classes)} and "
+                        f"{train.channels} channels, the checkpoint {ckpt['vocab']} and "
+                        f"{ckpt['config']['channels']}; resume on the data it was trained on")
+
+
+@rundir.holding
+def train_series(out, data=None, test=None, data_dir=None, max_minutes=None, device="auto",
+                 resume=None, threads=None, echo=print, preset=None, **settings):
+    """Train on ``data`` (default Japanese Vowels); write best.pt, last.pt, train_log.jsonl.
+
+    ``settings`` are fields of ``SeriesConfig`` and ``SeriesTrainConfig`` (their defaults
+    apply, then the ``preset`` file, then these). Returns the metrics of the best epoch and,
+    with a test split, the test accuracy of best.pt. Resume follows ``train/config.py``.
+    """
+    model_settings, train_settings = gather(SeriesConfig, SeriesTrainConfig, preset, settings,
+                                            fixed=("channels", "num_classes"))
+    out, budget, device = Path(out), Budget(max_minutes), pick_device(device, threads)
+    resumed_path = checkpoint.resume_path(out, resume)
+    ckpt = checkpoint.load(resumed_path, TASK) if resumed_path else None
+    if ckpt:
+        checkpoint.seed_best(out, resumed_path)
+    tc = (resumed(ckpt, SeriesTrainConfig, model_settings, train_settings, resumed_path) if ckpt
+          else SeriesTrainConfig(**train_settings))
+    if not ckpt:
+        SeriesConfig(**model_settings)  # typed errors before any data is read
+    seed_everything(tc.seed)
+    train, test = load_splits(data, test, data_dir)
+    _check_labels(train, ckpt)
+    train_idx, val_idx = split_stratified(train.y, tc.val_fraction, tc.seed)
+    config, norm, classes = _setup(ckpt, train, train_idx, model_settings)
+    X = normalise(train.X, norm)
+    fit_set = ([X[i] for i in train_idx], train.y[train_idx])
+    val_set = ([X[i] for i in val_idx], train.y[val_idx])
+    model = SeriesNet(config).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    history = []
+    if ckpt:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        history = list(ckpt["history"])
+        torch.set_rng_state(ckpt["torch_rng"])
+
+    def save(record, is_best):
+        payload = _payload(config, tc, classes, norm, model, opt, record["epoch"], record, history)
+        checkpoint.save_epoch(out, payload, is_best)
+
+    log = TrainLog(out, echo)
+    stopped = fit(model, opt, fit_set, val_set, tc, save, history, device, budget, log)
+    metrics = {**best_record(history), "stopped": stopped,
+               "train_s": budget.elapsed(), "params": sum(p.numel() for p in model.parameters())}
+    if test is not None:
+        metrics.update(_score_test(out, test, device, log))
+    return metrics
