@@ -178,3 +178,17 @@ def test_optimize_gates_on_the_users_own_inputs(user_corpus, tmp_path):
     np.savez(npz, mels=case.inputs["mels"])
     with pytest.raises(InputError, match="holds mels; the model takes mels, h"):
         optimize(src, tmp_path / "w.onnx", numba_int8=True, inputs=npz)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_corpus_model_benches_and_gets_int8_through_its_gate(user_corpus, name, tmp_path):
+    from rnnedge.deploy.bench_generic import bench_generic
+    from rnnedge.deploy.optimize import optimize
+
+    path = user_corpus[name][1]
+    report = bench_generic(path, steps=20, warmup=2, rounds=2)
+    assert {"ort", "numba", "fast"} <= set(report["engines"]) | set(report["skipped"])
+    assert report["workload"] == ("streaming" if rt.load(path).states else "whole")
+    gate = optimize(path, tmp_path / "int8.onnx", numba_int8=True)["gate"]
+    assert gate["passed"] and gate["cases"] == len(golden(path)), gate["failures"]
+    assert (tmp_path / "int8.onnx").exists()
