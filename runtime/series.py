@@ -9,6 +9,12 @@ the graph, so callers never normalise, and the recurrent net stops each case at 
 length, so padding and batching cannot change an answer. ``SeriesModel`` is a
 ``GraphModel`` (``run``, ``signature`` as for any file) with ``predict``/``classify`` over
 lists of (T_i, C) arrays, batched by length. Numpy only.
+
+A forward model's file also carries its states (``rnnedge.states``: ``h``, ``c`` for an
+LSTM, and the running ``pooled``/``seen`` of a mean or max head): ``run`` starts any state
+it is not given from zeros, and ``stream()`` feeds a case frame by frame, its ``step``
+returning the class probabilities of the frames so far. A bidirectional model has no
+states and refuses to stream.
 """
 
 import json
@@ -16,7 +22,7 @@ import json
 import numpy as np
 
 from .errors import InputError
-from .graph_model import GraphModel
+from .graph_model import GraphModel, GraphStream
 
 TASK = "series"
 
@@ -33,11 +39,32 @@ class SeriesModel(GraphModel):
     task = TASK
 
     def __init__(self, engine, signature, meta, path=None):
-        super().__init__(engine, signature, {}, meta, path)  # whole sequences: no state pairs
+        states = json.loads(meta.props.get("rnnedge.states") or "{}")  # none when bidirectional
+        super().__init__(engine, signature, states, meta, path)
         user = json.loads(meta.props["rnnedge.user"])
         self.classes = tuple(user["classes"])
         self.channels = int(user["channels"])
         self.norm, self.config = user["norm"], user["config"]
+
+    def run(self, feeds):
+        """One call of the graph; the states not in ``feeds`` start from zeros."""
+        if isinstance(feeds, dict) and self.states and "frames" in feeds:
+            missing = [n for n in self.states if n not in feeds]
+            zeros = self.zero_states(len(np.asarray(feeds["frames"]))) if missing else {}
+            feeds = {**{n: zeros[n] for n in missing}, **feeds}
+        return super().run(feeds)
+
+    def stream(self, batch=1):
+        """A ``SeriesStream`` over one case; refused for a bidirectional model."""
+        if self.config.get("bidirectional"):
+            raise InputError("a bidirectional model reads each case whole, backwards too, so it "
+                             "cannot stream; classify whole cases with predict(), or train a "
+                             "forward model (no --bidirectional) to stream")
+        if not self.states:  # a forward model exported without its states: GraphModel refuses
+            return super().stream(batch)
+        if batch != 1:
+            raise InputError(f"a series stream runs one case (batch 1), not {batch}")
+        return SeriesStream(self)
 
     def check_cases(self, cases):
         """The cases as (T_i, C) float32 arrays; typed errors for any other shape or value."""
@@ -76,6 +103,24 @@ class SeriesModel(GraphModel):
         probs = self.predict(cases, batch_size)
         best = probs.argmax(axis=1)
         return [self.classes[k] for k in best], probs[np.arange(len(best)), best]
+
+
+class SeriesStream(GraphStream):
+    """One case frame by frame: ``step(frames)`` -> the class probabilities so far (K,).
+
+    After the last frame they equal ``predict([case])``. ``step`` also takes a feeds dict,
+    as any ``GraphStream`` (the generic tools: ``rnnedge bench``), and then returns every
+    output; ``reset()`` starts a new case.
+    """
+
+    def step(self, frames):
+        if isinstance(frames, dict):
+            return super().step(frames)
+        x = np.asarray(frames)
+        x = x[0] if x.ndim == 3 and x.shape[0] == 1 else x  # (1, T, C) -> (T, C)
+        (x,) = self.model.check_cases([x])
+        lengths = np.array([len(x)], np.int64)
+        return super().step({"frames": x[None], "lengths": lengths})["probs"][0]
 
 
 def pad_cases(cases):
