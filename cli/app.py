@@ -31,6 +31,10 @@ def run_app(application, argv=None):
     except KeyboardInterrupt:
         print("rnnedge: interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as exc:  # an I/O failure no check foresaw: still one line, not a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"rnnedge: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        sys.exit(2)
 
 
 def check_task(model, task, path):

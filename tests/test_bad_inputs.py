@@ -513,3 +513,22 @@ def test_a_really_full_disk_gives_one_line_errors_and_no_half_files(charlm, tiny
     one_line_error(cli("optimize", charlm[1], "--out", tiny_tmpfs / "v.onnx", "--fp16", "--limit", "200"),
                    "the disk is full")
     assert list(tiny_tmpfs.iterdir()) == []
+
+
+def test_an_unforeseen_os_error_is_still_one_line_and_exit_2(capsys):
+    import errno
+
+    import typer
+
+    from rnnedge.cli.app import run_app
+
+    app = typer.Typer()
+
+    @app.command()
+    def write():
+        raise OSError(errno.EIO, "Input/output error", "/dev/broken")
+
+    with pytest.raises(SystemExit) as ended:
+        run_app(app, [])
+    assert ended.value.code == 2
+    assert capsys.readouterr().err == "rnnedge: error: Input/output error (/dev/broken)\n"
