@@ -17,7 +17,7 @@ from .app import AS_JSON, DATA_DIR, app, torch_checkpoint
 def verify(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="source checkpoint"),
            data_dir: Optional[Path] = DATA_DIR, as_json: bool = AS_JSON,
            verbose: bool = typer.Option(False, "--verbose", "-v", help="every comparison, not the summary")):
-    """Compare PyTorch, onnxruntime and numba on the same inputs; exit 1 on a parity failure."""
+    """Compare PyTorch (checkpoint or golden bundle), onnxruntime and numba; exit 1 on a failure."""
     from rnnedge.deploy.verify import model_task, verify as run
 
     checkpoint = torch_checkpoint(checkpoint)
@@ -52,7 +52,7 @@ def bench(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="add
           threads: int = typer.Option(1, help="charlm: CPU threads"),
           reviews: int = typer.Option(128, help="sentiment: IMDb test reviews per pass"),
           data_dir: Optional[Path] = DATA_DIR, as_json: bool = AS_JSON):
-    """Latency (charlm, per streamed character) or throughput (sentiment), engines side by side."""
+    """Latency or throughput of every engine that runs the model, side by side, parity first."""
     import os
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the numpy floor: one core, as the engines

@@ -34,7 +34,7 @@ def generate(model: Path, prompt: str = typer.Option("The ", help="text the mode
 
 @app.command()
 def info(model: Path, as_json: bool = AS_JSON):
-    """Show a model's metadata and its input/output signature."""
+    """Show any ONNX file's signature, recurrent nodes, state pairs and metadata."""
     from rnnedge.runtime.model import describe
 
     report = describe(model)
