@@ -36,12 +36,7 @@ class CharLMConfig:
     nonlinearity: str = "tanh"  # rnn cell only: tanh | relu
 
     def __post_init__(self):
-        if self.cell not in CELLS:
-            raise InputError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
-        if self.nonlinearity not in ("tanh", "relu"):
-            raise InputError(f"nonlinearity must be tanh or relu, not {self.nonlinearity!r}")
-        if min(self.vocab_size, self.embed_dim, self.hidden_size, self.num_layers) < 1:
-            raise InputError("vocab_size, embed_dim, hidden_size and num_layers must be >= 1")
+        check_model(self, ("vocab_size", "embed_dim", "hidden_size", "num_layers"))
 
 
 @dataclass(frozen=True)
@@ -80,18 +75,9 @@ class SentimentConfig:
     max_vocab: int = 30000  # ids in all, <pad> and <unk> included
 
     def __post_init__(self):
-        if self.cell not in CELLS:
-            raise InputError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
-        if self.nonlinearity not in ("tanh", "relu"):
-            raise InputError(f"nonlinearity must be tanh or relu, not {self.nonlinearity!r}")
-        if self.head not in HEADS:
-            raise InputError(f"head must be one of {', '.join(HEADS)}, not {self.head!r}")
+        check_model(self, ("embed_dim", "hidden_size", "num_layers", "max_len"))
         if self.keep not in KEEP:
             raise InputError(f"keep must be one of {', '.join(KEEP)}, not {self.keep!r}")
-        if min(self.embed_dim, self.hidden_size, self.num_layers, self.max_len) < 1:
-            raise InputError("embed_dim, hidden_size, num_layers and max_len must be >= 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"dropout must be in [0, 1), not {self.dropout}")
 
 
 @dataclass(frozen=True)
@@ -109,6 +95,20 @@ class SentimentTrainConfig:
         if self.patience < 1 or self.val_size < 1:
             raise InputError(f"patience and val_size must be >= 1, not {self.patience} and "
                              f"{self.val_size}")
+
+
+def check_model(c, sizes):
+    """Typed errors for a model config: the cell, its nonlinearity, the head, sizes, dropout."""
+    if c.cell not in CELLS:
+        raise InputError(f"cell must be one of {', '.join(CELLS)}, not {c.cell!r}")
+    if c.nonlinearity not in ("tanh", "relu"):
+        raise InputError(f"nonlinearity must be tanh or relu, not {c.nonlinearity!r}")
+    if hasattr(c, "head") and c.head not in HEADS:
+        raise InputError(f"head must be one of {', '.join(HEADS)}, not {c.head!r}")
+    if min(getattr(c, n) for n in sizes) < 1:
+        raise InputError(f"{', '.join(sizes[:-1])} and {sizes[-1]} must be >= 1")
+    if not 0.0 <= c.dropout < 1.0:
+        raise InputError(f"dropout must be in [0, 1), not {c.dropout}")
 
 
 MAX_LR = 10.0  # Adam's step is about lr per weight: anything above diverges at once
@@ -217,16 +217,7 @@ class SeriesConfig:
     bidirectional: bool = False
 
     def __post_init__(self):
-        if self.cell not in CELLS:
-            raise InputError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
-        if self.nonlinearity not in ("tanh", "relu"):
-            raise InputError(f"nonlinearity must be tanh or relu, not {self.nonlinearity!r}")
-        if self.head not in HEADS:
-            raise InputError(f"head must be one of {', '.join(HEADS)}, not {self.head!r}")
-        if min(self.hidden_size, self.num_layers) < 1:
-            raise InputError("hidden_size and num_layers must be >= 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"dropout must be in [0, 1), not {self.dropout}")
+        check_model(self, ("hidden_size", "num_layers"))
 
 
 @dataclass(frozen=True)
