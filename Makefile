@@ -13,7 +13,7 @@ RNNEDGE_DATA ?= $(abspath ../shared/data)
 endif
 export RNNEDGE_DATA
 
-.PHONY: install test demo demo-charlm demo-sentiment demo-own bench cells clean
+.PHONY: install test demo demo-charlm demo-sentiment demo-own bench cells series clean
 
 # The demo models: trained and exported when missing (make demo retrains them).
 define charlm_model
@@ -82,6 +82,12 @@ bench: $(RUNS)/charlm.onnx $(RUNS)/sentiment.onnx
 # benchmarks/results/cells.*
 cells: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/cells.py --runs runs/cells --out benchmarks/results
+
+# Every cell on Japanese Vowels, three seeds each, one thread (a few minutes): accuracy,
+# training seconds, file size, per-frame latency per engine, int8 behind its gate:
+# benchmarks/results/series.*
+series: $(STAMP)
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/series.py --runs runs/series --out benchmarks/results
 
 clean:
 	rm -rf runs .pytest_cache
