@@ -8,7 +8,8 @@ import pytest
 
 from rnnedge.runtime.errors import InputError
 from rnnedge.train.config import (CharLMConfig, CharTrainConfig, SentimentConfig,
-                                  SentimentTrainConfig, gather, load_preset, resumed)
+                                  SentimentTrainConfig, SeriesConfig, SeriesTrainConfig, gather,
+                                  load_preset, resumed)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,9 +25,10 @@ def test_given_settings_override_the_preset_which_overrides_the_defaults(tmp_pat
 
 @pytest.mark.parametrize("preset", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.name)
 def test_every_committed_preset_is_valid_for_its_task(preset):
-    classes = ((CharLMConfig, CharTrainConfig) if preset.name.startswith("hamlet")
-               else (SentimentConfig, SentimentTrainConfig))
-    model, train = gather(*classes, preset, fixed=("vocab_size",))
+    task = preset.name.split("_")[0]
+    classes = {"hamlet": (CharLMConfig, CharTrainConfig), "imdb": (SentimentConfig, SentimentTrainConfig),
+               "vowels": (SeriesConfig, SeriesTrainConfig)}[task]  # a new task's preset names it
+    model, train = gather(*classes, preset, fixed=("vocab_size", "channels", "num_classes"))
     classes[1](**train)
     (classes[0](vocab_size=10, **model) if classes[0] is CharLMConfig else classes[0](**model))
 
