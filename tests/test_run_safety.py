@@ -124,7 +124,8 @@ def assert_in_step(out):
     for name, entry in manifest["files"].items():
         assert rundir.file_sha256(out / name) == entry["sha256"], name
         assert torch.load(out / name, weights_only=True)["epoch"] == entry["epoch"], name
-    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    log_file = out / "train_log.jsonl"  # none yet when the kill came before the first write
+    log = [json.loads(line) for line in log_file.read_text().splitlines()] if log_file.exists() else []
     assert len(log) == manifest["log_lines"]
     last = manifest["files"].get("last.pt", {"epoch": 0})["epoch"]
     assert [r["epoch"] for r in log if "val_nats" in r] == list(range(1, last + 1))
