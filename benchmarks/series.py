@@ -34,9 +34,9 @@ DROP_TARGET = 0.5  # points of accuracy the int8 variant may lose (issue 12, "Ta
 
 def test_accuracy(model_path, engine, data_dir):
     """Accuracy of an exported series file on the Japanese Vowels test split."""
-    from rnnedge.deploy.evaluate import evaluate_series, series_model
+    from rnnedge.deploy.evaluate import evaluate_series, load_classifier
 
-    return evaluate_series(series_model(model_path, engine, threads=1), data_dir=data_dir)["accuracy"]
+    return evaluate_series(load_classifier(model_path, engine, threads=1), data_dir=data_dir)["accuracy"]
 
 
 def int8_row(model_path, data_dir):

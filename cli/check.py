@@ -80,21 +80,21 @@ def evaluate(model: Path, data_dir: Optional[Path] = DATA_DIR,
              threads: int = typer.Option(2), as_json: bool = AS_JSON):
     """Accuracy of a sentiment model (raw review text) or a series classifier (--data .ts/.npz/.csv,
     default Japanese Vowels), with the torch-free runtime."""
-    from rnnedge.deploy.evaluate import evaluate as run, evaluate_series, reviews_to_score, series_model
+    from rnnedge.deploy.evaluate import evaluate as run, evaluate_series, load_classifier, reviews_to_score
     from rnnedge.train.common import progress
 
-    series = series_model(model, engine, threads)
-    if series is not None:
+    m = load_classifier(model, engine, threads)
+    if m.task == "series":
         from .series import series_report
 
-        result = evaluate_series(series, data, split, data_dir, limit, batch_size)
+        result = evaluate_series(m, data, split, data_dir, limit, batch_size)
         typer.echo(json.dumps(result) if as_json else series_report(result))
         return
     reviews = reviews_to_score(split, data, data_dir, limit)
     with progress() as bar:
         task = bar.add_task(f"evaluating on {engine}", total=len(reviews), info="")
-        result = run(model, reviews, engine, threads, batch_size, lambda n: bar.advance(task, n))
-    result["split"] = str(data) if data else split
+        result = run(m, reviews, batch_size, lambda n: bar.advance(task, n))
+    result.update(engine=engine, split=str(data) if data else split)
     typer.echo(json.dumps(result) if as_json else
                f"accuracy {result['accuracy']:.4f} ({result['correct']}/{result['n']}) on "
                f"{result['split']} with {engine}")

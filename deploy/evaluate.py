@@ -5,32 +5,39 @@ from rnnedge.data.imdb import load_imdb, load_labeled_file
 from rnnedge.runtime.errors import InputError
 
 
-def reviews_to_score(split="test", data=None, data_dir=None, limit=None):
-    """The labelled reviews ``evaluate`` scores: an IMDb split, or the user's CSV/JSONL file."""
+TASKS = ("sentiment", "series")  # the classifiers ``evaluate`` scores
+
+
+def check_limit(limit):
     if limit is not None and limit < 1:
         raise InputError(f"limit must be >= 1, not {limit}")
+
+
+def reviews_to_score(split="test", data=None, data_dir=None, limit=None):
+    """The labelled reviews ``evaluate`` scores: an IMDb split, or the user's CSV/JSONL file."""
+    check_limit(limit)
     reviews = load_labeled_file(data) if data else load_imdb(split, data_dir)
     return reviews[:limit] if limit else reviews
 
 
-def evaluate(model, reviews, engine="ort", threads=2, batch_size=64, on_batch=None):
-    """Accuracy and counts of the model file ``model`` on ``reviews``; ``on_batch(n)`` reports progress."""
-    from rnnedge.runtime.model import load
-    from rnnedge.runtime.sentiment import evaluate as score
-
-    m = load(model, engine=engine, threads=threads)
-    if m.task != "sentiment":
-        raise InputError(f"{model} is a {m.task} model; this command needs a sentiment model")
-    result = score(m, [r.text for r in reviews], [r.label for r in reviews], batch_size, on_batch)
-    return {**result, "engine": engine}
-
-
-def series_model(path, engine="ort", threads=2):
-    """The loaded model when ``path`` is a series classifier, else None."""
+def load_classifier(path, engine="ort", threads=2):
+    """The model file ``path``, loaded once; a typed error unless it is a classifier ``evaluate``
+    scores (sentiment or series)."""
     from rnnedge.runtime.model import load
 
     m = load(path, engine=engine, threads=threads)
-    return m if m.task == "series" else None
+    if m.task not in TASKS:
+        raise InputError(f"{path} is a {m.task} model; this command needs a sentiment model or a "
+                         f"series model")
+    return m
+
+
+def evaluate(model, reviews, batch_size=64, on_batch=None):
+    """Accuracy and counts of a loaded sentiment ``model`` on ``reviews``; ``on_batch(n)``
+    reports progress."""
+    from rnnedge.runtime.sentiment import evaluate as score
+
+    return score(model, [r.text for r in reviews], [r.label for r in reviews], batch_size, on_batch)
 
 
 def evaluate_series(model, data=None, split="test", data_dir=None, limit=None, batch_size=64):
@@ -39,8 +46,7 @@ def evaluate_series(model, data=None, split="test", data_dir=None, limit=None, b
     from rnnedge.data.series import load_series, load_vowels, relabel
     from rnnedge.runtime.series import scores
 
-    if limit is not None and limit < 1:
-        raise InputError(f"limit must be >= 1, not {limit}")
+    check_limit(limit)
     series = load_series(data) if data else load_vowels(split, data_dir)
     labels = relabel(series, model.classes, str(data or f"Japanese Vowels {split}"))[:limit]
     probs = model.predict(series.X[:limit], batch_size)
