@@ -141,10 +141,7 @@ def train_charlm(out, text=None, data_dir=None, max_minutes=None, device="auto",
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
     start_epoch, history, best = 0, [], None
     if ckpt:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        start_epoch, history = ckpt["epoch"], list(ckpt.get("history", []))
-        torch.set_rng_state(ckpt["torch_rng"])  # dropout continues as if never stopped
+        start_epoch, history = ckpt["epoch"], checkpoint.restore(ckpt, model, opt)
         best = min((h["val_nats"] for h in history), default=None)
     log, budget = TrainLog(out, echo), Budget(max_minutes)
     n_windows = math.ceil(((len(corpus.train) - tc.num_steps) // tc.batch_size) / tc.num_steps)

@@ -120,6 +120,29 @@ def _read(path, task):
     return ckpt, data
 
 
+def restore(ckpt, model, opt):
+    """Continue from ``ckpt``: the weights, the optimizer's moments and torch's RNG state (so
+    dropout goes on as if never stopped); returns the run's history so far, a new list."""
+    import torch
+
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    return list(ckpt.get("history", []))
+
+
+def record_test(out, task, log, score):
+    """Score ``out/best.pt`` on the test split once, after training; write the result into its
+    metrics (one commit) and the log. ``score(best) -> (accuracy, loss)``."""
+    best = load(out / "best.pt", task)
+    acc, loss = score(best)
+    best["metrics"] = {**best["metrics"], "test_acc": acc, "test_loss": loss}
+    save(out / "best.pt", best)
+    log.write({"event": "test", "epoch": best["epoch"], "test_acc": acc, "test_loss": loss},
+              f"test (best.pt, epoch {best['epoch']}): accuracy {acc:.4f}, loss {loss:.4f}")
+    return {"test_acc": acc, "test_loss": loss}
+
+
 def resume_path(out, resume):
     """The checkpoint file a run into ``out`` continues from; None for a fresh run.
 

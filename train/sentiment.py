@@ -145,14 +145,11 @@ def _payload(config, tc, tokenizer, model, opt, epoch, record, history):
 
 def _score_test(out, records, device, log):
     """Test accuracy of ``out/best.pt``, also written into its metrics."""
-    best = checkpoint.load(out / "best.pt", TASK)
-    rows, labels = _encode(Tokenizer.from_dict(best["vocab"]), records, "test")
-    acc, loss = evaluate(build_model(best).to(device), rows, labels, device)
-    best["metrics"] = {**best["metrics"], "test_acc": acc, "test_loss": loss}
-    checkpoint.save(out / "best.pt", best)
-    log.write({"event": "test", "epoch": best["epoch"], "test_acc": acc, "test_loss": loss},
-              f"test (best.pt, epoch {best['epoch']}): accuracy {acc:.4f}, loss {loss:.4f}")
-    return {"test_acc": acc, "test_loss": loss}
+    def score(best):
+        rows, labels = _encode(Tokenizer.from_dict(best["vocab"]), records, "test")
+        return evaluate(build_model(best).to(device), rows, labels, device)
+
+    return checkpoint.record_test(out, TASK, log, score)
 
 
 def _stop_reason(history, tc, budget):
@@ -221,12 +218,7 @@ def train_sentiment(out, data=None, data_dir=None, max_minutes=None, device="aut
     val = _encode(tokenizer, val_records, "validation")
     model = SentimentModel(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    history = []
-    if ckpt:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        history = list(ckpt["history"])
-        torch.set_rng_state(ckpt["torch_rng"])  # dropout continues as if never stopped
+    history = checkpoint.restore(ckpt, model, opt) if ckpt else []
 
     def save(record, is_best):
         payload = _payload(config, tc, tokenizer, model, opt, record["epoch"], record, history)

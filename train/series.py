@@ -153,14 +153,11 @@ def _payload(config, tc, classes, norm, model, opt, epoch, record, history):
 
 def _score_test(out, test, device, log):
     """Test accuracy of ``out/best.pt``, also written into its metrics."""
-    best = checkpoint.load(out / "best.pt", TASK)
-    labels = relabel(test, best["vocab"], f"the test data {test.name}")
-    acc, loss = evaluate(build_model(best).to(device), normalise(test.X, best["norm"]), labels, device)
-    best["metrics"] = {**best["metrics"], "test_acc": acc, "test_loss": loss}
-    checkpoint.save(out / "best.pt", best)
-    log.write({"event": "test", "epoch": best["epoch"], "test_acc": acc, "test_loss": loss},
-              f"test (best.pt, epoch {best['epoch']}): accuracy {acc:.4f}, loss {loss:.4f}")
-    return {"test_acc": acc, "test_loss": loss}
+    def score(best):
+        labels = relabel(test, best["vocab"], f"the test data {test.name}")
+        return evaluate(build_model(best).to(device), normalise(test.X, best["norm"]), labels, device)
+
+    return checkpoint.record_test(out, TASK, log, score)
 
 
 def _check_labels(train, ckpt):
@@ -205,12 +202,7 @@ def train_series(out, data=None, test=None, data_dir=None, max_minutes=None, dev
     val_set = ([X[i] for i in val_idx], train.y[val_idx])
     model = SeriesNet(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    history = []
-    if ckpt:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        history = list(ckpt["history"])
-        torch.set_rng_state(ckpt["torch_rng"])
+    history = checkpoint.restore(ckpt, model, opt) if ckpt else []
 
     def save(record, is_best):
         payload = _payload(config, tc, classes, norm, model, opt, record["epoch"], record, history)
