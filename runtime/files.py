@@ -58,24 +58,26 @@ def is_ort_format(path):
 
 
 def read_with_session(path, threads=1):
-    """(file bytes, metadata props, ort engine) of an ONNX or ORT-format file, by onnxruntime alone.
+    """(source, metadata props, ort engine) of an ONNX or ORT-format file, by onnxruntime alone.
 
     The ort engine needs no ``onnx`` import and no protobuf round trip: the session reads
-    the file (by its path, so that external weights beside it are found from any working
-    directory) and its metadata, which keeps ``rnnedge generate`` start-up to loading.
+    the file and its metadata, which keeps ``rnnedge generate`` start-up to loading. An ONNX
+    file is read by its path (``source`` is that path), so that external weights beside it are
+    found from any working directory and the file is read once; an ORT-format file as bytes
+    (``source``), since onnxruntime tells that format by the extension, which a temporary
+    file lacks.
     """
     path = check_file(path)
-    data = path.read_bytes()
+    ort_format = is_ort_format(path)
+    source = path.read_bytes() if ort_format else str(path)
     try:
-        # ONNX by path (external weights beside it are found); the ORT format as bytes, since
-        # onnxruntime tells it by the extension, which a temporary file lacks
-        built = make_engine("ort", data if data[4:8] == ORT_FORMAT_ID else str(path), threads)
+        built = make_engine("ort", source, threads)
     except InputError:  # threads < 1
         raise
     except Exception as exc:  # onnxruntime raises its own Fail, InvalidGraph, ... on a bad file
-        kind = "a readable ORT-format model" if data[4:8] == ORT_FORMAT_ID else "an ONNX model"
+        kind = "a readable ORT-format model" if ort_format else "an ONNX model"
         raise ModelFileError(f"{path} is not {kind} ({type(exc).__name__}: {exc}){hint(path)}") from exc
-    return data, dict(built.session.get_modelmeta().custom_metadata_map), built
+    return source, dict(built.session.get_modelmeta().custom_metadata_map), built
 
 
 def read_ort_format(path, engine="ort", threads=1):

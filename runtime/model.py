@@ -1,8 +1,8 @@
-"""Loading an rnnedge ONNX file into its task's model object, and describing a file.
+"""Loading any ONNX file into its model object, and describing a file.
 
-``load(path, engine="ort"|"numba"|"fast"|"fast-int8", threads=1)`` returns a ``CharModel``
-or a ``SentimentModel`` according to the file's ``rnnedge.task`` metadata; ``describe`` is
-what ``rnnedge info`` shows. Files are read by ``files.py``, metadata by ``metadata.py``,
+``load(path, engine="ort"|"numba"|"fast"|"fast-int8", threads=1)`` returns a ``CharModel``,
+``SentimentModel`` or ``SeriesModel`` by the file's rnnedge metadata, and a ``GraphModel``
+for any other file; ``describe`` is what ``rnnedge info`` shows. Files are read by ``files.py``, metadata by ``metadata.py``,
 engines made by ``engines.py``.
 """
 
@@ -45,7 +45,9 @@ def session_signature(session):
 
 
 def open_file(path, engine="ort", threads=1):
-    """(model bytes or proto, metadata props, engine, signature) of any model file."""
+    """(source, metadata props, engine, signature) of any model file: the source is the
+    ``onnx.ModelProto`` the engine was built from, or what the ort engine read (a path, or
+    the bytes of an ORT-format file)."""
     if engine == "ort":
         model, props, built = read_with_session(path, threads)
         return model, props, built, session_signature(built.session)
