@@ -9,12 +9,12 @@ interleaved rounds; engines that cannot run the file are named with the reason.
 
 import numpy as np
 
-from rnnedge.runtime.errors import ParityError, UnsupportedError
+from rnnedge.runtime.errors import ParityError
 from rnnedge.runtime.tolerances import compare
 
 from .makers import tolerance
 from .timing import interleaved, percentiles
-from .verify_generic import is_time_axis, random_feeds
+from .verify_generic import is_time_axis, load_engines, random_feeds
 
 ENGINES = ("ort", "numba", "fast", "fast-int8")
 
@@ -41,26 +41,12 @@ def workload(model, frames=200, seed=0):
     return calls, "streaming"
 
 
-def makers_for(model_path, engines=ENGINES, skipped=None):
-    """{engine: make(batch, threads) -> step(index list)}; engines that cannot load are skipped."""
-    from rnnedge.runtime.model import load
-
-    loaded = {}
-    for name in engines:
-        try:
-            loaded[name] = load(model_path, engine=name)
-        except UnsupportedError as exc:
-            if skipped is not None:
-                skipped[name] = str(exc)
-    return loaded
-
-
 def bench_generic(model_path, steps=500, warmup=50, rounds=5, threads=1, engines=ENGINES):
     """Latency per call of each engine, with parity against onnxruntime checked first."""
     from rnnedge.runtime.model import load
 
     skipped = {}
-    models = makers_for(model_path, engines, skipped)
+    models = load_engines(model_path, engines, skipped)
     calls, kind = workload(models["ort"], frames=max(steps + warmup, 1))
     check_parity(models, calls[: min(len(calls), 64)], kind)
 
