@@ -75,11 +75,14 @@ def optimize_cmd(model: Path, out: Path = typer.Option(..., "--out", help="varia
                  limit: Optional[int] = typer.Option(None, help="gate on N reviews / characters only"),
                  inputs: Optional[Path] = typer.Option(None, help="your own model: an .npz of real "
                                                        "inputs to gate on (default: its golden bundle)"),
+                 data: Optional[Path] = typer.Option(None, help="a series classifier: labelled "
+                                                     ".ts/.npz/.csv frames to gate its accuracy on "
+                                                     "(default: Japanese Vowels test)"),
                  as_json: bool = AS_JSON):
     """A smaller variant of an exported model, written only if it passes its accuracy gate."""
     from rnnedge.deploy.optimize import optimize, summary
 
     report = optimize(model, out, int8=int8, fp16=fp16, ort_format=ort_format,
                       numba_int8=numba_int8, force=force, data_dir=data_dir, limit=limit,
-                      inputs=inputs)
+                      inputs=inputs, data=data)
     typer.echo(json.dumps(report, indent=2) if as_json else summary(report))

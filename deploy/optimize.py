@@ -29,13 +29,14 @@ from .variants import (NUMBA_INT8_SETTINGS, ORT_FORMAT_LEVEL, build, fp32_weight
 
 
 def optimize(model, out, int8=False, fp16=False, ort_format=False, numba_int8=False, force=False,
-             data_dir=None, limit=None, gates=None, inputs=None):
+             data_dir=None, limit=None, gates=None, inputs=None, data=None):
     """Write the variant of ``model`` to ``out`` when it passes its gate (or ``force``); the report.
 
     ``limit`` caps the reviews or validation characters the gate reads (default: all of them).
     ``gates``: ``gates.Gates`` for rnnedge's tasks, ``gate_generic.GenericGates`` for others
     (None: the defaults). A file that is not rnnedge's charlm or sentiment model goes to ``optimize_generic``, gated
-    on its golden bundle or on ``inputs`` (an ``.npz`` of real inputs).
+    on its golden bundle or on ``inputs`` (an ``.npz`` of real inputs); a series classifier on
+    its accuracy on ``data`` (labelled frames; default the Japanese Vowels test split).
     """
     source, out = Path(model), Path(out)
     _check_request(source, out, int8, fp16, ort_format, numba_int8, limit)
@@ -47,12 +48,14 @@ def optimize(model, out, int8=False, fp16=False, ort_format=False, numba_int8=Fa
     if not is_rnnedge(props) or props["rnnedge.task"] not in ("charlm", "sentiment"):
         from .optimize_generic import optimize_generic
 
-        from .gate_generic import GENERIC_GATES
-
         with _writing(out):
             return optimize_generic(source, out, proto, props, int8=int8, fp16=fp16,
                                     ort_format=ort_format, numba_int8=numba_int8, force=force,
-                                    inputs=inputs, gates=gates or GENERIC_GATES)
+                                    inputs=inputs, gates=gates, data=data, data_dir=data_dir,
+                                    limit=limit)
+    if data is not None:
+        raise InputError("--data is for series classifiers; rnnedge's charlm and sentiment models "
+                         "are gated on their data sets (--data-dir)")
     if inputs is not None:
         raise InputError("--inputs is for your own models; rnnedge's charlm and sentiment models "
                          "are gated on their data sets")

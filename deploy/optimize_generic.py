@@ -8,7 +8,8 @@
   int8 path for GRU and RNN models.
 
 The gate (``gate_generic.py``) runs source and variant on the golden bundle's inputs or the
-user's ``--inputs`` file. Writing goes through ``variants.write_gated`` (atomic, only when it
+user's ``--inputs`` file; a series classifier without ``--inputs`` is gated on its accuracy on
+labelled frames instead (``gate_series.py``: ``--data``, default the Japanese Vowels test split). Writing goes through ``variants.write_gated`` (atomic, only when it
 passes unless ``force``).
 """
 
@@ -20,12 +21,14 @@ from rnnedge.runtime.errors import InputError, UnsupportedError
 from rnnedge.runtime.files import sha256
 
 from .gate_generic import GENERIC_GATES, gate_generic, read_inputs
+from .gate_series import SERIES_GATES, gate_series, labelled_cases
 from .variants import (NUMBA_INT8_SETTINGS, build, fp32_weight_nodes, initializer_bytes, op_types,
                        set_props, write_gated)
 
 
 def optimize_generic(source, out, proto, props, int8=False, fp16=False, ort_format=False,
-                     numba_int8=False, force=False, inputs=None, gates=GENERIC_GATES):
+                     numba_int8=False, force=False, inputs=None, gates=None, data=None,
+                     data_dir=None, limit=None):
     """The variant of a generic file, written when it passes its gate; the report."""
     from rnnedge.runtime.golden import from_props
     from rnnedge.runtime.model import load
@@ -34,7 +37,17 @@ def optimize_generic(source, out, proto, props, int8=False, fp16=False, ort_form
         raise UnsupportedError("--fp16 and --ort-format are for rnnedge's own models; for your "
                                "own model use --int8 (onnxruntime) or --numba-int8")
     reference = load(source, engine="ort")
-    cases = read_inputs(inputs, reference.signature) if inputs else [c.inputs for c in from_props(props)]
+    by_accuracy = reference.task == "series" and inputs is None
+    if data is not None and not by_accuracy:
+        raise InputError("--data gates a series classifier on labelled frames; this file is not "
+                         "one, or --inputs was given too")
+    if by_accuracy:
+        cases, judge = labelled_cases(reference, data, data_dir, limit), gate_series
+        gates = gates or SERIES_GATES
+    else:
+        cases = (read_inputs(inputs, reference.signature) if inputs
+                 else [c.inputs for c in from_props(props)])
+        judge, gates = gate_generic, gates or GENERIC_GATES
     if not cases:
         raise InputError(f"{source} has no golden bundle to gate on; give --inputs FILE.npz with "
                          f"real inputs ({', '.join(i['name'] for i in reference.signature['inputs'])})")
@@ -46,13 +59,14 @@ def optimize_generic(source, out, proto, props, int8=False, fp16=False, ort_form
                                     "after": initializer_bytes(variant)},
               "op_types": {"before": op_types(proto), "after": op_types(variant)},
               "fp32_weight_nodes": fp32_weight_nodes(variant),
-              "gate_inputs": str(inputs) if inputs else "golden bundle"}
+              "gate_inputs": (str(inputs) if inputs else cases[2] if by_accuracy
+                              else "golden bundle")}
     set_props(variant, {"rnnedge.variant": name, "rnnedge.variant_of": sha256(source),
                         "rnnedge.variant_settings": json.dumps(settings, sort_keys=True)})
     engine = NUMBA_INT8_SETTINGS["engine"] if numba_int8 else "ort"
 
     def gate(path):
-        return {**gate_generic(reference, load(path, engine=engine), cases, gates),
+        return {**judge(reference, load(path, engine=engine), cases, gates),
                 "engines": {"reference": "ort", "candidate": engine}}
 
     report["gate"] = write_gated(variant, Path(out), False, force, partial(gate),
@@ -63,6 +77,10 @@ def optimize_generic(source, out, proto, props, int8=False, fp16=False, ort_form
 
 def summary_lines(gate):
     """The gate's lines of ``rnnedge optimize``'s summary."""
+    if "drop_points" in gate:
+        from .gate_series import summary_lines as series_lines
+
+        return series_lines(gate)
     rows = []
     for name, o in gate["outputs"].items():
         agree = (f", argmax agrees on {o['argmax_agreement']:.2%}" if "argmax_agreement" in o else "")
