@@ -93,23 +93,33 @@ def verify(model_path, reference=None, data_dir=None, notes=None):
         from .verify_sentiment import verify_sentiment
 
         return verify_sentiment(model_path, reference, data_dir)
-    if reference is not None:
-        raise InputError(f"{model_path} is not an rnnedge charlm or sentiment model, so a "
+    if reference is not None and task != "series":
+        raise InputError(f"{model_path} is not an rnnedge charlm, sentiment or series model, so a "
                          "--checkpoint cannot run beside it; its golden bundle holds PyTorch's outputs")
-    from .verify_generic import verify_generic
+    from .verify_generic import load_engines, verify_generic
 
     diffs, found = verify_generic(model_path)
+    if reference is not None:
+        from .verify_series import against_checkpoint
+
+        skipped = {}
+        engines = load_engines(model_path, ("ort", "numba", "fast"), skipped)
+        diffs += against_checkpoint(model_path, reference, engines)
     if notes is not None:
         notes.extend(found)
     return diffs
 
 
 def model_task(model_path):
-    """The ``rnnedge.task`` of a model file; "generic" for a file without rnnedge metadata."""
+    """The ``rnnedge.task`` of a model file; "series" for a series classifier (a generic file
+    with a task of its own); "generic" for a file without rnnedge metadata."""
     from rnnedge.runtime.files import read_onnx
     from rnnedge.runtime.metadata import is_rnnedge, metadata_from_props, props_of
+    from rnnedge.runtime.series import is_series
 
     props = props_of(read_onnx(model_path))
+    if is_series(props):
+        return "series"
     return metadata_from_props(props, model_path).task if is_rnnedge(props) else "generic"
 
 

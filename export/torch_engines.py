@@ -68,6 +68,8 @@ def reference(checkpoint, task=None):
     from .validate import torch_charlm, torch_sentiment
 
     ckpt = ckpt_io.load(checkpoint, task)
+    if ckpt["task"] == "series":
+        return series_reference(ckpt)
     if ckpt["task"] == "charlm":
         from rnnedge.train.charlm import build_model
 
@@ -79,6 +81,22 @@ def reference(checkpoint, task=None):
     return lambda feeds: torch_sentiment(model, feeds)
 
 
+def series_reference(ckpt):
+    """``run(feeds) -> {"logits", "probs"}`` of a series checkpoint on raw frames and lengths."""
+    import torch
+
+    from rnnedge.train.series_model import build_normalised
+
+    model = build_normalised(ckpt)
+
+    def run(feeds):
+        with torch.no_grad():
+            logits, probs = model(torch.from_numpy(feeds["frames"]),
+                                  torch.from_numpy(feeds["lengths"]))
+        return {"logits": logits.numpy(), "probs": probs.numpy()}
+    return run
+
+
 def maker(checkpoint, task=None):
     """PyTorch eager for ``deploy.bench``: ``charlm_maker`` or ``sentiment_maker`` by the checkpoint's task.
 
@@ -87,4 +105,10 @@ def maker(checkpoint, task=None):
     from rnnedge.train import checkpoint as ckpt_io
 
     task = ckpt_io.load(checkpoint, task)["task"]
+    if task not in ("charlm", "sentiment"):
+        from rnnedge.runtime.errors import InputError
+
+        raise InputError(f"bench times PyTorch eager beside charlm and sentiment models; "
+                         f"bench a {task} model without --checkpoint (verify --checkpoint checks "
+                         f"it against PyTorch)")
     return (charlm_maker if task == "charlm" else sentiment_maker)(checkpoint)

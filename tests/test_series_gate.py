@@ -86,3 +86,27 @@ def test_the_command_prints_the_accuracy_gate(toy, tmp_path):
                    "--force")
     assert f"gate on 41 labelled cases of {test}" in text
     assert "accuracy" in text and "classes agree on" in text
+
+
+def test_verify_holds_the_file_to_its_checkpoint_and_refuses_another(toy, tmp_path):
+    import subprocess
+
+    from test_series import cli
+    from rnnedge.train.series import train_series
+
+    path, test = toy
+    run = path.parent / "run"
+    ok = subprocess.run([*cli(), "verify", str(path), "--checkpoint", str(run / "best.pt")],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    for engine in ("ort", "numba", "fast"):  # 4 shapes x (logits, probs) each
+        assert f"{engine} vs torch: 8 comparisons" in ok.stdout
+    other = tmp_path / "other"
+    train_series(other, data=path.parent / "toy_TRAIN.ts", hidden_size=8, epochs=2, seed=5,
+                 threads=1, device="cpu", echo=None)
+    bad = subprocess.run([*cli(), "verify", str(path), "--checkpoint", str(other / "best.pt")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "vs torch" in bad.stdout and "FAIL" in bad.stdout
+    timed = subprocess.run([*cli(), "bench", str(path), "--checkpoint", str(run / "best.pt")],
+                           capture_output=True, text=True)
+    assert timed.returncode != 0 and "without --checkpoint" in timed.stderr
