@@ -13,7 +13,7 @@ RNNEDGE_DATA ?= $(abspath ../shared/data)
 endif
 export RNNEDGE_DATA
 
-.PHONY: install test demo demo-charlm demo-sentiment demo-own bench cells series clean
+.PHONY: install test demo demo-charlm demo-sentiment demo-own bench cells series ddp clean
 
 # The demo models: trained and exported when missing (make demo retrains them).
 define charlm_model
@@ -88,6 +88,11 @@ cells: $(STAMP)
 # benchmarks/results/series.*
 series: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/series.py --runs runs/series --out benchmarks/results
+
+# Training throughput of 1 process against 2 (torchrun, gloo) per task, parity of the weights
+# checked first (about 3 min on 2 cores): benchmarks/results/ddp.*
+ddp: $(STAMP)
+	$(BIN)/python benchmarks/ddp.py --work runs/ddp --out benchmarks/results
 
 clean:
 	rm -rf runs .pytest_cache

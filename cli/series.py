@@ -13,7 +13,7 @@ import typer
 from rnnedge.train.config import SeriesConfig, SeriesTrainConfig, default
 
 from .app import AS_JSON, DATA_DIR, ENGINE, THREADS, app
-from .train import DEVICE, MAX_MINUTES, PRESET, RESUME, setting, train_app
+from .train import DEVICE, MAX_MINUTES, PRECISION_HELP, PRESET, RESUME, setting, train_app
 from .train import THREADS as TORCH_THREADS
 
 
@@ -28,6 +28,8 @@ def train_series(out: Path = typer.Option(Path("runs/series"), help="checkpoint 
                  resume: Optional[Path] = RESUME, threads: Optional[int] = TORCH_THREADS,
                  epochs: Optional[int] = setting(SeriesTrainConfig, "epochs"),
                  seed: Optional[int] = setting(SeriesTrainConfig, "seed"),
+                 precision: Optional[str] = setting(SeriesTrainConfig, "precision",
+                                                    PRECISION_HELP),
                  batch_size: Optional[int] = setting(SeriesTrainConfig, "batch_size"),
                  lr: Optional[float] = setting(SeriesTrainConfig, "lr"),
                  clip: Optional[float] = setting(SeriesTrainConfig, "clip", "global gradient norm"),
@@ -47,10 +49,10 @@ def train_series(out: Path = typer.Option(Path("runs/series"), help="checkpoint 
 
     best = run(out, data=data, test=test, data_dir=data_dir, max_minutes=max_minutes,
                device=device, resume=resume, threads=threads, preset=preset, epochs=epochs,
-               seed=seed, batch_size=batch_size, lr=lr, clip=clip, patience=patience,
-               val_fraction=val_fraction, hidden_size=hidden_size, num_layers=num_layers,
-               dropout=dropout, cell=cell, nonlinearity=nonlinearity, head=head,
-               bidirectional=bidirectional)
+               seed=seed, precision=precision, batch_size=batch_size, lr=lr, clip=clip,
+               patience=patience, val_fraction=val_fraction, hidden_size=hidden_size,
+               num_layers=num_layers, dropout=dropout, cell=cell, nonlinearity=nonlinearity,
+               head=head, bidirectional=bidirectional)
     typer.echo("best epoch " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                          for k, v in best.items()) + f"; checkpoints in {out}")
 

@@ -4,6 +4,10 @@ Every hyper-parameter flag defaults to None, meaning "not given": the value then
 ``--config`` (a preset file under ``configs/``) or from the dataclass in
 ``rnnedge.train.config``, where each default is written once. Help texts show those
 defaults. ``--resume`` follows the one rule of ``rnnedge.train.config``.
+
+Several processes: start the same command under torchrun, e.g.
+``torchrun --nproc_per_node 2 -m rnnedge.cli train sentiment ...`` (or ``torchrun ...
+$(which rnnedge) train ...``); ``--batch-size`` is the global batch, and rank 0 writes.
 """
 
 from pathlib import Path
@@ -25,6 +29,7 @@ PRESET = typer.Option(None, "--config", help="preset file of settings (configs/*
 RESUME = typer.Option(None, help="continue the run in this directory or checkpoint, with its "
                       "settings (only --epochs may change)")
 MAX_MINUTES = typer.Option(None, help="stop after the epoch that passes this many minutes")
+PRECISION_HELP = "fp32, bf16 or fp16 (autocast; fp16 on CUDA only)"
 
 
 def setting(cls, name, help=""):
@@ -40,6 +45,8 @@ def train_charlm(out: Path = typer.Option(Path("runs/charlm"), help="checkpoint 
                  resume: Optional[Path] = RESUME, threads: Optional[int] = THREADS,
                  epochs: Optional[int] = setting(CharTrainConfig, "epochs"),
                  seed: Optional[int] = setting(CharTrainConfig, "seed"),
+                 precision: Optional[str] = setting(CharTrainConfig, "precision",
+                                                    PRECISION_HELP),
                  batch_size: Optional[int] = setting(CharTrainConfig, "batch_size", "parallel streams"),
                  num_steps: Optional[int] = setting(CharTrainConfig, "num_steps", "BPTT window"),
                  lr: Optional[float] = setting(CharTrainConfig, "lr"),
@@ -55,9 +62,9 @@ def train_charlm(out: Path = typer.Option(Path("runs/charlm"), help="checkpoint 
 
     best = run(out, text=text, data_dir=data_dir, max_minutes=max_minutes, device=device,
                resume=resume, threads=threads, preset=preset, epochs=epochs, seed=seed,
-               batch_size=batch_size, num_steps=num_steps, lr=lr, clip=clip, embed_dim=embed_dim,
-               hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, cell=cell,
-               nonlinearity=nonlinearity)
+               precision=precision, batch_size=batch_size, num_steps=num_steps, lr=lr, clip=clip,
+               embed_dim=embed_dim, hidden_size=hidden_size, num_layers=num_layers,
+               dropout=dropout, cell=cell, nonlinearity=nonlinearity)
     typer.echo(f"best epoch {best['epoch']}: validation {best['val_nats']:.3f} nats/char "
                f"= {best['val_bpc']:.3f} bits/char; checkpoints in {out}")
 
@@ -71,6 +78,8 @@ def train_sentiment(out: Path = typer.Option(Path("runs/sentiment"), help="check
                     resume: Optional[Path] = RESUME, threads: Optional[int] = THREADS,
                     epochs: Optional[int] = setting(SentimentTrainConfig, "epochs"),
                     seed: Optional[int] = setting(SentimentTrainConfig, "seed"),
+                    precision: Optional[str] = setting(SentimentTrainConfig, "precision",
+                                                       PRECISION_HELP),
                     batch_size: Optional[int] = setting(SentimentTrainConfig, "batch_size"),
                     lr: Optional[float] = setting(SentimentTrainConfig, "lr"),
                     clip: Optional[float] = setting(SentimentTrainConfig, "clip", "global gradient norm"),
@@ -95,7 +104,8 @@ def train_sentiment(out: Path = typer.Option(Path("runs/sentiment"), help="check
 
     best = run(out, data=data, data_dir=data_dir, max_minutes=max_minutes, device=device,
                resume=resume, threads=threads, preset=preset, epochs=epochs, seed=seed,
-               batch_size=batch_size, lr=lr, clip=clip, patience=patience, val_size=val_size,
+               precision=precision, batch_size=batch_size, lr=lr, clip=clip, patience=patience,
+               val_size=val_size,
                embed_dim=embed_dim, hidden_size=hidden_size, num_layers=num_layers,
                dropout=dropout, cell=cell, nonlinearity=nonlinearity, head=head,
                bidirectional=bidirectional, max_len=max_len, keep=keep, min_count=min_count,

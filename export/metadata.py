@@ -24,6 +24,8 @@ def build(task, ckpt, checkpoint_sha256, extra=None):
         "rnnedge.metrics": json.dumps(ckpt["metrics"], sort_keys=True),
         "rnnedge.train_config": json.dumps(ckpt.get("train_config", {}), sort_keys=True),
         "rnnedge.epoch": str(ckpt["epoch"]),
+        # device, precision, world_size of the training run; {} for checkpoints older than it
+        "rnnedge.trained_on": json.dumps(ckpt.get("trained_on", {}), sort_keys=True),
         "rnnedge.checkpoint_sha256": checkpoint_sha256,
         "rnnedge.versions": json.dumps({"torch": torch.__version__, "onnx": onnx.__version__,
                                         "exporter": f"rnnedge {__version__}"}),

@@ -34,7 +34,8 @@ def series_metadata(ckpt, sha=None):
     return {"task": "series", "classes": list(ckpt["vocab"]), "channels": ckpt["config"]["channels"],
             "norm": ckpt["norm"], "normalisation": "in the graph: (frames - mean) / std",
             "config": ckpt["config"], "train_config": ckpt.get("train_config", {}),
-            "metrics": ckpt.get("metrics", {}), "checkpoint_sha256": sha}
+            "metrics": ckpt.get("metrics", {}), "trained_on": ckpt.get("trained_on", {}),
+            "checkpoint_sha256": sha}
 
 
 def example_inputs(ckpt, seed=0):

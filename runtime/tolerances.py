@@ -32,6 +32,9 @@ FP16 = Tolerance("fp16", atol=2e-2, rtol=2e-2)
 INT8 = Tolerance("int8", atol=2.5e-1, rtol=1e-1)
 # Two implementations of one kernel on identical float32 inputs (fast path vs plain twin).
 KERNEL = Tolerance("kernel", atol=1e-5, rtol=1e-5)
+# Weights after a few steps of 2 training processes against 1 on the same global batch: the
+# same float32 math, the gradient summed in another order (and Adam's step divides by its root).
+DDP_FP32 = Tolerance("ddp-fp32", atol=1e-5, rtol=1e-5)
 
 BY_DTYPE = {"fp32": FP32, "fp16": FP16, "int8": INT8}
 

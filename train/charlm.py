@@ -3,7 +3,9 @@
 Many-to-many: embedding, multilayer recurrent stack (LSTM by default), linear layer
 to the vocabulary. Trained with truncated backpropagation through time: the state
 flows from one window to the next within an epoch and is detached at each window
-boundary; gradients are clipped by global norm; Adam.
+boundary; gradients are clipped by global norm; Adam. On several processes (torchrun,
+``distributed.py``) each rank trains its own rows of the ``batch_size`` parallel streams, so
+each stream's state still flows from window to window on the rank that owns it.
 """
 
 import math
@@ -18,9 +20,10 @@ from torch import nn
 from rnnedge.data.hamlet import CharCorpus, load_text, stream_windows
 from rnnedge.runtime.errors import CheckpointError, InputError
 
-from . import checkpoint, rundir
-from .common import Budget, TrainLog, pick_device, progress, seed_everything
+from . import checkpoint, distributed
+from .common import Budget, TrainLog, pick_device, progress, seed_everything, to_device
 from .config import CharLMConfig, CharTrainConfig, gather, resumed
+from .precision import Precision
 
 TASK = "charlm"
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
@@ -64,52 +67,65 @@ def build_model(ckpt):
 
 
 @torch.no_grad()
-def evaluate(model, ids, device, batch_size=16, num_steps=200):
-    """Mean next-character cross-entropy in nats over ``ids``, state carried across windows."""
+def evaluate(model, ids, device, batch_size=16, num_steps=200, world=distributed.ONE):
+    """Mean next-character cross-entropy in nats over ``ids``, state carried across windows;
+    each rank of ``world`` scores its share of the streams, and the sums are reduced."""
     model.eval()
+    mine = distributed.shard(batch_size, world)
     state, total, count = None, 0.0, 0
     for x, y in stream_windows(ids, batch_size, num_steps):
-        x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        if len(mine) == 0:
+            break
+        x, y = to_device(x[mine], device), to_device(y[mine], device)
         logits, state = model(x, state)
         total += nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
                                              reduction="sum").item()
         count += y.numel()
+    total, count = distributed.sum_all([total, count], world)
     return total / count
 
 
-def train_epoch(model, opt, ids, tc, device, rng, bar, task):
-    """One pass of truncated BPTT over ``ids``; returns (mean loss, chars/s)."""
+def train_epoch(model, opt, ids, tc, device, rng, bar, task, world=distributed.ONE, amp=None):
+    """One pass of truncated BPTT over ``ids``; returns (mean loss, chars/s of all ranks).
+
+    ``model`` may be wrapped in DDP (``distributed.wrap``); this rank trains its rows of the
+    global batch. ``amp`` is the run's ``Precision`` (float32 when None).
+    """
     model.train()
+    amp = amp or Precision("fp32", torch.device(device))
     offset = int(rng.integers(0, tc.num_steps))  # a new cut of the windows each epoch
     state, total, count, t0 = None, 0.0, 0, time.perf_counter()
     for x, y in stream_windows(ids, tc.batch_size, tc.num_steps, offset):
-        x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        mine, weight = distributed.rows(np.arange(tc.batch_size), world)
+        x, y = to_device(x[mine], device), to_device(y[mine], device)  # (B / ranks, T)
         if state is not None:
             state = detach(state)  # truncate BPTT at the window boundary
-        logits, state = model(x, state)
-        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if tc.clip > 0:  # clip <= 0 trains without clipping (the gradient diagnostic's baseline)
-            nn.utils.clip_grad_norm_(model.parameters(), tc.clip)
-        opt.step()
-        total += loss.item() * y.numel()
+        with amp.autocast():
+            logits, state = model(x, state)
+        loss_sum = nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                               y.reshape(-1), reduction="sum")
+        # clip <= 0 trains without clipping (the gradient diagnostic's baseline)
+        amp.step(loss_sum * (weight / y.shape[1]), opt, model.parameters(), tc.clip)
+        total += loss_sum.item()
         count += y.numel()
-        rate = count / (time.perf_counter() - t0)
-        bar.update(task, advance=1, info=f"loss {loss.item():.3f}  {rate:,.0f} chars/s")
+        rate = count * world.size / (time.perf_counter() - t0)
+        bar.update(task, advance=1, info=f"loss {total / count:.3f}  {rate:,.0f} chars/s")
+    total, count = distributed.sum_all([total, count], world)
     return total / count, count / (time.perf_counter() - t0)
 
 
-def _resume_state(path, out, corpus):
-    """The checkpoint at ``path``, trained on ``corpus``'s text; seeds ``out/best.pt``."""
+def _resume_state(path, out, corpus, main=True):
+    """The checkpoint at ``path``, trained on ``corpus``'s text; seeds ``out/best.pt`` (on the
+    main rank, the one writer)."""
     ckpt = checkpoint.load(path, TASK)
     if tuple(ckpt["vocab"]) != corpus.vocab:
         raise CheckpointError(f"{path} was trained on another text (its vocabulary differs)")
-    checkpoint.seed_best(out, path)
+    if main:
+        checkpoint.seed_best(out, path)
     return ckpt
 
 
-@rundir.holding
+@distributed.holding
 def train_charlm(out, text=None, data_dir=None, max_minutes=None, device="auto", resume=None,
                  threads=None, echo=print, preset=None, **settings):
     """Train on ``text`` (Hamlet by default); write best.pt, last.pt and train_log.jsonl to ``out``.
@@ -120,19 +136,22 @@ def train_charlm(out, text=None, data_dir=None, max_minutes=None, device="auto",
     it fails at once, and a kill at any point leaves its files in step. A fresh run refuses an
     ``out`` that holds a run already;
     ``resume`` (a checkpoint or a run directory) continues one, into ``out``, by the rule of
-    ``train/config.py``.
+    ``train/config.py``. Under torchrun every process calls this; rank 0 writes (``distributed``).
     """
     out = Path(out)
     model_settings, train_settings = gather(CharLMConfig, CharTrainConfig, preset, settings,
                                             fixed=("vocab_size",))
     resumed_path = checkpoint.resume_path(out, resume)
-    device = pick_device(device, threads)
+    device, world = pick_device(device, threads), distributed.from_env()
     corpus = CharCorpus.from_text(load_text(text, data_dir))
-    ckpt = _resume_state(resumed_path, out, corpus) if resumed_path else None
+    ckpt = _resume_state(resumed_path, out, corpus, world.main) if resumed_path else None
     tc = (resumed(ckpt, CharTrainConfig, model_settings, train_settings, resumed_path) if ckpt
           else CharTrainConfig(**train_settings))
     if tc.epochs < 1:
         raise InputError(f"--epochs must be at least 1, not {tc.epochs}")
+    distributed.local_batch(tc.batch_size, world)
+    world, device = distributed.join(device)
+    amp = Precision(tc.precision, device)
     seed = tc.seed
     seed_everything(seed)
     config = (CharLMConfig(**ckpt["config"]) if ckpt
@@ -143,15 +162,18 @@ def train_charlm(out, text=None, data_dir=None, max_minutes=None, device="auto",
     if ckpt:
         start_epoch, history = ckpt["epoch"], checkpoint.restore(ckpt, model, opt)
         best = min((h["val_nats"] for h in history), default=None)
-    log, budget = TrainLog(out, echo), Budget(max_minutes)
+        amp.load_state_dict(ckpt.get("scaler"))
+    net = distributed.wrap(model, world)
+    log, budget = TrainLog(out, echo, world.main), Budget(max_minutes)
     n_windows = math.ceil(((len(corpus.train) - tc.num_steps) // tc.batch_size) / tc.num_steps)
-    with progress() as bar:
+    with progress(main=world.main) as bar:
         for epoch in range(start_epoch + 1, tc.epochs + 1):
             task = bar.add_task(f"epoch {epoch}/{tc.epochs}", total=n_windows, info="")
             rng = np.random.default_rng([seed, epoch])  # resumable: depends on the epoch only
-            train_nats, rate = train_epoch(model, opt, corpus.train, tc, device, rng, bar, task)
+            train_nats, rate = train_epoch(net, opt, corpus.train, tc, device, rng, bar, task,
+                                           world, amp)
             bar.remove_task(task)
-            val_nats = evaluate(model, corpus.val, device)
+            val_nats = evaluate(model, corpus.val, device, world=world)
             record = {"epoch": epoch, "train_nats": train_nats, "val_nats": val_nats,
                       "val_bpc": val_nats / math.log(2), "chars_per_s": rate,
                       "elapsed_s": budget.elapsed()}
@@ -159,10 +181,13 @@ def train_charlm(out, text=None, data_dir=None, max_minutes=None, device="auto",
             payload = {"task": TASK, "config": asdict(config), "train_config": asdict(tc),
                        "vocab": list(corpus.vocab), "model": model.state_dict(),
                        "optimizer": opt.state_dict(), "epoch": epoch, "metrics": record,
-                       "history": history, "torch_rng": torch.get_rng_state()}
+                       "history": history, "torch_rng": torch.get_rng_state(),
+                       "scaler": amp.state_dict(),
+                       "trained_on": distributed.trained_on(device, tc.precision, world)}
             is_best = best is None or val_nats < best
             best = val_nats if is_best else best
-            checkpoint.save_epoch(out, payload, is_best)
+            if world.main:
+                checkpoint.save_epoch(out, payload, is_best)
             log.say(f"epoch {epoch}: train {train_nats:.3f} nats, val {val_nats:.3f} "
                     f"nats = {record['val_bpc']:.3f} bits/char, {rate:,.0f} chars/s")
             if budget.spent():

@@ -7,7 +7,9 @@ safe unpickler loads it:
      "optimizer": state_dict, "epoch": int, "metrics": dict, "history": list}
 
 ``config`` is ``dataclasses.asdict`` of the task's frozen config; the task module
-rebuilds its model from it, never from loose keyword arguments.
+rebuilds its model from it, never from loose keyword arguments. ``trained_on`` (device,
+precision, number of processes) says where it was trained. Tensors are stored on the CPU
+whatever device trained them, so that export, resume and ``torch.load`` work without a GPU.
 
 In a run directory (``rundir``) only the process that holds it writes checkpoints, each write
 a commit of the run, and readers get the bytes that the run's manifest names. Elsewhere a
@@ -32,8 +34,21 @@ def to_bytes(payload):
     import torch
 
     buffer = io.BytesIO()
-    torch.save({"format": FORMAT, **payload}, buffer)
+    torch.save(on_cpu({"format": FORMAT, **payload}), buffer)
     return buffer.getvalue()
+
+
+def on_cpu(value):
+    """``value`` with every tensor in it (in dicts, lists, tuples) copied to the CPU."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: on_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(on_cpu(v) for v in value)
+    return value
 
 
 def save(path, payload):

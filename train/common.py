@@ -1,12 +1,14 @@
 """What every training loop shares: device choice, seeding, the progress bar, the log."""
 
+import io
 import random
 import sys
 import time
+from pathlib import Path
 
 from rnnedge.runtime.errors import InputError
 
-from . import rundir
+from . import distributed, rundir
 
 
 def pick_device(name="auto", threads=None):
@@ -33,6 +35,17 @@ def pick_device(name="auto", threads=None):
     return torch.device(name)
 
 
+def to_device(array, device):
+    """A numpy batch as a tensor on ``device``; on CUDA through pinned memory, copied without
+    blocking, so that the host prepares the next batch while the GPU computes."""
+    import torch
+
+    tensor, device = torch.from_numpy(array), torch.device(device)
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 def seed_everything(seed):
     """Seed Python, numpy and torch; CPU runs with the same seed give the same weights."""
     import numpy as np
@@ -43,12 +56,15 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-def progress(every=5.0, stream=None):
+def progress(every=5.0, stream=None, main=True):
     """A progress bar that shows loss and throughput fields set by the loop.
 
     On a terminal, rich's bar; otherwise (a log file, a pipe, CI) ``PlainProgress``: plain
-    lines on stderr, so that a log shows that a long command is alive.
+    lines on stderr, so that a log shows that a long command is alive. Off the main rank of
+    a multi-process run (``main=False``) it shows nothing: rank 0 speaks for all.
     """
+    if not main:
+        return PlainProgress(every, io.StringIO())
     stream = stream or sys.stderr
     if not stream.isatty():
         return PlainProgress(every, stream)
@@ -108,7 +124,10 @@ class PlainProgress:
 
 
 class Budget:
-    """A wall-clock budget in minutes (``None`` means unlimited)."""
+    """A wall-clock budget in minutes (``None`` means unlimited).
+
+    In a multi-process run ``spent`` is true on every rank once it is on one (each call is a
+    collective then), so that all ranks stop at the same step."""
 
     def __init__(self, max_minutes=None):
         self.start = time.perf_counter()
@@ -118,7 +137,9 @@ class Budget:
         return time.perf_counter() - self.start
 
     def spent(self):
-        return self.limit is not None and self.elapsed() >= self.limit
+        if self.limit is None:
+            return False
+        return distributed.any_rank(self.elapsed() >= self.limit)
 
 
 class TrainLog:
@@ -126,16 +147,18 @@ class TrainLog:
 
     ``out_dir`` is held (``rundir.hold``). ``write`` commits an event record at once; an
     epoch's record is committed with its checkpoints (``checkpoint.save_epoch``) and only
-    ``say``s its line here.
+    ``say``s its line here. Off the main rank of a multi-process run (``main=False``) it
+    writes and says nothing: rank 0 logs for all.
     """
 
-    def __init__(self, out_dir, echo=print):
-        self.run = rundir.held(out_dir)
-        self.path = self.run.path / rundir.LOG
-        self.echo = echo
+    def __init__(self, out_dir, echo=print, main=True):
+        self.run = rundir.held(out_dir) if main else None
+        self.path = Path(out_dir) / rundir.LOG
+        self.echo = echo if main else None
 
     def write(self, record, line=None):
-        self.run.commit(log=[record])
+        if self.run is not None:
+            self.run.commit(log=[record])
         self.say(line)
 
     def say(self, line):

@@ -10,8 +10,12 @@ and the settings given by the caller (command-line flags) override the preset.
 Resume, the same in every task: the run continues with the checkpoint's model config and
 training settings. ``epochs`` may be raised to train longer; any other setting given with a
 value that differs from the checkpoint's is refused with the list of differences, never
-silently ignored. Not settings: ``max_minutes``, ``device``, ``threads`` and the data paths,
-which belong to one invocation.
+silently ignored. Not settings: ``max_minutes``, ``device``, ``threads``, the data paths and
+the number of training processes (torchrun's WORLD_SIZE), which belong to one invocation: a
+run trained on N processes resumes on one and the other way round. ``batch_size`` is the
+global batch, divided among the processes. ``precision`` (fp32, bf16, fp16) is a setting:
+it changes what is computed, so a resume keeps it; the checkpoint also records where it was
+trained (``trained_on``: device, precision, world size).
 """
 
 import dataclasses
@@ -47,6 +51,7 @@ class CharTrainConfig:
     clip: float = 5.0  # global gradient norm; <= 0 turns clipping off
     epochs: int = 20
     seed: int = 0
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 on CUDA only)
 
     def __post_init__(self):
         check_training(self)
@@ -89,6 +94,7 @@ class SentimentTrainConfig:
     patience: int = 2  # epochs without a better validation accuracy before stopping
     val_size: int = 2500
     seed: int = 0
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 on CUDA only)
 
     def __post_init__(self):
         check_training(self)
@@ -112,6 +118,7 @@ def check_model(c, sizes):
 
 
 MAX_LR = 10.0  # Adam's step is about lr per weight: anything above diverges at once
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def check_training(tc):
@@ -123,6 +130,8 @@ def check_training(tc):
     for name in ("batch_size", "epochs") + (("num_steps",) if hasattr(tc, "num_steps") else ()):
         if getattr(tc, name) < 1:
             raise InputError(f"{name} must be >= 1, not {getattr(tc, name)}")
+    if tc.precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not {tc.precision!r}")
 
 
 # What a resumed run may change: the length of the run, not what it computes.
@@ -189,14 +198,16 @@ def resumed(ckpt, train_cls, model_settings, train_settings, path):
 
     Refuses any other given setting that differs from the checkpoint's, naming each one.
     """
-    saved = {**ckpt["config"], **ckpt.get("train_config", {})}
+    # a setting newer than the checkpoint was trained at its default
+    defaults = {k: f.default for k, f in fields(train_cls).items()}
+    saved = {**ckpt["config"], **defaults, **ckpt.get("train_config", {})}
     given = {**model_settings, **train_settings}
     differ = [f"{k} {saved[k]!r} in the checkpoint, {v!r} given" for k, v in given.items()
               if k not in CHANGEABLE_ON_RESUME and k in saved and saved[k] != v]
     if differ:
         raise InputError(f"--resume continues {path} with its own settings; " + "; ".join(differ)
                          + ". Drop those settings, or start a fresh run in another --out")
-    tc = train_cls(**{k: v for k, v in ckpt["train_config"].items() if k in fields(train_cls)})
+    tc = train_cls(**{k: v for k, v in saved.items() if k in fields(train_cls)})
     return dataclasses.replace(tc, **{k: train_settings[k] for k in CHANGEABLE_ON_RESUME
                                       if k in train_settings})
 
@@ -229,6 +240,7 @@ class SeriesTrainConfig:
     patience: int = 15  # epochs without a better validation accuracy before stopping
     val_fraction: float = 0.2  # of each class of the training data, for early stopping
     seed: int = 0
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 on CUDA only)
 
     def __post_init__(self):
         check_training(self)

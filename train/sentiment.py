@@ -2,8 +2,11 @@
 
 Training: BCE with logits, Adam, gradient clipping by global norm, batches of
 similar length (less padding to compute), early stopping on validation accuracy.
-The test split is scored once, at the end, from the best checkpoint. Not here: the model
-and its rebuild from a checkpoint (``sentiment_model.py``), the configs (``config.py``).
+The test split is scored once, at the end, from the best checkpoint (by rank 0 alone in a
+multi-process run). On several processes (torchrun, ``distributed.py``) every rank draws the
+same plan of global batches and trains its rows of each; validation is reduced over ranks.
+Not here: the model and its rebuild from a checkpoint (``sentiment_model.py``), the configs
+(``config.py``).
 """
 
 import time
@@ -18,9 +21,10 @@ from rnnedge.data.imdb import load_imdb, load_labeled_file, split_train_val
 from rnnedge.runtime.errors import DataError, InputError
 from rnnedge.runtime.tokenizer import Tokenizer, pad_batch
 
-from . import checkpoint, rundir
-from .common import Budget, TrainLog, pick_device, progress, seed_everything
+from . import checkpoint, distributed
+from .common import Budget, TrainLog, pick_device, progress, seed_everything, to_device
 from .config import SentimentConfig, SentimentTrainConfig, gather, resumed
+from .precision import Precision
 from .sentiment_model import SentimentModel, build_model
 
 TASK = "sentiment"
@@ -45,7 +49,7 @@ def length_batches(lengths, batch_size, rng=None):
 
 def _tensors(rows, batch, device):
     ids, lengths = pad_batch([rows[i] for i in batch])  # (B, T), (B,)
-    return torch.from_numpy(ids).to(device), torch.from_numpy(lengths).to(device)
+    return to_device(ids, device), to_device(lengths, device)
 
 
 @torch.no_grad()
@@ -66,33 +70,42 @@ def predict_proba(model, tokenizer, texts, batch_size=256):
     return torch.sigmoid(torch.from_numpy(_logits(model, rows, device, batch_size))).numpy()
 
 
-def evaluate(model, rows, labels, device):
-    """(accuracy, mean BCE) of encoded reviews against 0/1 ``labels``."""
-    logits = _logits(model, rows, device)
+def evaluate(model, rows, labels, device, world=distributed.ONE):
+    """(accuracy, mean BCE) of encoded reviews against 0/1 ``labels``; each rank of
+    ``world`` scores its share, and the sums are reduced."""
+    mine = distributed.shard(len(rows), world)
+    logits, labels = _logits(model, [rows[i] for i in mine], device), labels[mine]
     loss = nn.functional.binary_cross_entropy_with_logits(
-        torch.from_numpy(logits), torch.from_numpy(labels.astype(np.float32))).item()
-    return float(np.mean((logits > 0) == (labels == 1))), loss
+        torch.from_numpy(logits), torch.from_numpy(labels.astype(np.float32)), reduction="sum")
+    correct = np.sum((logits > 0) == (labels == 1))
+    correct, loss, n = distributed.sum_all([correct, loss.item(), len(mine)], world)
+    return float(correct / n), float(loss / n)
 
 
-def train_epoch(model, opt, rows, labels, tc, device, rng, bar, task, budget):
-    """One pass (cut short when ``budget`` is spent); returns (mean loss, reviews/s)."""
+def train_epoch(model, opt, rows, labels, tc, device, rng, bar, task, budget,
+                world=distributed.ONE, amp=None):
+    """One pass (cut short when ``budget`` is spent); returns (mean loss, reviews/s of all
+    ranks). This rank trains its rows of each global batch (``distributed.rows``)."""
     model.train()
+    amp = amp or Precision("fp32", torch.device(device))
     lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     total, count, t0 = 0.0, 0, time.perf_counter()
     for batch in length_batches(lengths, tc.batch_size, rng):
-        ids, lens = _tensors(rows, batch, device)
-        target = torch.from_numpy(labels[batch].astype(np.float32)).to(device)
-        loss = nn.functional.binary_cross_entropy_with_logits(model(ids, lens), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), tc.clip)
-        opt.step()
-        total += loss.item() * len(batch)
-        count += len(batch)
-        rate = count / (time.perf_counter() - t0)
-        bar.update(task, advance=1, info=f"loss {loss.item():.3f}  {rate:,.0f} reviews/s")
+        mine, weight = distributed.rows(batch, world)
+        ids, lens = _tensors(rows, mine, device)
+        target = to_device(labels[mine].astype(np.float32), device)
+        with amp.autocast():
+            logits = model(ids, lens)
+        loss_sum = nn.functional.binary_cross_entropy_with_logits(logits.float(), target,
+                                                                  reduction="sum")
+        amp.step(loss_sum * weight, opt, model.parameters(), tc.clip)
+        if weight:  # a stand-in row (weight 0) is not data of this rank
+            total, count = total + loss_sum.item(), count + len(mine)
+        rate = count * world.size / (time.perf_counter() - t0)
+        bar.update(task, advance=1, info=f"loss {total / max(count, 1):.3f}  {rate:,.0f} reviews/s")
         if budget.spent():
             break
+    total, count = distributed.sum_all([total, count], world)
     return total / count, count / (time.perf_counter() - t0)
 
 
@@ -113,12 +126,14 @@ def _encode(tokenizer, records, name):
     return rows, np.array([r.label for r in records], dtype=np.int64)
 
 
-def _resume_checkpoint(path, out):
-    """The checkpoint at ``path`` to continue from (None for a fresh run); seeds ``out/best.pt``."""
+def _resume_checkpoint(path, out, main=True):
+    """The checkpoint at ``path`` to continue from (None for a fresh run); seeds ``out/best.pt``
+    (on the main rank, the one writer)."""
     if path is None:
         return None
     ckpt = checkpoint.load(path, TASK)
-    checkpoint.seed_best(out, path)
+    if main:
+        checkpoint.seed_best(out, path)
     return ckpt
 
 
@@ -136,11 +151,13 @@ def _setup(ckpt, records, config):
     return replace(config, vocab_size=tokenizer.vocab_size), tokenizer
 
 
-def _payload(config, tc, tokenizer, model, opt, epoch, record, history):
+def _payload(config, tc, tokenizer, model, opt, epoch, record, history, run):
+    """The checkpoint of an epoch; ``run`` is (Precision, trained_on dict)."""
     return {"task": TASK, "config": asdict(config), "train_config": asdict(tc),
             "vocab": tokenizer.to_dict(), "model": model.state_dict(),
             "optimizer": opt.state_dict(), "epoch": epoch, "metrics": record,
-            "history": history, "torch_rng": torch.get_rng_state()}
+            "history": history, "torch_rng": torch.get_rng_state(),
+            "scaler": run[0].state_dict(), "trained_on": run[1]}
 
 
 def _score_test(out, records, device, log):
@@ -160,20 +177,24 @@ def _stop_reason(history, tc, budget):
     return "early" if history[-1]["epoch"] - best["epoch"] >= tc.patience else None
 
 
-def fit(model, opt, train, val, tc, save, history, device, budget, log):
+def fit(model, opt, train, val, tc, save, history, device, budget, log, world=distributed.ONE,
+        amp=None):
     """Epochs after ``history`` up to ``tc.epochs``; ``save(record, is_best)`` commits each
-    (checkpoints and log record, see ``checkpoint.save_epoch``).
+    (checkpoints and log record, see ``checkpoint.save_epoch``). ``model`` is what steps
+    (DDP-wrapped in a multi-process run), validation runs on its module.
 
     Returns why training stopped: "epochs", "early" or "budget".
     """
-    with progress() as bar:
+    net = getattr(model, "module", model)
+    with progress(main=world.main) as bar:
         for epoch in range(len(history) + 1, tc.epochs + 1):
             steps = -(-len(train[0]) // tc.batch_size)
             task = bar.add_task(f"epoch {epoch}/{tc.epochs}", total=steps, info="")
             rng = np.random.default_rng([tc.seed, epoch])  # resumable: depends on the epoch only
-            train_loss, rate = train_epoch(model, opt, *train, tc, device, rng, bar, task, budget)
+            train_loss, rate = train_epoch(model, opt, *train, tc, device, rng, bar, task, budget,
+                                           world, amp)
             bar.remove_task(task)
-            val_acc, val_loss = evaluate(model, *val, device)
+            val_acc, val_loss = evaluate(net, *val, device, world)
             record = {"epoch": epoch, "train_loss": train_loss, "val_acc": val_acc,
                       "val_loss": val_loss, "reviews_per_s": rate, "elapsed_s": budget.elapsed()}
             is_best = val_acc > max((h["val_acc"] for h in history), default=-1.0)
@@ -191,7 +212,7 @@ def fit(model, opt, train, val, tc, save, history, device, budget, log):
     return "epochs"
 
 
-@rundir.holding
+@distributed.holding
 def train_sentiment(out, data=None, data_dir=None, max_minutes=None, device="auto", resume=None,
                     threads=None, echo=print, preset=None, **settings):
     """Train on IMDb (or the labeled file ``data``); write best.pt, last.pt, train_log.jsonl.
@@ -199,17 +220,22 @@ def train_sentiment(out, data=None, data_dir=None, max_minutes=None, device="aut
     ``settings`` are fields of ``SentimentConfig`` and ``SentimentTrainConfig`` (their defaults
     apply, then the ``preset`` file, then these). Returns the metrics of the best epoch and,
     for IMDb, the test accuracy of best.pt. Resume follows the rule of ``train/config.py``.
+    Under torchrun every process calls this; rank 0 writes (``distributed``).
     """
     model_settings, train_settings = gather(SentimentConfig, SentimentTrainConfig, preset,
                                             settings, fixed=("vocab_size",))
     out, budget, device = Path(out), Budget(max_minutes), pick_device(device, threads)
+    world = distributed.from_env()
     resumed_path = checkpoint.resume_path(out, resume)
-    ckpt = _resume_checkpoint(resumed_path, out)
+    ckpt = _resume_checkpoint(resumed_path, out, world.main)
     tc = (resumed(ckpt, SentimentTrainConfig, model_settings, train_settings, resumed_path) if ckpt
           else SentimentTrainConfig(**train_settings))
     if tc.epochs < 1:
         raise InputError(f"--epochs must be at least 1, not {tc.epochs}")
     fresh = None if ckpt else _config(model_settings)
+    distributed.local_batch(tc.batch_size, world)
+    world, device = distributed.join(device)
+    amp = Precision(tc.precision, device)
     seed_everything(tc.seed)
     train_records, test_records = _load_records(data, data_dir)
     train_records, val_records = split_train_val(train_records, tc.val_size, tc.seed)
@@ -219,15 +245,20 @@ def train_sentiment(out, data=None, data_dir=None, max_minutes=None, device="aut
     model = SentimentModel(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
     history = checkpoint.restore(ckpt, model, opt) if ckpt else []
+    amp.load_state_dict(ckpt and ckpt.get("scaler"))
+    run = (amp, distributed.trained_on(device, tc.precision, world))
 
     def save(record, is_best):
-        payload = _payload(config, tc, tokenizer, model, opt, record["epoch"], record, history)
-        checkpoint.save_epoch(out, payload, is_best)
+        if world.main:
+            payload = _payload(config, tc, tokenizer, model, opt, record["epoch"], record,
+                               history, run)
+            checkpoint.save_epoch(out, payload, is_best)
 
-    log = TrainLog(out, echo)
-    stopped = fit(model, opt, train, val, tc, save, history, device, budget, log)
+    log = TrainLog(out, echo, world.main)
+    stopped = fit(distributed.wrap(model, world), opt, train, val, tc, save, history, device,
+                  budget, log, world, amp)
     metrics = {**max(history, key=lambda h: h["val_acc"]), "stopped": stopped,
                "train_s": budget.elapsed(), "params": sum(p.numel() for p in model.parameters())}
-    if test_records is not None:
+    if test_records is not None and world.main:
         metrics.update(_score_test(out, test_records, device, log))
     return metrics

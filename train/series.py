@@ -5,8 +5,10 @@ A stratified, seeded validation split is carved out of the training data for ear
 stopping; the per-channel mean and standard deviation are fitted on what is left (never
 on validation or test frames) and stored in the checkpoint as ``norm``; the test split
 only gives the final number, from best.pt. Cross-entropy, Adam, gradient clipping by
-global norm, batches of similar length. Not here: the model (``series_model.py``), the
-configs (``config.py``).
+global norm, batches of similar length. On several processes (torchrun,
+``distributed.py``) every rank draws the same plan of global batches and trains its rows of
+each; validation is reduced over ranks, the test split is scored by rank 0 alone. Not here:
+the model (``series_model.py``), the configs (``config.py``).
 """
 
 import time
@@ -21,9 +23,10 @@ from rnnedge.data.series import load_series, load_vowels, relabel, split_stratif
 from rnnedge.runtime.errors import DataError
 from rnnedge.runtime.series import pad_cases
 
-from . import checkpoint, rundir
-from .common import Budget, TrainLog, pick_device, progress, seed_everything
+from . import checkpoint, distributed
+from .common import Budget, TrainLog, pick_device, progress, seed_everything, to_device
 from .config import SeriesConfig, SeriesTrainConfig, gather, resumed
+from .precision import Precision
 from .sentiment import length_batches
 from .series_model import SeriesNet, build_model
 
@@ -47,7 +50,7 @@ def normalise(X, norm):
 def pad(X, batch, device):
     """frames (B, T, C) right-padded with zeros and lengths (B,) of cases ``batch``."""
     frames, lengths = pad_cases([X[i] for i in batch])
-    return torch.from_numpy(frames).to(device), torch.from_numpy(lengths).to(device)
+    return to_device(frames, device), to_device(lengths, device)
 
 
 @torch.no_grad()
@@ -61,46 +64,59 @@ def logits_of(model, X, device, batch_size=256):
     return out
 
 
-def evaluate(model, X, labels, device):
-    """(accuracy, mean cross-entropy) of normalised cases against int ``labels``."""
-    logits = logits_of(model, X, device)
-    loss = nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
-    return float(np.mean(logits.argmax(axis=1) == labels)), loss
+def evaluate(model, X, labels, device, world=distributed.ONE):
+    """(accuracy, mean cross-entropy) of normalised cases against int ``labels``; each rank
+    of ``world`` scores its share, and the sums are reduced."""
+    mine = distributed.shard(len(X), world)
+    logits, labels = logits_of(model, [X[i] for i in mine], device), labels[mine]
+    loss = nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels),
+                                       reduction="sum").item()
+    correct = np.sum(logits.argmax(axis=1) == labels)
+    correct, loss, n = distributed.sum_all([correct, loss, len(mine)], world)
+    return float(correct / n), float(loss / n)
 
 
-def train_epoch(model, opt, X, labels, tc, device, rng, bar, task, budget):
-    """One pass (cut short when ``budget`` is spent); returns (mean loss, cases/s)."""
+def train_epoch(model, opt, X, labels, tc, device, rng, bar, task, budget,
+                world=distributed.ONE, amp=None):
+    """One pass (cut short when ``budget`` is spent); returns (mean loss, cases/s of all
+    ranks). This rank trains its rows of each global batch (``distributed.rows``)."""
     model.train()
+    amp = amp or Precision("fp32", torch.device(device))
     total, count, t0 = 0.0, 0, time.perf_counter()
     for batch in length_batches(np.array([len(x) for x in X]), tc.batch_size, rng):
-        target = torch.from_numpy(labels[batch]).to(device)
-        loss = nn.functional.cross_entropy(model(*pad(X, batch, device)), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), tc.clip)
-        opt.step()
-        total += loss.item() * len(batch)
-        count += len(batch)
-        bar.update(task, advance=1, info=f"loss {loss.item():.3f}")
+        mine, weight = distributed.rows(batch, world)
+        target = to_device(labels[mine], device)
+        with amp.autocast():
+            logits = model(*pad(X, mine, device))
+        loss_sum = nn.functional.cross_entropy(logits.float(), target, reduction="sum")
+        amp.step(loss_sum * weight, opt, model.parameters(), tc.clip)
+        if weight:  # a stand-in row (weight 0) is not data of this rank
+            total, count = total + loss_sum.item(), count + len(mine)
+        bar.update(task, advance=1, info=f"loss {total / max(count, 1):.3f}")
         if budget.spent():
             break
+    total, count = distributed.sum_all([total, count], world)
     return total / count, count / (time.perf_counter() - t0)
 
 
-def fit(model, opt, train, val, tc, save, history, device, budget, log):
+def fit(model, opt, train, val, tc, save, history, device, budget, log, world=distributed.ONE,
+        amp=None):
     """Epochs after ``history`` up to ``tc.epochs``; ``save(record, is_best)`` commits each.
+    ``model`` is what steps (DDP-wrapped in a multi-process run), validation runs on its module.
 
     Returns why training stopped: "epochs", "early" (no better validation accuracy for
     ``patience`` epochs; ties go to the lower validation loss) or "budget".
     """
-    with progress() as bar:
+    net = getattr(model, "module", model)
+    with progress(main=world.main) as bar:
         for epoch in range(len(history) + 1, tc.epochs + 1):
             task = bar.add_task(f"epoch {epoch}/{tc.epochs}", total=-(-len(train[0]) // tc.batch_size),
                                 info="")
             rng = np.random.default_rng([tc.seed, epoch])  # resumable: depends on the epoch only
-            train_loss, rate = train_epoch(model, opt, *train, tc, device, rng, bar, task, budget)
+            train_loss, rate = train_epoch(model, opt, *train, tc, device, rng, bar, task, budget,
+                                           world, amp)
             bar.remove_task(task)
-            val_acc, val_loss = evaluate(model, *val, device)
+            val_acc, val_loss = evaluate(net, *val, device, world)
             record = {"epoch": epoch, "train_loss": train_loss, "val_acc": val_acc,
                       "val_loss": val_loss, "cases_per_s": rate, "elapsed_s": budget.elapsed()}
             is_best = not history or _rank(record) > max(map(_rank, history))
@@ -144,11 +160,13 @@ def _setup(ckpt, train, train_idx, model_settings):
     return config, fit_norm([train.X[i] for i in train_idx]), train.classes
 
 
-def _payload(config, tc, classes, norm, model, opt, epoch, record, history):
+def _payload(config, tc, classes, norm, model, opt, epoch, record, history, run):
+    """The checkpoint of an epoch; ``run`` is (Precision, trained_on dict)."""
     return {"task": TASK, "config": asdict(config), "train_config": asdict(tc),
             "vocab": list(classes), "norm": norm, "model": model.state_dict(),
             "optimizer": opt.state_dict(), "epoch": epoch, "metrics": record,
-            "history": history, "torch_rng": torch.get_rng_state()}
+            "history": history, "torch_rng": torch.get_rng_state(),
+            "scaler": run[0].state_dict(), "trained_on": run[1]}
 
 
 def _score_test(out, test, device, log):
@@ -172,7 +190,7 @@ def _check_labels(train, ckpt):
                         f"{ckpt['config']['channels']}; resume on the data it was trained on")
 
 
-@rundir.holding
+@distributed.holding
 def train_series(out, data=None, test=None, data_dir=None, max_minutes=None, device="auto",
                  resume=None, threads=None, echo=print, preset=None, **settings):
     """Train on ``data`` (default Japanese Vowels); write best.pt, last.pt, train_log.jsonl.
@@ -180,18 +198,23 @@ def train_series(out, data=None, test=None, data_dir=None, max_minutes=None, dev
     ``settings`` are fields of ``SeriesConfig`` and ``SeriesTrainConfig`` (their defaults
     apply, then the ``preset`` file, then these). Returns the metrics of the best epoch and,
     with a test split, the test accuracy of best.pt. Resume follows ``train/config.py``.
+    Under torchrun every process calls this; rank 0 writes (``distributed``).
     """
     model_settings, train_settings = gather(SeriesConfig, SeriesTrainConfig, preset, settings,
                                             fixed=("channels", "num_classes"))
     out, budget, device = Path(out), Budget(max_minutes), pick_device(device, threads)
+    world = distributed.from_env()
     resumed_path = checkpoint.resume_path(out, resume)
     ckpt = checkpoint.load(resumed_path, TASK) if resumed_path else None
-    if ckpt:
+    if ckpt and world.main:
         checkpoint.seed_best(out, resumed_path)
     tc = (resumed(ckpt, SeriesTrainConfig, model_settings, train_settings, resumed_path) if ckpt
           else SeriesTrainConfig(**train_settings))
     if not ckpt:
         SeriesConfig(**model_settings)  # typed errors before any data is read
+    distributed.local_batch(tc.batch_size, world)
+    world, device = distributed.join(device)
+    amp = Precision(tc.precision, device)
     seed_everything(tc.seed)
     train, test = load_splits(data, test, data_dir)
     _check_labels(train, ckpt)
@@ -203,15 +226,20 @@ def train_series(out, data=None, test=None, data_dir=None, max_minutes=None, dev
     model = SeriesNet(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
     history = checkpoint.restore(ckpt, model, opt) if ckpt else []
+    amp.load_state_dict(ckpt and ckpt.get("scaler"))
+    run = (amp, distributed.trained_on(device, tc.precision, world))
 
     def save(record, is_best):
-        payload = _payload(config, tc, classes, norm, model, opt, record["epoch"], record, history)
-        checkpoint.save_epoch(out, payload, is_best)
+        if world.main:
+            payload = _payload(config, tc, classes, norm, model, opt, record["epoch"], record,
+                               history, run)
+            checkpoint.save_epoch(out, payload, is_best)
 
-    log = TrainLog(out, echo)
-    stopped = fit(model, opt, fit_set, val_set, tc, save, history, device, budget, log)
+    log = TrainLog(out, echo, world.main)
+    stopped = fit(distributed.wrap(model, world), opt, fit_set, val_set, tc, save, history,
+                  device, budget, log, world, amp)
     metrics = {**best_record(history), "stopped": stopped,
                "train_s": budget.elapsed(), "params": sum(p.numel() for p in model.parameters())}
-    if test is not None:
+    if test is not None and world.main:
         metrics.update(_score_test(out, test, device, log))
     return metrics
