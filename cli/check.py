@@ -77,7 +77,10 @@ def evaluate(model: Path, data_dir: Optional[Path] = DATA_DIR,
                                                  "of IMDb; .ts/.npz/.csv frames for a series model"),
              limit: Optional[int] = typer.Option(None, help="score only the first N reviews"),
              batch_size: int = typer.Option(64, "--batch-size"), engine: str = typer.Option("ort"),
-             threads: int = typer.Option(2), as_json: bool = AS_JSON):
+             threads: int = typer.Option(2),
+             missing: str = typer.Option("error", help="series frames: missing values (?, NaN) "
+                                         "stop with the line (error) or are interpolated"),
+             as_json: bool = AS_JSON):
     """Accuracy of a sentiment model (raw review text) or a series classifier (--data .ts/.npz/.csv,
     default Japanese Vowels), with the torch-free runtime."""
     from rnnedge.deploy.evaluate import evaluate as run, evaluate_series, load_classifier, reviews_to_score
@@ -87,7 +90,7 @@ def evaluate(model: Path, data_dir: Optional[Path] = DATA_DIR,
     if m.task == "series":
         from .series import series_report
 
-        result = evaluate_series(m, data, split, data_dir, limit, batch_size)
+        result = evaluate_series(m, data, split, data_dir, limit, batch_size, missing)
         typer.echo(json.dumps(result) if as_json else series_report(result))
         return
     reviews = reviews_to_score(split, data, data_dir, limit)

@@ -35,6 +35,13 @@ def train_series(out: Path = typer.Option(Path("runs/series"), help="checkpoint 
                  clip: Optional[float] = setting(SeriesTrainConfig, "clip", "global gradient norm"),
                  patience: Optional[int] = setting(SeriesTrainConfig, "patience"),
                  val_fraction: Optional[float] = setting(SeriesTrainConfig, "val_fraction"),
+                 noise: Optional[float] = setting(SeriesTrainConfig, "noise", "std of Gaussian "
+                                                  "noise on the normalised training frames"),
+                 average_from: Optional[int] = setting(SeriesTrainConfig, "average_from",
+                                                       "best.pt = the mean weights of epochs N.. "
+                                                       "(SWA; 0: the best epoch by validation)"),
+                 missing: str = typer.Option("error", help="missing values (?, NaN) in your "
+                                             "files: error (naming the line) or interpolate"),
                  hidden_size: Optional[int] = setting(SeriesConfig, "hidden_size"),
                  num_layers: Optional[int] = setting(SeriesConfig, "num_layers"),
                  dropout: Optional[float] = setting(SeriesConfig, "dropout"),
@@ -44,13 +51,16 @@ def train_series(out: Path = typer.Option(Path("runs/series"), help="checkpoint 
                  bidirectional: Optional[bool] = typer.Option(
                      None, "--bidirectional/--unidirectional",
                      help=f"[default: {'bidirectional' if default(SeriesConfig, 'bidirectional') else 'unidirectional'}]")):
-    """Classifier of real-valued frames with early stopping on a validation split (Japanese Vowels by default)."""
+    """Classifier of real-valued frames, early-stopped on a validation split or weight-averaged
+    (Japanese Vowels by default)."""
     from rnnedge.train.series import train_series as run
 
     best = run(out, data=data, test=test, data_dir=data_dir, max_minutes=max_minutes,
-               device=device, resume=resume, threads=threads, preset=preset, epochs=epochs,
+               device=device, resume=resume, threads=threads, preset=preset, missing=missing,
+               epochs=epochs,
                seed=seed, precision=precision, batch_size=batch_size, lr=lr, clip=clip,
-               patience=patience, val_fraction=val_fraction, hidden_size=hidden_size,
+               patience=patience, val_fraction=val_fraction, noise=noise,
+               average_from=average_from, hidden_size=hidden_size,
                num_layers=num_layers, dropout=dropout, cell=cell, nonlinearity=nonlinearity,
                head=head, bidirectional=bidirectional)
     typer.echo("best epoch " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"

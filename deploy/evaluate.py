@@ -40,14 +40,16 @@ def evaluate(model, reviews, batch_size=64, on_batch=None):
     return score(model, [r.text for r in reviews], [r.label for r in reviews], batch_size, on_batch)
 
 
-def evaluate_series(model, data=None, split="test", data_dir=None, limit=None, batch_size=64):
+def evaluate_series(model, data=None, split="test", data_dir=None, limit=None, batch_size=64,
+                    missing="error"):
     """Accuracy, per-class recall and confusion of a loaded series ``model`` on a labelled
-    ``.ts``/``.npz``/``.csv`` file (default: the Japanese Vowels ``split``)."""
+    ``.ts``/``.npz``/``.csv`` file (default: the Japanese Vowels ``split``); ``missing`` is
+    ``data.series``'s policy for missing values."""
     from rnnedge.data.series import load_series, load_vowels, relabel
     from rnnedge.runtime.series import scores
 
     check_limit(limit)
-    series = load_series(data) if data else load_vowels(split, data_dir)
+    series = load_series(data, missing) if data else load_vowels(split, data_dir)
     labels = relabel(series, model.classes, str(data or f"Japanese Vowels {split}"))[:limit]
     probs = model.predict(series.X[:limit], batch_size)
     return {**scores(probs.argmax(axis=1), labels, model.classes),

@@ -66,9 +66,10 @@ def save(path, payload):
     return path
 
 
-def save_epoch(out, payload, is_best):
+def save_epoch(out, payload, is_best, best=None):
     """Commit an epoch to the run held in ``out``: last.pt, best.pt when ``is_best``, and the
-    epoch's record (its metrics) in the log; all of it survives a kill, or none.
+    epoch's record (its metrics) in the log; all of it survives a kill, or none. ``best``: what
+    best.pt holds when it is not last.pt's payload (averaged weights, ``averaging.py``).
 
     A diverged epoch (a loss or a weight not finite) is an ``InputError``; nothing is saved.
     """
@@ -81,7 +82,8 @@ def save_epoch(out, payload, is_best):
                          f"{'is' if len(bad) == 1 else 'are'} not finite; nothing was saved for "
                          f"this epoch; train with a lower --lr (this run: {lr})")
     data, epoch = to_bytes(payload), payload["epoch"]
-    files = {"last.pt": (data, epoch), **({"best.pt": (data, epoch)} if is_best else {})}
+    best_data = data if best is None else to_bytes(best)
+    files = {"last.pt": (data, epoch), **({"best.pt": (best_data, epoch)} if is_best else {})}
     rundir.held(out).commit(files, log=[payload["metrics"]])
 
 

@@ -241,6 +241,9 @@ class SeriesTrainConfig:
     val_fraction: float = 0.2  # of each class of the training data, for early stopping
     seed: int = 0
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 on CUDA only)
+    noise: float = 0.0  # std of Gaussian noise added to the normalised training frames
+    average_from: int = 0  # 0: best epoch by validation; N: best.pt holds the mean weights of
+    # epochs N.. (SWA, ``averaging.py``), with no early stopping
 
     def __post_init__(self):
         check_training(self)
@@ -248,3 +251,8 @@ class SeriesTrainConfig:
             raise InputError(f"patience must be >= 1, not {self.patience}")
         if not 0.0 < self.val_fraction < 1.0:
             raise InputError(f"val_fraction must be in (0, 1), not {self.val_fraction}")
+        if not (math.isfinite(self.noise) and self.noise >= 0):
+            raise InputError(f"noise must be a number >= 0, not {self.noise!r}")
+        if not 0 <= self.average_from <= self.epochs:
+            raise InputError(f"average_from must be 0 (off) or an epoch from 1 to epochs "
+                             f"({self.epochs}), not {self.average_from}")

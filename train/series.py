@@ -24,6 +24,7 @@ from rnnedge.runtime.errors import DataError
 from rnnedge.runtime.series import pad_cases
 
 from . import checkpoint, distributed
+from .averaging import load_average
 from .common import Budget, TrainLog, pick_device, progress, seed_everything, to_device
 from .config import SeriesConfig, SeriesTrainConfig, gather, resumed
 from .precision import Precision
@@ -86,8 +87,11 @@ def train_epoch(model, opt, X, labels, tc, device, rng, bar, task, budget,
     for batch in length_batches(np.array([len(x) for x in X]), tc.batch_size, rng):
         mine, weight = distributed.rows(batch, world)
         target = to_device(labels[mine], device)
+        frames, lengths = pad(X, mine, device)
+        if tc.noise:  # augmentation on the normalised frames; padding is masked anyway
+            frames = frames + tc.noise * torch.randn_like(frames)
         with amp.autocast():
-            logits = model(*pad(X, mine, device))
+            logits = model(frames, lengths)
         loss_sum = nn.functional.cross_entropy(logits.float(), target, reduction="sum")
         amp.step(loss_sum * weight, opt, model.parameters(), tc.clip)
         if weight:  # a stand-in row (weight 0) is not data of this rank
@@ -100,12 +104,16 @@ def train_epoch(model, opt, X, labels, tc, device, rng, bar, task, budget,
 
 
 def fit(model, opt, train, val, tc, save, history, device, budget, log, world=distributed.ONE,
-        amp=None):
-    """Epochs after ``history`` up to ``tc.epochs``; ``save(record, is_best)`` commits each.
-    ``model`` is what steps (DDP-wrapped in a multi-process run), validation runs on its module.
+        amp=None, average=None):
+    """Epochs after ``history`` up to ``tc.epochs``; ``save(record, is_best, scored)`` commits
+    each, ``scored`` being the weights validated. ``model`` is what steps (DDP-wrapped in a
+    multi-process run), validation runs on its module. From epoch ``tc.average_from`` on (when
+    set) ``average`` (``averaging.WeightAverage``) takes each epoch's weights, and its mean is
+    validated and is the best.
 
     Returns why training stopped: "epochs", "early" (no better validation accuracy for
-    ``patience`` epochs; ties go to the lower validation loss) or "budget".
+    ``patience`` epochs; ties go to the lower validation loss; never while averaging) or
+    "budget".
     """
     net = getattr(model, "module", model)
     with progress(main=world.main) as bar:
@@ -116,16 +124,22 @@ def fit(model, opt, train, val, tc, save, history, device, budget, log, world=di
             train_loss, rate = train_epoch(model, opt, *train, tc, device, rng, bar, task, budget,
                                            world, amp)
             bar.remove_task(task)
-            val_acc, val_loss = evaluate(net, *val, device, world)
+            averaging = bool(tc.average_from) and epoch >= tc.average_from
+            if averaging:
+                average.update(net)
+            scored = average.model(net) if averaging else net
+            val_acc, val_loss = evaluate(scored, *val, device, world)
             record = {"epoch": epoch, "train_loss": train_loss, "val_acc": val_acc,
-                      "val_loss": val_loss, "cases_per_s": rate, "elapsed_s": budget.elapsed()}
-            is_best = not history or _rank(record) > max(map(_rank, history))
+                      "val_loss": val_loss, "cases_per_s": rate, "elapsed_s": budget.elapsed(),
+                      **({"averaged_epochs": average.count} if averaging else {})}
+            is_best = averaging or not history or _rank(record) > max(map(_rank, history))
             history.append(record)
-            save(record, is_best)
+            save(record, is_best, scored)
             log.say(f"epoch {epoch}: train loss {train_loss:.4f}, val accuracy {val_acc:.4f}, "
                     f"val loss {val_loss:.4f}, {rate:,.0f} cases/s")
-            best = max(history, key=_rank)["epoch"]
-            reason = "budget" if budget.spent() else "early" if epoch - best >= tc.patience else None
+            best = best_record(history)["epoch"]
+            early = not tc.average_from and epoch - best >= tc.patience
+            reason = "budget" if budget.spent() else "early" if early else None
             if reason:
                 log.write({"event": "stop", "reason": reason, "epoch": epoch},
                           f"stopped after epoch {epoch}: " + ("the time budget is spent" if
@@ -140,15 +154,18 @@ def _rank(record):
 
 
 def best_record(history):
-    return max(history, key=_rank)
+    """The record of best.pt: the last averaged epoch, else the best by validation."""
+    averaged = [r for r in history if "averaged_epochs" in r]
+    return averaged[-1] if averaged else max(history, key=_rank)
 
 
-def load_splits(data, test, data_dir):
-    """(training Series, test Series or None): Japanese Vowels when ``data`` is None."""
+def load_splits(data, test, data_dir, missing="error"):
+    """(training Series, test Series or None): Japanese Vowels when ``data`` is None;
+    ``missing`` is ``data.series``'s policy for missing values in the user's files."""
     if data is None:
         return load_vowels("train", data_dir), load_vowels("test", data_dir) if test is None \
-            else load_series(test)
-    return load_series(data), None if test is None else load_series(test)
+            else load_series(test, missing)
+    return load_series(data, missing), None if test is None else load_series(test, missing)
 
 
 def _setup(ckpt, train, train_idx, model_settings):
@@ -160,9 +177,9 @@ def _setup(ckpt, train, train_idx, model_settings):
     return config, fit_norm([train.X[i] for i in train_idx]), train.classes
 
 
-def _payload(config, tc, classes, norm, model, opt, epoch, record, history, run):
+def _payload(config, tc, classes, norm, model, opt, epoch, record, history, run, average):
     """The checkpoint of an epoch; ``run`` is (Precision, trained_on dict)."""
-    return {"task": TASK, "config": asdict(config), "train_config": asdict(tc),
+    return {"average": average.state(), "task": TASK, "config": asdict(config), "train_config": asdict(tc),
             "vocab": list(classes), "norm": norm, "model": model.state_dict(),
             "optimizer": opt.state_dict(), "epoch": epoch, "metrics": record,
             "history": history, "torch_rng": torch.get_rng_state(),
@@ -192,7 +209,8 @@ def _check_labels(train, ckpt):
 
 @distributed.holding
 def train_series(out, data=None, test=None, data_dir=None, max_minutes=None, device="auto",
-                 resume=None, threads=None, echo=print, preset=None, **settings):
+                 resume=None, threads=None, echo=print, preset=None, missing="error",
+                 **settings):
     """Train on ``data`` (default Japanese Vowels); write best.pt, last.pt, train_log.jsonl.
 
     ``settings`` are fields of ``SeriesConfig`` and ``SeriesTrainConfig`` (their defaults
@@ -216,7 +234,7 @@ def train_series(out, data=None, test=None, data_dir=None, max_minutes=None, dev
     world, device = distributed.join(device)
     amp = Precision(tc.precision, device)
     seed_everything(tc.seed)
-    train, test = load_splits(data, test, data_dir)
+    train, test = load_splits(data, test, data_dir, missing)
     _check_labels(train, ckpt)
     train_idx, val_idx = split_stratified(train.y, tc.val_fraction, tc.seed)
     config, norm, classes = _setup(ckpt, train, train_idx, model_settings)
@@ -228,16 +246,18 @@ def train_series(out, data=None, test=None, data_dir=None, max_minutes=None, dev
     history = checkpoint.restore(ckpt, model, opt) if ckpt else []
     amp.load_state_dict(ckpt and ckpt.get("scaler"))
     run = (amp, distributed.trained_on(device, tc.precision, world))
+    average = load_average(ckpt)
 
-    def save(record, is_best):
+    def save(record, is_best, scored):
         if world.main:
             payload = _payload(config, tc, classes, norm, model, opt, record["epoch"], record,
-                               history, run)
-            checkpoint.save_epoch(out, payload, is_best)
+                               history, run, average)
+            best = None if scored is model else {**payload, "model": scored.state_dict()}
+            checkpoint.save_epoch(out, payload, is_best, best)
 
     log = TrainLog(out, echo, world.main)
     stopped = fit(distributed.wrap(model, world), opt, fit_set, val_set, tc, save, history,
-                  device, budget, log, world, amp)
+                  device, budget, log, world, amp, average)
     metrics = {**best_record(history), "stopped": stopped,
                "train_s": budget.elapsed(), "params": sum(p.numel() for p in model.parameters())}
     if test is not None and world.main:
