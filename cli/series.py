@@ -13,7 +13,8 @@ import typer
 from rnnedge.train.config import SeriesConfig, SeriesTrainConfig, default
 
 from .app import AS_JSON, DATA_DIR, ENGINE, THREADS, app
-from .train import DEVICE, MAX_MINUTES, PRECISION_HELP, PRESET, RESUME, setting, train_app
+from .train import (DEVICE, MAX_MINUTES, PRECISION_HELP, PRESET, RESUME, classifier_summary,
+                    setting, train_app)
 from .train import THREADS as TORCH_THREADS
 
 
@@ -63,8 +64,7 @@ def train_series(out: Path = typer.Option(Path("runs/series"), help="checkpoint 
                average_from=average_from, hidden_size=hidden_size,
                num_layers=num_layers, dropout=dropout, cell=cell, nonlinearity=nonlinearity,
                head=head, bidirectional=bidirectional)
-    typer.echo("best epoch " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                         for k, v in best.items()) + f"; checkpoints in {out}")
+    typer.echo(classifier_summary(best, out))
 
 
 @app.command("classify-series")

@@ -110,5 +110,18 @@ def train_sentiment(out: Path = typer.Option(Path("runs/sentiment"), help="check
                dropout=dropout, cell=cell, nonlinearity=nonlinearity, head=head,
                bidirectional=bidirectional, max_len=max_len, keep=keep, min_count=min_count,
                max_vocab=max_vocab)
-    typer.echo("best epoch " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                         for k, v in best.items()) + f"; checkpoints in {out}")
+    typer.echo(classifier_summary(best, out))
+
+
+def classifier_summary(best, out):
+    """The closing line of ``train sentiment`` and ``train series``: what best.pt holds."""
+    n = best.get("averaged_epochs")
+    what = (f"the mean weights of epochs {best['epoch'] - n + 1}-{best['epoch']}" if n
+            else f"epoch {best['epoch']}")
+    parts = [f"validation accuracy {best['val_acc']:.4f}"]
+    if "test_acc" in best:
+        parts.append(f"test accuracy {best['test_acc']:.4f}")
+    stopped = {"early": "stopped early", "budget": "stopped by --max-minutes"}.get(best.get("stopped"))
+    seconds = best.get("train_s")
+    tail = ", ".join(x for x in (stopped, seconds and f"{seconds:.0f} s of training") if x)
+    return f"best.pt: {what}, {', '.join(parts)}{f' ({tail})' if tail else ''}; checkpoints in {out}"
