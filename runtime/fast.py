@@ -232,7 +232,7 @@ class FastCharEngine:
         if "tokens" not in feeds:
             raise InputError("feeds lack tokens")
         tokens = np.asarray(feeds["tokens"])
-        if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer):
+        if tokens.ndim != 2 or tokens.dtype.kind not in "iu":  # np.issubdtype: 1.5 µs a call
             raise InputError(f"tokens must be integer ids of shape (batch, time), not "
                              f"{tokens.dtype} {tokens.shape}")
         tokens = np.ascontiguousarray(tokens, dtype=np.int64)

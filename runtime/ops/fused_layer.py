@@ -1,27 +1,33 @@
 """One step of one recurrent layer on the fused weight layout, fp32 and int8, with plain twins.
 
-The building block of both fused engines: ``fused.py`` (a whole charlm graph) and
-``fused_node.py`` (any LSTM/GRU/RNN node). A layer's weights are ``M`` (H, G, K): row
-(j, g) is [W | R] of gate g of unit j (ONNX gate order i, o, f, c / z, r, h), K = input
-+ hidden, so that the G gates of unit j are adjacent and one pass over them yields its
-pre-activations, followed at once by its cell update. ``base`` (H, G) holds Wb + Rb
-without GRU's Rbh, which ``rbh`` (H,) holds. The cell equations are not here: ``update``
-calls the operators' own ``lstm_unit``, ``gru_reset``/``gru_unit`` and ``rnn_unit``, with
-no clip and no peepholes (what these kernels run; callers check the attributes).
+The building block of the fused engines: ``fused.py`` (a whole charlm graph),
+``fused_node.py`` (any LSTM/GRU/RNN node) and ``fused_chain.py``. A layer's weights are
+``M`` (H, G, K): row (j, g) is [W | R] of gate g of unit j (ONNX gate order i, o, f, c /
+z, r, h), K = input + hidden, so that the G gates of unit j are adjacent and one pass
+over them yields its pre-activations. ``base`` (H, G) holds Wb + Rb without GRU's Rbh,
+which ``rbh`` (H,) holds. A step sums every gate row first into a (4, H) buffer, then
+``units`` updates every cell in one loop that LLVM vectorises: the operators' own
+``lstm_unit``, ``gru_reset``/``gru_unit`` and ``rnn_unit`` with ``approx`` e^x
+(``common.exp_approx``, within 1 ulp), no clip and no peepholes (what these kernels run;
+callers check the attributes).
 
 int8: M holds int8 values with one float32 scale per row (``quantize_rows``); the input
 of each product is quantized per step with one symmetric scale (max|v| / 127, round half
-to even) into int16 holders of int8 values, and products accumulate exactly in int32.
+to even) and products accumulate exactly in int32. With the input in an int8 array
+``idot`` runs on AVX2's ``vpmaddubsw`` (``int8_simd.py``); int16 holders of the same
+values take the plain loop.
 
 Every kernel's plain twin is ``layer_numpy``. numba's cache does not notice when a helper
-imported from another file (common.py, lstm.py, gru.py, rnn.py) changes under a kernel:
-after editing one, delete ``runtime/ops/__pycache__``.
+imported from another file (common.py, lstm.py, gru.py, rnn.py, int8_simd.py) changes
+under a kernel: after editing one, delete ``runtime/ops/__pycache__``.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from .common import GATES, GRU, LSTM
+from .int8_simd import HAS_AVX2, dot8
 from .gru import gru_reset, gru_reset_numpy, gru_unit, gru_unit_numpy
 from .lstm import lstm_unit, lstm_unit_numpy
 from .rnn import rnn_unit, rnn_unit_numpy
@@ -60,12 +66,27 @@ def dot(A, row, x, lo, hi):
     return acc
 
 
-@njit(cache=True, fastmath=False)
 def idot(A, row, q, lo, hi):
-    """int8 A[row, lo:hi] . int16 q[lo:hi], summed exactly in int32 (|sum| <= 127^2 K).
+    """int8 A[row, lo:hi] . q[lo:hi] (int8 values, in int8 or int16 holders), summed exactly
+    in int32 (|sum| <= 127^2 K).
 
-    Indices as in ``dot``. The casts keep the sum int32 (numba would widen it to int64),
-    which LLVM turns into vpmaddwd on x86.
+    In numba code, with int8 q, C-contiguous A and q and an AVX2 CPU: ``int8_simd.dot8``;
+    otherwise ``idot_loop``, its plain twin. From Python: ``idot_loop``.
+    """
+    return idot_loop(A, row, q, lo, hi)
+
+
+@overload(idot, inline="always")  # inlined by numba: else a call per row
+def _idot(A, row, q, lo, hi):
+    if HAS_AVX2 and A.dtype == q.dtype == types.int8 and A.layout == q.layout == "C":
+        return lambda A, row, q, lo, hi: dot8(A, row, q, lo, hi)
+    return lambda A, row, q, lo, hi: idot_loop(A, row, q, lo, hi)
+
+
+@njit(cache=True, fastmath=False)
+def idot_loop(A, row, q, lo, hi):
+    """``idot`` as a plain loop. Indices as in ``dot``. The casts keep the sum int32 (numba
+    would widen it to int64), which LLVM turns into (128-bit) vpmaddwd on x86.
     """
     acc = np.int32(0)
     for k in range(lo, hi):
@@ -76,7 +97,7 @@ def idot(A, row, q, lo, hi):
 
 @njit(cache=True, fastmath=False)
 def quantize(x, q):
-    """x (K,) -> q (K,) int8 values in int16; returns the scale."""
+    """x (K,) -> q (K,) int8 values (in an int8 or int16 array); returns the scale."""
     top = np.float32(0.0)
     for k in range(x.shape[0]):
         top = max(top, abs(x[k]))
@@ -87,6 +108,23 @@ def quantize(x, q):
 
 
 @njit(cache=True, fastmath=False)
+def matvec8(As, scales, xs, qs, outs):
+    """outs[i] (R,) = As[i] xs[i] for each int8 As[i] (R, K) with row scales scales[i] (R,),
+    tuples of arrays (one call: numba's dispatch costs microseconds): xs[i] quantized into
+    qs[i] (K,) as the int8 kernels do, products by ``idot``. No cell math: the benchmarks'
+    int8 floor."""
+    for i in range(len(As)):
+        _matvec8(As[i], scales[i], xs[i], qs[i], outs[i])
+
+
+@njit(cache=True, fastmath=False)
+def _matvec8(A, scale, x, q, out):
+    sx = quantize(x, q)
+    for r in range(A.shape[0]):
+        out[r] = np.float32(idot(A, r, q, 0, A.shape[1])) * (scale[r] * sx)
+
+
+@njit(cache=True, fastmath=False)
 def copy(src, dst, at):
     """dst[at:at + len(src)] = src, as a loop: numba's slice assignment carries a copy
     through a temporary array for the case where the two overlap."""
@@ -94,42 +132,53 @@ def copy(src, dst, at):
         dst[at + k] = src[k]
 
 
-@njit(cache=True, fastmath=False, inline="always")  # inlined by numba: else a call per unit
-def update(cell, activation, s0, s1, s2, s3, h_prev, j, h, c):
-    """Unit j's new h[j] (and c[j]) from its gate sums, in ONNX gate order: LSTM i, o, f, c;
-    GRU z, r, then the h gate's input part (with Wbh) and recurrent part (with Rbh)
-    (linear_before_reset=1); RNN s0 alone."""
+# error_model "numpy": a float division that Python would check for a zero divisor (and
+# raise) is a plain division, which LLVM can vectorise; 1 + e^x is never zero anyway.
+@njit(cache=True, fastmath=False, error_model="numpy")
+def units(cell, activation, s, h_prev, h, c):
+    """Every unit's new h[j] (and c[j]) from its gate sums s (4, H), gate-major, in ONNX
+    gate order: LSTM i, o, f, c; GRU z, r, then the h gate's input part (with Wbh) and
+    recurrent part (with Rbh) (linear_before_reset=1); RNN s[0] alone.
+
+    One loop per cell over units whose sums are all known, with ``approx`` e^x: LLVM
+    vectorises it (8 units per instruction on AVX2), where a cell update right after each
+    unit's products calls libm's expf once per gate.
+    """
     if cell == LSTM:
-        c[j], h[j] = lstm_unit(s0, s1, s2, s3, c[j], None, None, None, None, 0)
+        for j in range(h.shape[0]):
+            c[j], h[j] = lstm_unit(s[0, j], s[1, j], s[2, j], s[3, j], c[j], None, None, None,
+                                   None, 0, True)
     elif cell == GRU:
-        h[j] = gru_unit(s0, gru_reset(s1, None), s2, s3, h_prev, None, 1)
+        for j in range(h.shape[0]):
+            h[j] = gru_unit(s[0, j], gru_reset(s[1, j], None, True), s[2, j], s[3, j], h_prev[j],
+                            None, 1, True)
     else:
-        h[j] = rnn_unit(s0, activation, None)
+        for j in range(h.shape[0]):
+            h[j] = rnn_unit(s[0, j], activation, None, True)
 
 
 @njit(cache=True, fastmath=False)
 def layer(cell, activation, M, xh, base, rbh, h, c):
     """One layer, one step: xh = [x; h_prev] (K,), M (H, G, K), base (H, G) -> h, c in place.
 
-    Unit j's cell is updated as soon as its gate rows are summed: no buffer of
-    pre-activations, and h_prev is read from xh, not from h. Plain twin: ``layer_numpy``.
+    Every gate sum first, into a (4, H) buffer, then ``units``; h_prev is read from xh,
+    not from h. Plain twin: ``layer_numpy``.
     """
     H, G, K = M.shape
     A = M.reshape(H * G, K)  # row j * G + g: gate g of unit j
     split = K - H  # where h_prev starts in xh
-    s1 = s2 = s3 = np.float32(0.0)
+    s = np.empty((4, H), np.float32)
     for j in range(H):
         row = j * G
-        s0 = base[j, 0] + dot(A, row, xh, 0, K)
-        if cell == LSTM:
-            s1 = base[j, 1] + dot(A, row + 1, xh, 0, K)
-            s2 = base[j, 2] + dot(A, row + 2, xh, 0, K)
-            s3 = base[j, 3] + dot(A, row + 3, xh, 0, K)
-        elif cell == GRU:
-            s1 = base[j, 1] + dot(A, row + 1, xh, 0, K)
-            s2 = base[j, 2] + dot(A, row + 2, xh, 0, split)
-            s3 = rbh[j] + dot(A, row + 2, xh, split, K)
-        update(cell, activation, s0, s1, s2, s3, xh[split + j], j, h, c)
+        if cell == GRU:
+            s[0, j] = base[j, 0] + dot(A, row, xh, 0, K)
+            s[1, j] = base[j, 1] + dot(A, row + 1, xh, 0, K)
+            s[2, j] = base[j, 2] + dot(A, row + 2, xh, 0, split)
+            s[3, j] = rbh[j] + dot(A, row + 2, xh, split, K)
+        else:
+            for g in range(G):
+                s[g, j] = base[j, g] + dot(A, row + g, xh, 0, K)
+    units(cell, activation, s, xh[split:], h, c)
 
 
 @njit(cache=True, fastmath=False)
@@ -140,19 +189,18 @@ def layer8(cell, activation, M, scale, xh, q, base, rbh, h, c):
     A = M.reshape(H * G, K)
     split = K - H
     sx = quantize(xh, q)
-    s1 = s2 = s3 = np.float32(0.0)
+    s = np.empty((4, H), np.float32)
     for j in range(H):
         row = j * G
-        s0 = base[j, 0] + np.float32(idot(A, row, q, 0, K)) * (scale[j, 0] * sx)
-        if cell == LSTM:
-            s1 = base[j, 1] + np.float32(idot(A, row + 1, q, 0, K)) * (scale[j, 1] * sx)
-            s2 = base[j, 2] + np.float32(idot(A, row + 2, q, 0, K)) * (scale[j, 2] * sx)
-            s3 = base[j, 3] + np.float32(idot(A, row + 3, q, 0, K)) * (scale[j, 3] * sx)
-        elif cell == GRU:
-            s1 = base[j, 1] + np.float32(idot(A, row + 1, q, 0, K)) * (scale[j, 1] * sx)
-            s2 = base[j, 2] + np.float32(idot(A, row + 2, q, 0, split)) * (scale[j, 2] * sx)
-            s3 = rbh[j] + np.float32(idot(A, row + 2, q, split, K)) * (scale[j, 2] * sx)
-        update(cell, activation, s0, s1, s2, s3, xh[split + j], j, h, c)
+        if cell == GRU:
+            s[0, j] = base[j, 0] + np.float32(idot(A, row, q, 0, K)) * (scale[j, 0] * sx)
+            s[1, j] = base[j, 1] + np.float32(idot(A, row + 1, q, 0, K)) * (scale[j, 1] * sx)
+            s[2, j] = base[j, 2] + np.float32(idot(A, row + 2, q, 0, split)) * (scale[j, 2] * sx)
+            s[3, j] = rbh[j] + np.float32(idot(A, row + 2, q, split, K)) * (scale[j, 2] * sx)
+        else:
+            for g in range(G):
+                s[g, j] = base[j, g] + np.float32(idot(A, row + g, q, 0, K)) * (scale[j, g] * sx)
+    units(cell, activation, s, xh[split:], h, c)
 
 
 @njit(cache=True, fastmath=False)
@@ -166,12 +214,12 @@ def gru_layer_reset_first(M, xh, base, rbh, h, xr, s):
     for j in range(H):
         row = j * G
         s[0, j] = base[j, 0] + dot(A, row, xh, 0, K)
-        r = gru_reset(base[j, 1] + dot(A, row + 1, xh, 0, K), None)
+        r = gru_reset(base[j, 1] + dot(A, row + 1, xh, 0, K), None, True)
         s[1, j] = base[j, 2] + dot(A, row + 2, xh, 0, split)
         xr[split + j] = r * xh[split + j]
     for j in range(H):
         h_r = rbh[j] + dot(A, j * G + 2, xr, split, K)
-        h[j] = gru_unit(s[0, j], NO_R, s[1, j], h_r, xh[split + j], None, 0)
+        h[j] = gru_unit(s[0, j], NO_R, s[1, j], h_r, xh[split + j], None, 0, True)
 
 
 @njit(cache=True, fastmath=False)
@@ -185,13 +233,13 @@ def gru_layer8_reset_first(M, scale, xh, q, base, rbh, h, xr, qr, s):
         row = j * G
         s[0, j] = base[j, 0] + np.float32(idot(A, row, q, 0, K)) * (scale[j, 0] * sx)
         r = gru_reset(base[j, 1] + np.float32(idot(A, row + 1, q, 0, K)) * (scale[j, 1] * sx),
-                      None)
+                      None, True)
         s[1, j] = base[j, 2] + np.float32(idot(A, row + 2, q, 0, split)) * (scale[j, 2] * sx)
         xr[split + j] = r * xh[split + j]
     sr = quantize(xr[split:], qr[split:])
     for j in range(H):
         h_r = rbh[j] + np.float32(idot(A, j * G + 2, qr, split, K)) * (scale[j, 2] * sr)
-        h[j] = gru_unit(s[0, j], NO_R, s[1, j], h_r, xh[split + j], None, 0)
+        h[j] = gru_unit(s[0, j], NO_R, s[1, j], h_r, xh[split + j], None, 0, True)
 
 
 # -- numpy twin -------------------------------------------------------------------------

@@ -91,32 +91,32 @@ def _cell(g, RT, Rb_h, H, recurrent, reset, reset_h, clip, linear_before_reset):
 
 
 @njit(cache=True, fastmath=False, inline="always")  # inlined by numba: else a call per unit
-def gru_reset(r, clip):
+def gru_reset(r, clip, approx=False):
     """The reset gate rt from its pre-activation Xt*(Wr^T) + Ht-1*(Rr^T) + Wbr + Rbr.
 
     Apart from ``gru_unit`` because without ``linear_before_reset`` the h gate needs every
     unit's rt before any ht. Plain twin: ``gru_reset_numpy``.
     """
     # rt = f(Xt*(Wr^T) + Ht-1*(Rr^T) + Wbr + Rbr)
-    return common.activate(common.SIGMOID, common.gate(r, clip))
+    return common.activate(common.SIGMOID, common.gate(r, clip), approx)
 
 
 @njit(cache=True, fastmath=False, inline="always")
-def gru_unit(z, r, h_x, h_r, H_prev, clip, linear_before_reset):
+def gru_unit(z, r, h_x, h_r, H_prev, clip, linear_before_reset, approx=False):
     """One unit, one step -> Ht, float32 scalars. z: Xt*(Wz^T) + Ht-1*(Rz^T) + Wbz + Rbz;
     r: rt from ``gru_reset``; h_x: Xt*(Wh^T) + Wbh; h_r: Ht-1*(Rh^T) + Rbh with
     ``linear_before_reset``, else (rt (.) Ht-1)*(Rh^T) + Rbh.
 
     The reference kernel above and every fused kernel (fused_layer.py) call this one
-    function; the fused ones pass clip None (see ``common.gate``). Plain twin:
-    ``gru_unit_numpy``.
+    function; the fused ones pass clip None (see ``common.gate``) and ``approx`` True
+    (``common.exp_approx``). Plain twin: ``gru_unit_numpy``.
     """
     # zt = f(Xt*(Wz^T) + Ht-1*(Rz^T) + Wbz + Rbz)
-    z = common.activate(common.SIGMOID, common.gate(z, clip))
+    z = common.activate(common.SIGMOID, common.gate(z, clip), approx)
     # ht = g(Xt*(Wh^T) + rt (.) (Ht-1*(Rh^T) + Rbh) + Wbh)  # linear_before_reset != 0
     # ht = g(Xt*(Wh^T) + (rt (.) Ht-1)*(Rh^T) + Rbh + Wbh)  # linear_before_reset = 0
     h = h_x + (r * h_r if linear_before_reset else h_r)
-    h = common.activate(common.TANH, common.gate(h, clip))
+    h = common.activate(common.TANH, common.gate(h, clip), approx)
     # Ht = (1 - zt) (.) ht + zt (.) Ht-1
     return (np.float32(1.0) - z) * h + z * H_prev
 

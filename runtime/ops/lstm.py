@@ -89,29 +89,30 @@ def _cell(g, P, C, H, clip, input_forget):
 
 
 @njit(cache=True, fastmath=False, inline="always")  # inlined by numba: else a call per unit
-def lstm_unit(i, o, f, c, C_prev, P_i, P_o, P_f, clip, input_forget):
+def lstm_unit(i, o, f, c, C_prev, P_i, P_o, P_f, clip, input_forget, approx=False):
     """One unit, one step: the gates' pre-activations without peepholes (Xt*(W^T) +
     Ht-1*(R^T) + Wb + Rb of gate i, o, f, c) and Ct-1 -> (Ct, Ht), float32 scalars.
 
     The reference kernel above and every fused kernel (fused_layer.py) call this one
     function; the fused ones pass None for the peepholes and the clip (see
-    ``common.gate``) and input_forget 0. Plain twin: ``lstm_unit_numpy``.
+    ``common.gate``), input_forget 0 and ``approx`` True (``common.exp_approx``, within
+    1 ulp of e^x, for libm's expf). Plain twin: ``lstm_unit_numpy``.
     """
     # it = f(Xt*(Wi^T) + Ht-1*(Ri^T) + Pi (.) Ct-1 + Wbi + Rbi)
-    i = common.activate(common.SIGMOID, common.gate(i, clip, P_i, C_prev))
+    i = common.activate(common.SIGMOID, common.gate(i, clip, P_i, C_prev), approx)
     # ft = f(Xt*(Wf^T) + Ht-1*(Rf^T) + Pf (.) Ct-1 + Wbf + Rbf), or 1 - it with input_forget
     if input_forget:
         f = np.float32(1.0) - i
     else:
-        f = common.activate(common.SIGMOID, common.gate(f, clip, P_f, C_prev))
+        f = common.activate(common.SIGMOID, common.gate(f, clip, P_f, C_prev), approx)
     # ct = g(Xt*(Wc^T) + Ht-1*(Rc^T) + Wbc + Rbc)
-    c = common.activate(common.TANH, common.gate(c, clip))
+    c = common.activate(common.TANH, common.gate(c, clip), approx)
     # Ct = ft (.) Ct-1 + it (.) ct
     C_t = f * C_prev + i * c
     # ot = f(Xt*(Wo^T) + Ht-1*(Ro^T) + Po (.) Ct + Wbo + Rbo)
-    o = common.activate(common.SIGMOID, common.gate(o, clip, P_o, C_t))
+    o = common.activate(common.SIGMOID, common.gate(o, clip, P_o, C_t), approx)
     # Ht = ot (.) h(Ct)
-    return C_t, o * common.activate(common.TANH, C_t)
+    return C_t, o * common.activate(common.TANH, C_t, approx)
 
 
 def lstm_unit_numpy(i, o, f, c, C_prev, P_i, P_o, P_f, clip, input_forget):

@@ -62,15 +62,15 @@ def _rnn_kernel(X, WT, RT, bias, sequence_lens, initial_h, clip, activations, di
 
 
 @njit(cache=True, fastmath=False, inline="always")  # inlined by numba: else a call per unit
-def rnn_unit(pre, activation, clip):
+def rnn_unit(pre, activation, clip, approx=False):
     """One unit, one step: Ht from its pre-activation Xt*(Wi^T) + Ht-1*(Ri^T) + Wbi + Rbi.
 
     The reference kernel above and every fused kernel (fused_layer.py) call this one
-    function; the fused ones pass clip None (see ``common.gate``). Plain twin:
-    ``rnn_unit_numpy``.
+    function; the fused ones pass clip None (see ``common.gate``) and ``approx`` True
+    (``common.exp_approx``). Plain twin: ``rnn_unit_numpy``.
     """
     # Ht = f(Xt*(Wi^T) + Ht-1*(Ri^T) + Wbi + Rbi)
-    return common.activate(activation, common.gate(pre, clip))
+    return common.activate(activation, common.gate(pre, clip), approx)
 
 
 def rnn_unit_numpy(pre, activation, clip):
