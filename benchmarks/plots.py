@@ -38,7 +38,7 @@ def hidden_plot(results, path):
     for name in dict.fromkeys(n for r in sweep for n in r["engines"]):
         xs = [r["hidden_size"] for r in sweep if name in r["engines"]]
         ys = [r["engines"][name]["p50_us"] for r in sweep if name in r["engines"]]
-        ax.plot(xs, ys, marker="o", label=name, linestyle="--" if name == "floor" else "-")
+        ax.plot(xs, ys, marker="o", label=name, linestyle="--" if "floor" in name else "-")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("hidden size (2-layer LSTM)")

@@ -8,10 +8,11 @@ gates, cells, hidden sizes, start-up and memory. Not here: measuring (``suite.py
 
 def stream_table(report, title):
     lines = [f"**{title}**", "", "| engine | p50 µs | p90 µs | p99 µs | vs ort | vs floor | "
-             "PyTorch / this |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "vs int8 floor | PyTorch / this |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in report["engines"].items():
         lines.append(f"| {name} | {r['p50_us']:.0f} | {r['p90_us']:.0f} | {r['p99_us']:.0f} | "
                      f"{r['p50_vs_ort']:.2f}x | {r.get('p50_vs_floor', float('nan')):.2f}x | "
+                     f"{r.get('p50_vs_int8_floor', float('nan')):.2f}x | "
                      f"{r.get('torch_p50_over_this', float('nan')):.1f}x |")
     return lines
 
@@ -34,7 +35,8 @@ def streaming_section(results):
     s = results["streaming"]
     out = ["## Hamlet char model, streaming one character at batch 1, one thread", "",
            f"`{s['model']}`; floor: numpy matvecs over the {s['floor_bytes'] / 1e6:.2f} MB "
-           "of weights a step reads.", ""]
+           "of weights a step reads; int8 floor: the same products on those weights in int8 "
+           "(per-row scales, the runtime's AVX2 int8 matvec).", ""]
     out += stream_table(s, "per-step latency")
     return out + [""] + throughput_table(results["streaming_throughput"], "chars_per_s",
                                          "characters per second (streams x steps / s)")

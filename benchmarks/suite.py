@@ -11,7 +11,7 @@ Sections, in order:
    runs their accuracy gates on real data (Hamlet validation text; IMDb test reviews, a
    stride of ``--gate-reviews`` of them); a variant that fails its gate is not benchmarked.
 2. streaming: the Hamlet model at batch 1 on one thread, every engine, parity first, with
-   the numpy matrix-vector floor; then characters/s at batch 1, 8, 64 on one and two threads.
+   the fast engines' kernels called directly and the numpy and int8 matrix-vector floors; then characters/s at batch 1, 8, 64 on one and two threads.
 3. classifier: IMDb reviews/s at batch 1, 8, 64 on one and two threads, per-review latency.
 4. cells: the same measurements for the LSTM, GRU and Elman RNN of each workload. Trained
    checkpoints are used where ``--cells-dir`` has them; otherwise weights fresh from
@@ -77,13 +77,17 @@ def environment():
 
 
 # -- measurements -------------------------------------------------------------------------
-def streaming(model, checkpoint, variants, steps, rounds, engines=STREAM_ENGINES, samples=False):
-    """(latency report, makers) of every engine and variant on the char ``model``, PyTorch too."""
-    from rnnedge.deploy.bench_charlm import latency_report, runtime_makers
+def streaming(model, checkpoint, variants, steps, rounds, engines=STREAM_ENGINES, samples=False,
+              kernels=False):
+    """(latency report, makers) of every engine and variant on the char ``model``, PyTorch too;
+    ``kernels``: the fast engines' kernels called directly too (``kernel_makers``)."""
+    from rnnedge.deploy.bench_charlm import kernel_makers, latency_report, runtime_makers
     from rnnedge.export.torch_engines import charlm_maker
 
     skipped, precisions = {}, {}
     makers = {**runtime_makers(model, engines, tuple(variants.values()), skipped, precisions),
+              **(kernel_makers(model, [e for e in engines if e.startswith("fast")], precisions)
+                 if kernels else {}),
               "torch": charlm_maker(checkpoint)}
     report = latency_report(model, makers, skipped, steps=steps, warmup=min(100, steps // 5),
                             rounds=rounds, samples=samples, precisions=precisions)
@@ -121,7 +125,7 @@ def streaming_section(args, results, variants):
 
     log("streaming, Hamlet model")
     results["streaming"], makers = streaming(args.charlm, args.charlm_checkpoint, variants,
-                                             args.steps, args.rounds, samples=True)
+                                             args.steps, args.rounds, samples=True, kernels=True)
     log("streaming throughput")
     results["streaming_throughput"] = throughput_charlm(makers, len(load(args.charlm).vocab))
 

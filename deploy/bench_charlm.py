@@ -17,7 +17,8 @@ from rnnedge.runtime.parity import failure_report
 from rnnedge.runtime.tolerances import compare
 
 from .makers import per_threads, tolerance, usable, variant_engine
-from .timing import FLOOR, floor_maker, floor_matrices, interleaved, percentiles, vs_ort
+from .timing import (FLOOR, INT8_FLOOR, floor_maker, floor_matrices, int8_floor_maker,
+                     interleaved, percentiles, vs_ort)
 
 ENGINES = ("ort", "numba", "fast", "fast-int8")
 
@@ -56,6 +57,38 @@ def runtime_makers(model_path, engines=ENGINES, variants=(), skipped=None, preci
     return makers
 
 
+def kernel_makers(model_path, engines=("fast", "fast-int8"), precisions=None):
+    """Makers that call each fast engine's numba kernel with no Python layer above it (no
+    feed checks, no state copies), as ``ENGINE-kernel``: the part of a step the floors
+    compare with. Their precisions go to ``precisions``. Batch rows as the engine runs them."""
+    from rnnedge.runtime.model import load
+
+    makers = {}
+    for name in engines:
+        makers[f"{name}-kernel"] = _kernel_maker(load(model_path, engine=name).engine)
+        if precisions is not None:
+            precisions[f"{name}-kernel"] = "int8" if name.endswith("int8") else "fp32"
+    return makers
+
+
+def _kernel_maker(engine):
+    from rnnedge.runtime.fast import NO_STATE
+
+    def make(batch=1, threads=1):
+        L, H = engine.work.h.shape
+        h = np.zeros((L, batch, H), np.float32)
+        c = np.zeros_like(h) if engine.lstm else NO_STATE
+        tokens = np.zeros((batch, 1), np.int64)
+        logits = np.empty((batch, 1, engine.packed.fc.shape[0]), np.float32)
+
+        def step(ids):
+            tokens[:, 0] = ids
+            engine.kernel(tokens, h, c, logits, *engine.arguments)  # h, c updated in place
+            return logits[:, -1].copy()  # the next step writes the same buffer
+        return step
+    return make
+
+
 def check_parity(makers, ids, reference="ort", threads=1, precisions=None):
     """Every engine's streamed logits against the reference's over ``ids``; raises on failure.
 
@@ -74,13 +107,19 @@ def check_parity(makers, ids, reference="ort", threads=1, precisions=None):
 
 
 def bench_charlm(model_path, extra=None, steps=500, warmup=50, threads=1, seed=0, variants=(),
-                 rounds=5, floor=True, samples=False, engines=ENGINES):
+                 rounds=5, floor=True, samples=False, engines=ENGINES, kernels=False):
     """Streaming latency at batch 1 on ``threads`` thread(s) of every engine (+ ``extra`` makers).
 
-    ``floor`` adds the numpy matrix-vector floor; ``samples`` keeps every timing (µs).
+    ``kernels`` adds the fast engines' kernels called directly (``kernel_makers``).
+
+    ``floor`` adds the numpy matrix-vector floor and the int8 one (``timing.py``);
+    ``samples`` keeps every timing (µs).
     """
     skipped, precisions = {}, {}
     makers = {**runtime_makers(model_path, engines, variants, skipped, precisions), **(extra or {})}
+    if kernels:
+        makers.update(kernel_makers(model_path, [e for e in engines if e.startswith("fast")],
+                                    precisions))
     return latency_report(model_path, makers, skipped, steps, warmup, threads, seed, rounds,
                           floor, samples, precisions)
 
@@ -99,6 +138,7 @@ def latency_report(model_path, makers, skipped, steps=500, warmup=50, threads=1,
         try:
             mats = floor_matrices(model_path)
             makers[FLOOR] = floor_maker(mats)
+            makers[INT8_FLOOR] = int8_floor_maker(mats)
         except UnsupportedError as exc:
             skipped[FLOOR] = str(exc)
     timed = interleaved(makers, ids, warmup, rounds, threads)
@@ -112,13 +152,15 @@ def latency_report(model_path, makers, skipped, steps=500, warmup=50, threads=1,
 
 
 def _ratios(timed, samples):
-    """Percentiles of each engine's seconds, with its p50 over onnxruntime's, the floor's and
-    PyTorch's over its own; ``samples`` keeps every timing (µs)."""
+    """Percentiles of each engine's seconds, with its p50 over onnxruntime's and the floors',
+    and PyTorch's over its own; ``samples`` keeps every timing (µs)."""
     results = {name: percentiles(t) for name, t in timed.items()}
     for name, r in results.items():
         r["p50_vs_ort"] = r["p50_us"] / results["ort"]["p50_us"]
         if FLOOR in results:
             r["p50_vs_floor"] = r["p50_us"] / results[FLOOR]["p50_us"]
+        if INT8_FLOOR in results:
+            r["p50_vs_int8_floor"] = r["p50_us"] / results[INT8_FLOOR]["p50_us"]
         if "torch" in results:
             r["torch_p50_over_this"] = results["torch"]["p50_us"] / r["p50_us"]
         if samples:
@@ -150,13 +192,13 @@ def markdown(report):
     lines = [f"model {report['model']} ({report['file_bytes'] / 1e6:.2f} MB), batch 1, "
              f"{report['threads']} thread(s), {report['steps']} steps after {report['warmup']} "
              f"warm-up, {report.get('rounds', 1)} interleaved rounds",
-             "", "| engine | p50 µs | p90 µs | p99 µs | p50 / ort | p50 / floor | torch p50 / p50 |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "", "| engine | p50 µs | p90 µs | p99 µs | p50 / ort | p50 / floor | p50 / int8 floor "
+             "| torch p50 / p50 |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    ratio = lambda r, key: f"{r[key]:.2f}x" if key in r else "-"  # noqa: E731
     for name, r in report["engines"].items():
-        vs_floor = f"{r['p50_vs_floor']:.2f}x" if "p50_vs_floor" in r else "-"
-        vs_torch = f"{r['torch_p50_over_this']:.2f}x" if "torch_p50_over_this" in r else "-"
         lines.append(f"| {name} | {r['p50_us']:.1f} | {r['p90_us']:.1f} | {r['p99_us']:.1f} "
-                     f"| {r['p50_vs_ort']:.2f}x | {vs_floor} | {vs_torch} |")
+                     f"| {r['p50_vs_ort']:.2f}x | {ratio(r, 'p50_vs_floor')} "
+                     f"| {ratio(r, 'p50_vs_int8_floor')} | {ratio(r, 'torch_p50_over_this')} |")
     for name, why in report.get("skipped", {}).items():
         lines.append(f"\nskipped {name}: {why}")
     return "\n".join(lines)

@@ -1,9 +1,11 @@
-"""Timing for the benchmarks: percentiles, per-call timers, interleaved rounds, the hardware floor.
+"""Timing for the benchmarks: percentiles, per-call timers, interleaved rounds, the hardware floors.
 
 Single timings on a shared machine mean little, so engines are timed in interleaved rounds
 (load elsewhere hits them all alike) and compared by ratios of medians; the floor is plain
-numpy matrix-vector products over the weights one streamed step must read. Not here: which
-engines run, their parity checks and the reports (``bench_charlm.py``, ``bench_sentiment.py``).
+numpy matrix-vector products over the weights one streamed step must read, the int8 floor
+the same products on those weights quantized per row, by the runtime's AVX2 int8 matvec.
+Not here: which engines run, their parity checks and the reports (``bench_charlm.py``,
+``bench_sentiment.py``).
 """
 
 import time
@@ -13,6 +15,7 @@ import numpy as np
 from rnnedge.runtime.errors import UnsupportedError
 
 FLOOR = "floor"
+INT8_FLOOR = "int8-floor"
 
 
 def percentiles(samples):
@@ -99,6 +102,25 @@ def floor_maker(mats):
         def step(ids):
             for a, x, o in zip(mats, xs, outs):
                 np.dot(a, x, out=o)
+            return outs[-1]
+        return step
+    return make
+
+
+def int8_floor_maker(mats):
+    """int8 matrix-vector products over ``mats`` quantized per row (what the int8 engines
+    read), each input quantized first: ``fused_layer.matvec8``, no cell math."""
+    from rnnedge.runtime.ops.fused_layer import matvec8, quantize_rows
+
+    rng = np.random.default_rng(1)
+    As, scales = zip(*(quantize_rows(a) for a in mats))
+    xs = tuple(rng.standard_normal(a.shape[1]).astype(np.float32) for a in mats)
+    qs = tuple(np.empty(a.shape[1], np.int8) for a in mats)
+    outs = tuple(np.empty(a.shape[0], np.float32) for a in mats)
+
+    def make(batch=1, threads=1):
+        def step(ids):
+            matvec8(As, scales, xs, qs, outs)
             return outs[-1]
         return step
     return make

@@ -31,10 +31,12 @@ def test_suite_writes_json_table_and_plots(charlm, sentiment, data_dir, tmp_path
     assert written == {"int8", "fp16", "numba-int8"}  # Hamlet gates hold for the one-epoch model
     assert all(v["gate"]["chars"] > 10000 for v in results["variants"]["charlm"].values())
     assert set(stream["engines"]) == {"ort", "numba", "fast", "fast-int8", "ort-int8", "ort-fp16",
-                                      "torch", "floor"}
+                                      "torch", "floor", "int8-floor", "fast-kernel",
+                                      "fast-int8-kernel"}
     assert {p["name"]: p["tolerance"] for p in stream["parity"]} == {
         "numba vs ort logits": "fp32", "fast vs ort logits": "fp32", "fast-int8 vs ort logits": "int8",
-        "ort-int8 vs ort logits": "int8", "ort-fp16 vs ort logits": "fp16", "torch vs ort logits": "fp32"}
+        "ort-int8 vs ort logits": "int8", "ort-fp16 vs ort logits": "fp16", "torch vs ort logits": "fp32",
+        "fast-kernel vs ort logits": "fp32", "fast-int8-kernel vs ort logits": "int8"}
     assert all(p["ok"] for p in stream["parity"])
     for name, r in stream["engines"].items():
         assert r["n"] == 60 and len(r["samples_us"]) == r["n"]
@@ -44,7 +46,7 @@ def test_suite_writes_json_table_and_plots(charlm, sentiment, data_dir, tmp_path
     assert stream["floor_bytes"] == 4 * (4 * 32 * 32 + 4 * 32 * 64 + 32 * _vocab(charlm[1]))
 
     configs = {(r["engine"], r["threads"], r["batch"]) for r in results["streaming_throughput"]}
-    assert configs == {(e, t, b) for e in stream["engines"] if e != "floor" for t in (1, 2)
+    assert configs == {(e, t, b) for e in stream["engines"] if "floor" not in e for t in (1, 2)
                        for b in (1, 8, 64)}
 
     sent = results["classifier"]
@@ -58,7 +60,7 @@ def test_suite_writes_json_table_and_plots(charlm, sentiment, data_dir, tmp_path
     assert set(results["cells"]) == {"lstm", "gru", "rnn"}
     for cell, r in results["cells"].items():
         assert r["weights"] == "random" and {"ort", "fast", "fast-int8", "ort-int8", "torch",
-                                            "floor"} == set(r["streaming"]["engines"])
+                                            "floor", "int8-floor"} == set(r["streaming"]["engines"])
     assert [r["hidden_size"] for r in results["hidden_sweep"]] == [16, 32]
 
     cases = {r["case"]: r for r in results["startup"]}

@@ -43,9 +43,11 @@ def test_bench_reports_percentiles_and_ratios_after_parity(charlm):
                            "--steps", "60", "--warmup", "10", "--json"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert set(report["engines"]) == {"ort", "numba", "fast", "fast-int8", "torch", "floor"}
+    assert set(report["engines"]) == {"ort", "numba", "fast", "fast-int8", "torch", "floor",
+                                      "int8-floor"}
     assert report["engines"]["ort"]["p50_vs_ort"] == 1.0
     assert report["engines"]["floor"]["p50_vs_floor"] == 1.0 and report["skipped"] == {}
+    assert report["engines"]["int8-floor"]["p50_vs_int8_floor"] == 1.0
     for r in report["engines"].values():
         assert r["n"] == 60 and 0 < r["p50_us"] <= r["p90_us"] <= r["p99_us"]
         assert r["torch_p50_over_this"] == report["engines"]["torch"]["p50_us"] / r["p50_us"]
