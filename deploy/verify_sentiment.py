@@ -1,8 +1,8 @@
 """``rnnedge verify`` for the sentiment classifier: real test reviews in padded batches.
 
-PyTorch (with a checkpoint), onnxruntime and numba score the same reviews, batched
-in their file order so that long and short reviews share batches and padding is
-plentiful; every pair is compared on logits and probabilities, and the labels must
+PyTorch (with a checkpoint), onnxruntime, numba and the fast fp32 engine score the same
+reviews, batched in their file order so that long and short reviews share batches and
+padding is plentiful; every pair is compared on logits and probabilities, and the labels must
 agree on every review.
 """
 
@@ -38,7 +38,7 @@ def verify_sentiment(model_path, reference=None, data_dir=None, n=1000, batch_si
     from rnnedge.runtime.model import load
     from rnnedge.runtime.parity import compare_outputs, sentiment_inputs
 
-    models = {name: load(model_path, engine=name) for name in ("ort", "numba")}
+    models = {name: load(model_path, engine=name) for name in ("ort", "numba", "fast")}
     runs = {name: m.engine.run for name, m in models.items()}
     if reference is not None:
         runs = {"torch": reference, **runs}

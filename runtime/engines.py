@@ -1,8 +1,10 @@
 """The engines: one ``run(feeds) -> {name: array}`` over the graph's inputs and outputs.
 
 ``ort`` is onnxruntime on the CPU with an explicit thread count, ``numba`` the reference
-interpreter (``interpreter.py``), ``fast``/``fast-int8`` the fused streaming kernels
-(``fast.py``, charlm graphs). Not here: reading files or metadata.
+interpreter (``interpreter.py``), ``fast``/``fast-int8`` the fused kernels (``fast.py``
+charlm graphs, ``fast_seq.py`` sentiment and series classifiers, ``fast_chain.py``
+streaming chains, else the interpreter with fused recurrent nodes). Not here: reading
+files or metadata.
 """
 
 import numbers
@@ -67,11 +69,17 @@ def make_engine(name, model, threads=1, task=None):
     if name in ("fast", "fast-int8") and task != "charlm":
         from .errors import UnsupportedError
         from .fast_chain import FastChainEngine
+        from .fast_seq import FastSeqEngine
 
-        try:  # a chain of recurrent layers with a linear head: one numba call per model call
-            return FastChainEngine(model, quantize="int8" if name == "fast-int8" else None)
-        except UnsupportedError:  # any other graph: the interpreter with fused recurrent nodes
-            return NumbaEngine(model, threads, kernel=name)
+        quantize = "int8" if name == "fast-int8" else None
+        # rnnedge's classifiers (sentiment, series), then a chain of recurrent layers with a
+        # linear head: one numba call per model call
+        for fused in (FastSeqEngine, FastChainEngine):
+            try:
+                return fused(model, quantize=quantize)
+            except UnsupportedError:
+                pass
+        return NumbaEngine(model, threads, kernel=name)  # the interpreter, fused nodes
     if name in ("fast", "fast-int8"):
         from .fast import FastCharEngine
 

@@ -100,12 +100,16 @@ class GraphModel:
                 raise InputError(f"{name} has size {got} on axis {axis}; the model takes {dim}")
         if array.size == 0:
             raise InputError(f"{name} is empty (shape {array.shape})")
-        with np.errstate(over="ignore"):  # 1e300 as float32 is inf: refused below, not run
-            cast = np.ascontiguousarray(array, dtype=want)
-        if want.kind in FLOAT_KINDS and not np.all(np.isfinite(cast)):
+        same = array.dtype == want  # the common case, per streamed frame: no cast to check
+        if same:
+            cast = np.ascontiguousarray(array)
+        else:
+            with np.errstate(over="ignore"):  # 1e300 as float32 is inf: refused below, not run
+                cast = np.ascontiguousarray(array, dtype=want)
+        if want.kind in FLOAT_KINDS and not np.isfinite(cast).all():
             raise InputError(f"{name} holds NaN or infinite values, or values beyond {want.name}'s "
                              f"range (about {float(np.finfo(want).max):.1e})")
-        if want.kind in INT_KINDS and not np.array_equal(cast, array):
+        if want.kind in INT_KINDS and not same and not np.array_equal(cast, array):
             raise InputError(f"{name} holds values beyond {want.name}'s range")
         return cast
 

@@ -1,0 +1,324 @@
+"""The fast engine of whole-sequence classifiers: rnnedge's sentiment and series exports, fused.
+
+``FastSeqEngine(onnx_model, quantize=None | "int8")`` runs what ``export/models.py``
+(sentiment: token ids (B, T), ``lengths`` -> ``logit``, ``prob`` (B,)) and
+``export/series.py`` (raw frames (B, T, C), ``lengths`` -> ``logits``, ``probs`` (B, K),
+with the forward models' states ``h`` [, ``c``] (L, B, H) [, ``pooled`` (B, H), ``seen``
+(B, 1)] in and out) write: per-channel normalisation or an embedding, LSTM/GRU/RNN layers
+stopped at each case's true length (``sequence_lens``), maybe bidirectional, a last, mean
+or max head, a linear layer, sigmoid or softmax. ``run(feeds) -> {output name: array}`` is
+one numba call (ops/fused_seq.py), fp32 or int8, then the sigmoid or softmax.
+
+``read_seq`` does not trace every operator (the torch exporter sorts the batch by length
+and back around the recurrent nodes): the file's metadata says which exporter wrote it
+and with what config, and the graph must agree with it where the answer depends on it:
+the recurrent nodes (count, operator, direction, hidden size, attributes, weights, each
+reading the one below and ``sequence_lens``), the embedding or the normalisation
+constants, the head's reduction, the linear layer and the output activation. What does
+not agree raises ``UnsupportedError`` naming it (``make_engine`` then falls back). Not
+thread-safe; not fast_chain.py's streaming chains.
+"""
+
+import json
+from typing import NamedTuple
+
+import numpy as np
+from onnx import helper, numpy_helper
+
+from .errors import InputError, UnsupportedError
+from .ops import common, fused_seq
+from .ops.fused_node import CELLS, DEFAULT_ACTIVATIONS
+
+OPS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
+REDUCTIONS = {"last": set(), "mean": {"ReduceSum"}, "max": {"ReduceMax"}}
+MOVES = {"Squeeze", "Unsqueeze", "Transpose", "Reshape", "Gather", "Cast", "Identity", "Sub",
+         "Div", "Slice", "Concat"}  # ops a layer's input is followed back through
+
+
+class Seq(NamedTuple):
+    """What ``read_seq`` found."""
+
+    sequence: str     # "tokens" (B, T) int64 or "frames" (B, T, F) float32
+    clamp: bool       # lengths above T mean T (series streaming), else they are refused
+    embedding: object  # (V, E), or None for frames
+    mean: object      # (F,) frames' normalisation, or None
+    std: object
+    op: str
+    activation: int
+    lbr: int
+    directions: int
+    layers: list      # [(W (D, G*H, I), R (D, G*H, H), B (D, 2*G*H))]
+    head: str
+    states: dict      # "h", "c", "pooled", "seen" -> graph input
+    outputs: dict     # graph output -> "logit", "prob", "h", "c", "pooled" or "seen"
+    squeeze: bool     # logit (B,) rather than logits (B, C)
+    sigmoid: bool     # prob = sigmoid(logit), else softmax over the classes
+    fc: np.ndarray    # (C, D*H)
+    fc_bias: np.ndarray
+
+
+def _fail(message):
+    raise UnsupportedError(f"fast sequence engine: {message}")
+
+
+def _config(model):
+    """(config, sequence input name, {state input: state output}) from the metadata, or fail."""
+    props = {p.key: p.value for p in model.metadata_props}
+    try:
+        user = json.loads(props.get("rnnedge.user") or "{}")
+        if props.get("rnnedge.task") == "sentiment":
+            found = json.loads(props["rnnedge.config"]), "tokens", {}
+        elif isinstance(user, dict) and user.get("task") == "series":
+            found = user["config"], "frames", json.loads(props.get("rnnedge.states") or "{}")
+        else:
+            _fail("the file is not an rnnedge sentiment or series classifier (rnnedge.task / "
+                  "rnnedge.user metadata)")
+        config = found[0]
+        if config["cell"] not in OPS or config["head"] not in REDUCTIONS:
+            _fail(f"its config has cell {config['cell']!r} and head {config['head']!r}")
+        int(config["hidden_size"]), int(config["num_layers"]), bool(config["bidirectional"])
+        return found
+    except (ValueError, KeyError, TypeError) as e:
+        _fail(f"its rnnedge metadata does not read ({type(e).__name__}: {e})")
+
+
+class _Graph:
+    """Constants, producers and ancestry of an ONNX graph's values."""
+
+    def __init__(self, model):
+        g = model.graph
+        self.const = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        self.made = {}
+        for node in g.node:
+            for out in node.output:
+                self.made[out] = node
+            if node.op_type == "Constant" and node.attribute[0].name == "value":
+                self.const[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        self.nodes, self.inputs = list(g.node), [i.name for i in g.input]
+
+    def constant(self, name, what):
+        if name not in self.const:
+            _fail(f"{what} ({name!r}) is not a constant")
+        return self.const[name]
+
+    def sources(self, name):
+        """Graph inputs and recurrent outputs ``name`` is computed from through MOVES, along
+        their data inputs (a Gather's indices are the exporter's sorting of the batch by
+        length, undone after the recurrent nodes); "zeros" for a ConstantOfShape of 0."""
+        found, todo = set(), [name]
+        while todo:
+            v = todo.pop()
+            node = self.made.get(v)
+            if v in self.const:
+                continue
+            if node is None or node.op_type in CELLS:
+                found.add(v)
+            elif node.op_type == "ConstantOfShape":
+                value = _attrs(node).get("value")
+                zero = value is None or not numpy_helper.to_array(value).any()
+                found.add("zeros" if zero else ("?", node.op_type, node.name))
+            elif node.op_type in MOVES:
+                data = 1 if node.op_type == "Gather" and node.input[0] in self.const else 0
+                wide = node.op_type in ("Concat", "Sub", "Div")
+                todo.extend(n for n in (node.input if wide else node.input[data:data + 1]) if n)
+            else:
+                found.add(("?", node.op_type, node.name))
+        return found
+
+    def producer(self, name, op, what):
+        node = self.made.get(name)
+        if node is None or node.op_type != op:
+            _fail(f"{what} is {'a graph input' if node is None else node.op_type}, not {op}")
+        return node
+
+
+def _attrs(node):
+    """A node's attributes, strings decoded."""
+    out = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        out[a.name] = v.decode() if isinstance(v, bytes) else (
+            [x.decode() for x in v] if isinstance(v, list) and v and isinstance(v[0], bytes) else v)
+    return out
+
+
+def _recurrent(g, config, sequence):
+    """(the recurrent nodes, their (activation name, lbr, (W, R, B))), each node checked:
+    operator, attributes, sequence_lens, and its input the layer below (or the sequence)."""
+    op, H, L = OPS[config["cell"]], config["hidden_size"], config["num_layers"]
+    direction = "bidirectional" if config["bidirectional"] else "forward"
+    nodes = [n for n in g.nodes if n.op_type in CELLS]
+    if len(nodes) != L or any(n.op_type != op for n in nodes):
+        _fail(f"the graph has {[n.op_type for n in nodes]}, its config {L} x {op}")
+    layers, below = [], {sequence}
+    for i, node in enumerate(nodes):
+        a, ins = _attrs(node), list(node.input) + [""] * (8 - len(node.input))
+        where = f"{op} node {node.name!r} (layer {i})"
+        if (a.get("hidden_size") != H or a.get("direction", "forward") != direction
+                or a.get("layout", 0) or "clip" in a or a.get("input_forget", 0)):
+            _fail(f"{where} has {a}; expected hidden_size {H}, {direction}, layout 0, no clip")
+        acts = {v.lower() for v in a.get("activations", [])}
+        default = DEFAULT_ACTIVATIONS.get(op)
+        if acts and not (acts == set(default) if default else
+                         len(acts) == 1 and acts <= set(common.ACTIVATIONS)):
+            _fail(f"{where} has activations {a['activations']}")
+        if not ins[4] or ins[7]:
+            _fail(f"{where} lacks sequence_lens or has peepholes P")
+        if g.sources(ins[0]) != below:
+            _fail(f"{where} reads {sorted(map(str, g.sources(ins[0])))}, not {sorted(below)}")
+        act = a.get("activations", ["tanh"])[0].lower() if op == "RNN" else "tanh"
+        layers.append((act, a.get("linear_before_reset", 0),
+                       tuple(g.constant(n, f"{where} {k}") for k, n in zip("WRB", ins[1:4]))))
+        below = {node.output[0]}
+    if len({layer[:2] for layer in layers}) > 1:
+        _fail("the layers mix RNN activations or GRU linear_before_reset")
+    return nodes, layers
+
+
+def _head(g, output, squeeze):
+    """fc (C, D*H), fc_bias (C,) of the linear layer that makes ``output``."""
+    if squeeze:  # sentiment: Squeeze(Add(MatMul(x, W^T), b))
+        add = g.producer(g.producer(output, "Squeeze", output).input[0], "Add", output)
+        mm = g.producer(add.input[0], "MatMul", output)
+        return g.constant(mm.input[1], "the head's weight").T, g.constant(add.input[1], "bias")
+    gemm = g.producer(output, "Gemm", output)
+    a = _attrs(gemm)
+    if a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 or a.get("transA", 0):
+        _fail(f"the head's Gemm has {a}")
+    W = g.constant(gemm.input[1], "the head's weight")
+    return (W if a.get("transB", 0) else W.T), g.constant(gemm.input[2], "the head's bias")
+
+
+def read_seq(model):
+    """The ``Seq`` of an rnnedge classifier, or ``UnsupportedError`` naming what did not match."""
+    config, sequence, state_map = _config(model)
+    g = _Graph(model)
+    if sequence not in g.inputs or "lengths" not in g.inputs:
+        _fail(f"the graph's inputs {g.inputs} lack {sequence} or lengths")
+    nodes, layers = _recurrent(g, config, sequence)
+    embedding = mean = std = None
+    if sequence == "tokens":
+        users = [n for n in g.nodes if n.op_type == "Gather" and n.input[1:] == ["tokens"]]
+        if len(users) != 1 or users[0].input[0] not in g.const:
+            _fail("tokens do not index one constant embedding table")
+        embedding = g.const[users[0].input[0]]
+    else:
+        sub = [n for n in g.nodes if n.op_type == "Sub" and n.input[0] == "frames"]
+        div = [n for n in g.nodes if sub and n.op_type == "Div" and n.input[0] == sub[0].output[0]]
+        if len(sub) != 1 or len(div) != 1:
+            _fail("frames are not normalised by one Sub and one Div")
+        mean, std = g.constant(sub[0].input[1], "the mean"), g.constant(div[0].input[1], "std")
+    head, ops = config["head"], {n.op_type for n in g.nodes}
+    if (ops & {"ReduceSum", "ReduceMax"}) != REDUCTIONS[head]:
+        _fail(f"the head is {head!r} but the graph reduces with "
+              f"{sorted(ops & {'ReduceSum', 'ReduceMax'})}")
+    names = [o.name for o in model.graph.output]
+    squeeze = sequence == "tokens"
+    fc, fc_bias = _head(g, names[0], squeeze)
+    act = "Sigmoid" if squeeze else "Softmax"
+    if g.producer(names[1], act, names[1]).input[0] != names[0]:
+        _fail(f"{names[1]} is not {act}({names[0]})")
+    if act == "Softmax" and _attrs(g.made[names[1]]).get("axis", -1) not in (-1, 1):
+        _fail("the softmax is not over the classes")
+    outputs = {names[0]: "logit", names[1]: "prob"}
+    for state, out in state_map.items():
+        if state not in g.inputs or out not in names:
+            _fail(f"state {state} -> {out} is not a graph input and output")
+        outputs[out] = state
+    if len(outputs) != len(names):
+        _fail(f"outputs {[n for n in names if n not in outputs]} are not read")
+    for k, state in ((5, "h"), (6, "c")):
+        for node in nodes:
+            src = g.sources(node.input[k]) if len(node.input) > k and node.input[k] else set()
+            if src != ({state} if state in state_map else src & {"zeros"}):
+                _fail(f"{node.name!r} starts from {sorted(map(str, src))}, not the state {state}")
+    acts = [layer[0] for layer in layers]
+    clamp = any(n.op_type == "Clip" and n.input[0] == "lengths" for n in g.nodes)
+    return Seq(sequence, clamp, embedding,
+               mean, std, nodes[0].op_type, common.ACTIVATIONS.get(acts[0], 0), layers[0][1],
+               2 if config["bidirectional"] else 1, [layer[2] for layer in layers], head,
+               {s: s for s in state_map}, outputs, squeeze, squeeze, fc, fc_bias)
+
+
+class FastSeqEngine:
+    """Fused kernels over a whole-sequence classifier, ``run`` as ``OrtEngine.run``
+    (``twin=True``: the plain numpy twin, ``fused_seq.run_numpy``)."""
+
+    def __init__(self, model, quantize=None, twin=False):
+        if quantize not in (None, "int8"):
+            raise InputError(f"quantize must be None or 'int8', not {quantize!r}")
+        self.seq = s = read_seq(model)
+        none = np.zeros(0, np.float32)
+        packed = fused_seq.pack(CELLS[s.op], s.activation, s.lbr, s.layers, s.embedding,
+                                none if s.mean is None else s.mean,
+                                none if s.std is None else s.std, s.fc, s.fc_bias)
+        self.name = "fast-int8" if quantize else "fast"
+        self.arguments = (fused_seq.HEADS[s.head], quantize == "int8",
+                          *(fused_seq.quantize(packed) if quantize else packed))
+        self.kernel = fused_seq.run_numpy if twin else fused_seq.run
+        self.packed, self.work = packed, fused_seq.work(packed, 1)
+        self.D, self.H = packed[6].shape[:2]
+        self.L, self.F = len(s.layers), len(packed[3])
+        self.outputs = [o.name for o in model.graph.output]
+        self.no_tokens = np.zeros((0, 0), np.int64)
+
+    def run(self, feeds):
+        """The graph's outputs from ``feeds``: logit(s), prob(s) and the states; new arrays."""
+        s = self.seq
+        for name in (s.sequence, "lengths"):
+            if name not in feeds:
+                raise InputError(f"feeds lack {name}")
+        X, tokens = self._sequence(np.asarray(feeds[s.sequence]))
+        B, T = X.shape[:2]
+        lengths = np.asarray(feeds["lengths"])
+        if lengths.shape != (B,) or lengths.dtype.kind not in "iu":
+            raise InputError(f"lengths is {lengths.dtype} {lengths.shape}; expected ({B},) "
+                             "integers")
+        shapes = {"h": (self.L * self.D, B, self.H), "c": (self.L * self.D, B, self.H),
+                  "pooled": (B, self.D * self.H), "seen": (B, 1)}
+        st = {k: _state(feeds, s.states.get(k), shape) for k, shape in shapes.items()}
+        logits = np.empty((B, len(s.fc_bias)), np.float32)
+        probs = np.empty_like(logits)
+        if self.work[0].shape[0] < T:
+            self.work = fused_seq.work(self.packed, T)
+        bad = self.kernel(X, tokens, lengths.astype(np.int64, copy=False), s.clamp, st["h"],
+                          st["c"], st["pooled"], st["seen"], logits, probs, *self.arguments,
+                          *self.work)
+        if bad >= 0:
+            raise self._error(bad, lengths, tokens, T)
+        values = {"logit": logits[:, 0] if s.squeeze else logits,
+                  "prob": probs[:, 0] if s.squeeze else probs, **st}
+        return {name: values[s.outputs[name]] for name in self.outputs}
+
+    def _error(self, bad, lengths, tokens, T):
+        """The InputError of the kernel's code ``bad`` (``fused_seq.run``)."""
+        if bad < len(lengths):
+            return InputError(f"lengths[{bad}] is {lengths[bad]}; lengths must lie in [1, {T}] "
+                              + ("(above T means T here)" if self.seq.clamp else
+                                 "(the padded time)"))
+        where = tuple(int(i) for i in np.unravel_index(bad - len(lengths), tokens.shape))
+        return InputError(f"token id {tokens[where]} at {where} is outside the embedding "
+                          f"[0, {len(self.seq.embedding)})")
+
+    def _sequence(self, seq):
+        """(X (B, T, F) float32, tokens (B, T) int64), the one not given empty."""
+        ids = self.seq.embedding is not None
+        fits = seq.ndim == 2 if ids else seq.ndim == 3 and seq.shape[2] == self.F
+        if not fits or seq.shape[1] < 1 or ids != (seq.dtype.kind in "iu"):
+            raise InputError(f"{self.seq.sequence} is {seq.dtype} {seq.shape}; expected "
+                             + ("token ids (batch, time >= 1)" if ids else
+                                f"frames (batch, time >= 1, {self.F})"))
+        if ids:
+            return np.empty((*seq.shape, 0), np.float32), np.ascontiguousarray(seq, np.int64)
+        return common.f32(seq), self.no_tokens
+
+
+def _state(feeds, name, shape):
+    """A float32 copy of state input ``name`` (the kernel updates it in place), or zeros."""
+    if name is None or name not in feeds:
+        return np.zeros(shape, np.float32)
+    state = np.array(feeds[name], np.float32, order="C")
+    if state.shape != shape:
+        raise InputError(f"state {name} is {state.shape}, expected {shape}")
+    return state
+
