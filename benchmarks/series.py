@@ -8,13 +8,13 @@ seconds (the training loop's own clock, from ``train_log.jsonl``), parameters an
 For each file it makes the numba-int8 variant (``rnnedge optimize --numba-int8``: written only
 when the fast-int8 engine agrees with onnxruntime on the golden bundle) and scores it on the
 ``fast-int8`` engine, against the fp32 score of the same file (target: within 0.5 points).
-For the first seed it times one streamed frame at batch 1 on one thread on every engine
-(``deploy.bench_generic``: parity first, interleaved rounds, ratios to onnxruntime).
-Writes ``results/series.json`` and ``results/series.md``.
+For the first seed it times one streamed frame, and one whole utterance, at batch 1 on one
+thread on every engine and the floor (numpy matrix-vector products over the weights each
+frame reads; ``deploy.bench_generic``: parity first, interleaved rounds, ratios to
+onnxruntime). Writes ``results/series.json`` and ``results/series.md``.
 
-It does not time against the floor of reading the weights once (``bench_generic`` has no
-floor for generic graphs). Checkpoints and exports already in ``--runs`` are reused, as in
-``cells.py``; delete ``--runs`` to start over.
+Checkpoints and exports already in ``--runs`` are reused, as in ``cells.py``; delete
+``--runs`` to start over.
 """
 
 import argparse
@@ -29,6 +29,7 @@ from cells import parameters, train_and_export, training_record  # benchmarks/ i
 from suite import CELLS, HERE, environment, log, write_atomic
 
 ENGINES = ("ort", "numba", "fast", "fast-int8")
+TIMED = ENGINES + ("floor",)
 DROP_TARGET = 0.5  # points of accuracy the int8 variant may lose (issue 12, "Targets")
 
 
@@ -59,13 +60,19 @@ def int8_row(model_path, data_dir):
 
 
 def latency(model_path, steps):
-    """p50 µs per streamed frame and the ratio to onnxruntime of every engine."""
+    """p50 µs per streamed frame ("streaming") and per whole utterance ("whole"), and the
+    ratio to onnxruntime, of every engine and the floor."""
     from rnnedge.deploy.bench_generic import bench_generic
 
-    report = bench_generic(model_path, steps=steps, warmup=50, rounds=5, threads=1, engines=ENGINES)
-    return {"workload": report["workload"], "skipped": report["skipped"],
+    out = {}
+    for whole in (False, True):
+        report = bench_generic(model_path, steps=steps, warmup=50, rounds=5, threads=1,
+                               engines=ENGINES, whole=whole)
+        out[report["workload"]] = {
+            "skipped": report["skipped"],
             "engines": {n: {"p50_us": r["p50_us"], "p90_us": r["p90_us"], "vs_ort": r["vs_ort"]}
                         for n, r in report["engines"].items()}}
+    return out
 
 
 def run_row(args, cell, seed):
@@ -121,14 +128,16 @@ def markdown(results):
         out.append(f"| {cell} | {c['acc_mean']:.3f} | {c['acc_min']:.3f}-{c['acc_max']:.3f} | "
                    f"{c['epochs_mean']:.0f} | {c['train_s_mean']:.1f} | {c['params']:,} | "
                    f"{c['file_bytes'] / 1e6:.2f} |")
-    out += ["", f"Per streamed frame, batch 1, one thread, p50 µs (seed {n[0]}; ratio to onnxruntime "
-            "in the same run, parity checked first):", "",
-            "| cell | " + " | ".join(ENGINES) + " |", "|---|" + "---:|" * len(ENGINES)]
-    for cell, c in s.items():
-        eng = c["latency"]["engines"]
-        out.append(f"| {cell} | " + " | ".join(
-            f"{eng[e]['p50_us']:.0f}" + ("" if e == "ort" else f" ({eng[e]['vs_ort']:.2f}x)")
-            if e in eng else "skipped" for e in ENGINES) + " |")
+    for workload, what in (("streaming", "Per streamed frame"), ("whole", "Per whole utterance")):
+        out += ["", f"{what}, batch 1, one thread, p50 µs (seed {n[0]}; ratio to onnxruntime "
+                "in the same run, parity checked first; the floor: numpy matrix-vector products "
+                "over the weights each frame reads):", "",
+                "| cell | " + " | ".join(TIMED) + " |", "|---|" + "---:|" * len(TIMED)]
+        for cell, c in s.items():
+            eng = c["latency"][workload]["engines"]
+            out.append(f"| {cell} | " + " | ".join(
+                f"{eng[e]['p50_us']:.0f}" + ("" if e == "ort" else f" ({eng[e]['vs_ort']:.2f}x)")
+                if e in eng else "skipped" for e in TIMED) + " |")
     out += ["", "int8 weights (`rnnedge optimize --numba-int8`, gated on the golden bundle: every "
             "output, states included, within 5% of its range); test accuracy on the fast-int8 engine, "
             f"all seeds, gated or not; target: within {DROP_TARGET} points of fp32:", "",

@@ -1,10 +1,13 @@
 """``rnnedge bench`` for any recurrent ONNX file: every engine that can run it, parity first.
 
 With state pairs the workload is the low-power one: batch 1, one frame per call, the states
-carried by ``stream()``; without them, whole sequences at batch 1. Inputs are the golden
-bundle's first case (its row 0), else random ones from the signature. Each engine is
-checked against onnxruntime at its precision's tolerance before it is timed, in
-interleaved rounds; engines that cannot run the file are named with the reason.
+carried by ``stream()``; without them (or with ``whole``), whole sequences at batch 1.
+Inputs are the golden bundle's first case (its row 0), else random ones from the signature.
+Each engine is checked against onnxruntime at its precision's tolerance before it is timed,
+in interleaved rounds; engines that cannot run the file are named with the reason. For an
+rnnedge classifier (what ``runtime/fast_seq.py`` reads) the floor joins them: numpy
+matrix-vector products over the weights of each frame ([W | R] of every layer and
+direction; R alone for token ids, whose input projection is a row gather) and the head.
 """
 
 import numpy as np
@@ -13,14 +16,15 @@ from rnnedge.runtime.errors import ParityError
 from rnnedge.runtime.tolerances import compare
 
 from .makers import tolerance
-from .timing import interleaved, percentiles
+from .timing import FLOOR, floor_maker, interleaved, percentiles
 from .verify_generic import is_time_axis, load_engines, random_feeds
 
 ENGINES = ("ort", "numba", "fast", "fast-int8")
 
 
-def workload(model, frames=200, seed=0):
-    """(list of feeds, one per call, "streaming" | "whole"): row 0 of a golden or random case."""
+def workload(model, frames=200, seed=0, whole=False):
+    """(list of feeds, one per call, "streaming" | "whole"): row 0 of a golden or random case,
+    whole, or frame by frame when the model streams and not ``whole``."""
     from rnnedge.runtime.golden import from_props
 
     cases = from_props(model.meta.props) if model.meta else []
@@ -30,7 +34,7 @@ def workload(model, frames=200, seed=0):
                   for i in model.signature["inputs"]}
     row0 = {n: (np.take(v, [0], axis=batch_axis[n]) if batch_axis[n] is not None else v)
             for n, v in feed.items()}
-    if not model.states:
+    if not model.states or whole:
         return [row0], "whole"
     time_axis = {i["name"]: next((a for a, d in enumerate(i["shape"]) if is_time_axis(d)), None)
                  for i in model.signature["inputs"]}
@@ -41,13 +45,14 @@ def workload(model, frames=200, seed=0):
     return calls, "streaming"
 
 
-def bench_generic(model_path, steps=500, warmup=50, rounds=5, threads=1, engines=ENGINES):
+def bench_generic(model_path, steps=500, warmup=50, rounds=5, threads=1, engines=ENGINES,
+                  whole=False):
     """Latency per call of each engine, with parity against onnxruntime checked first."""
     from rnnedge.runtime.model import load
 
     skipped = {}
     models = load_engines(model_path, engines, skipped)
-    calls, kind = workload(models["ort"], frames=max(steps + warmup, 1))
+    calls, kind = workload(models["ort"], frames=max(steps + warmup, 1), whole=whole)
     check_parity(models, calls[: min(len(calls), 64)], kind)
 
     def make(name, model):
@@ -59,7 +64,9 @@ def bench_generic(model_path, steps=500, warmup=50, rounds=5, threads=1, engines
         return build
 
     ids = np.arange(steps + warmup)
-    timed = interleaved({name: make(name, m) for name, m in models.items()}, ids, warmup, rounds,
+    makers = {name: make(name, m) for name, m in models.items()}
+    floor = seq_floor(model_path, calls[0], skipped)
+    timed = interleaved({**makers, **({FLOOR: floor} if floor else {})}, ids, warmup, rounds,
                         threads)
     rows = {name: percentiles(s) for name, s in timed.items()}
     base = rows["ort"]["p50_us"]
@@ -67,6 +74,43 @@ def bench_generic(model_path, steps=500, warmup=50, rounds=5, threads=1, engines
         r["vs_ort"] = r["p50_us"] / base
     return {"model": str(model_path), "workload": kind, "calls": steps, "threads": threads,
             "engines": rows, "skipped": skipped, "states": models["ort"].states}
+
+
+def seq_floor_matrices(model_path):
+    """(what each frame reads: [W | R] of every layer and direction, R alone for layer 0 of
+    token ids; the head's weight), float32 contiguous; ``UnsupportedError`` for a graph
+    that is not an rnnedge classifier (``fast_seq.read_seq``)."""
+    from rnnedge.runtime.fast_seq import read_seq
+    from rnnedge.runtime.files import read_onnx
+
+    seq = read_seq(read_onnx(model_path))
+    cat = lambda W, R: np.ascontiguousarray(R if W is None else np.concatenate([W, R], axis=1),
+                                            np.float32)  # (G*H, K)
+    mats = [cat(None if i == 0 and seq.embedding is not None else W[d], R[d])
+            for i, (W, R, _) in enumerate(seq.layers) for d in range(seq.directions)]
+    return mats, cat(None, seq.fc), seq.sequence
+
+
+def seq_floor(model_path, call, skipped):
+    """The floor's maker over what one call reads (its frames, then the head), or None
+    (-> ``skipped``) for a graph that is not an rnnedge classifier."""
+    from rnnedge.runtime.errors import UnsupportedError
+
+    try:
+        mats, fc, sequence = seq_floor_matrices(model_path)
+    except UnsupportedError as exc:
+        skipped[FLOOR] = str(exc)
+        return None
+    frames = int(np.asarray(call[sequence]).shape[1])
+    recurrent, head = floor_maker(mats)(), floor_maker([fc])()
+
+    def make(batch=1, threads=1):
+        def step(ids):
+            for _ in range(frames):
+                recurrent(ids)
+            return head(ids)
+        return step
+    return make
 
 
 def check_parity(models, calls, kind):

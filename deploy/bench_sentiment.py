@@ -2,8 +2,10 @@
 
 An engine is a maker ``make(threads) -> run(tokens, lengths) -> probs``. Every engine's
 probabilities are checked against onnxruntime's, each at its precision's tolerance, before
-anything is timed. Not here: the timers (``timing.py``), the character model
-(``bench_charlm.py``).
+anything is timed. The floor (no parity: it computes no answer) is numpy matrix-vector
+products over the weights each valid token reads (layer 0's R, [W | R] above, per
+direction; ``bench_generic.seq_floor_matrices``) and the head once per review. Not here:
+the timers (``timing.py``), the character model (``bench_charlm.py``).
 """
 
 from pathlib import Path
@@ -15,11 +17,13 @@ from rnnedge.runtime.parity import failure_report
 from rnnedge.runtime.tolerances import compare
 
 from .makers import per_threads, tolerance, usable, variant_engine
-from .timing import percentiles, time_batches, vs_ort
+from .bench_generic import seq_floor_matrices
+from .timing import FLOOR, percentiles, time_batches, vs_ort
+from .timing import floor_maker as timing_floor
 
 
-def sentiment_makers(model_path, engines=("ort", "numba"), variants=(), skipped=None,
-                     precisions=None):
+def sentiment_makers(model_path, engines=("ort", "numba", "fast", "fast-int8"), variants=(),
+                     skipped=None, precisions=None):
     """``make(threads) -> run(tokens, lengths) -> probs`` per runtime engine and variant.
 
     As ``bench_charlm.runtime_makers``: left-out engines go to ``skipped``, each variant's
@@ -56,13 +60,27 @@ def check_parity(makers, rows, precisions=None):
     return diffs
 
 
+def floor_maker(model_path):
+    """``make(threads) -> run(tokens, lengths)``: the floor's products, row by row."""
+    mats, fc, _ = seq_floor_matrices(model_path)
+    recurrent, head = timing_floor(mats)(), timing_floor([fc])()
+
+    def run(ids, lengths):
+        for n in lengths:
+            for _ in range(int(n)):
+                recurrent(None)
+            head(None)
+    return lambda threads: run
+
+
 def bench_sentiment(model_path, texts, extra=None, batch_sizes=(1, 8, 64), threads=(1, 2), repeats=3,
-                    variants=(), engines=("ort", "numba")):
+                    variants=(), engines=("ort", "numba", "fast", "fast-int8")):
     """Reviews per second per engine, batch size and thread count, parity checked first.
 
     ``extra`` maps an engine name to ``make(threads) -> run(tokens, lengths) -> probs``.
-    Each figure is the best of ``repeats`` passes over ``texts`` in their given order; at
-    batch 1 and one thread the per-review latencies of the best pass are kept as well.
+    Each figure is the best of ``repeats`` passes over ``texts`` in their given order, the
+    engines' passes in turn; at batch 1 and one thread the per-review latencies of the best
+    pass are kept as well.
     """
     from rnnedge.runtime.model import load
     from rnnedge.runtime.tokenizer import pad_batch
@@ -72,15 +90,20 @@ def bench_sentiment(model_path, texts, extra=None, batch_sizes=(1, 8, 64), threa
               **(extra or {})}
     rows = load(model_path).tokenizer.encode_rows(texts)
     parity = check_parity(makers, rows[:16], precisions)
+    makers[FLOOR] = floor_maker(model_path)
     results, latency = [], {}
     for n_threads in threads:
         for batch in batch_sizes:
             batches = [pad_batch(rows[i:i + batch]) for i in range(0, len(rows), batch)]
-            for name, make in makers.items():
-                run = make(n_threads)
+            runs = {name: make(n_threads) for name, make in makers.items()}
+            for run in runs.values():
                 run(*batches[0])  # warm-up
-                best = min((time_batches(run, batches) for _ in range(repeats)),
-                           key=lambda t: t.sum())
+            passes = {name: [] for name in runs}
+            for _ in range(repeats):  # in turn, so that load elsewhere hits every engine alike
+                for name, run in runs.items():
+                    passes[name].append(time_batches(run, batches))
+            for name, timed in passes.items():
+                best = min(timed, key=lambda t: t.sum())
                 results.append({"engine": name, "threads": n_threads, "batch": batch,
                                 "reviews_per_s": len(rows) / best.sum()})
                 if batch == 1 and n_threads == 1:

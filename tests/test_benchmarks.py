@@ -53,8 +53,8 @@ def test_suite_writes_json_table_and_plots(charlm, sentiment, data_dir, tmp_path
     s_written = {n for n, v in results["variants"]["sentiment"].items() if v["written"]}
     for name, v in results["variants"]["sentiment"].items():
         assert v["written"] or "gate" in v["error"]  # a failed gate is reported, not benchmarked
-    assert {r["engine"] for r in sent["results"]} == {"ort", "numba", "torch"} | {
-        f"ort-{n}" for n in s_written}
+    assert {r["engine"] for r in sent["results"]} == {"ort", "numba", "fast", "fast-int8", "torch",
+                                                      "floor"} | {f"ort-{n}" for n in s_written}
     assert set(sent["latency_batch1"]) == {r["engine"] for r in sent["results"]}
 
     assert set(results["cells"]) == {"lstm", "gru", "rnn"}
