@@ -86,10 +86,10 @@ def work(packed):
     """Work buffers of both kernels: wh, wc, x0, x1, r0, r1, q0, q1, qr0, qr1, s."""
     L, H = packed[7].shape
     K0 = packed[4].shape[2]
-    f, i16 = np.float32, np.int16
+    f, i8 = np.float32, np.int8  # int8 q*: ``idot`` takes AVX2's int8 products on them
     return (np.zeros((L, H), f), np.zeros((L, H), f), np.zeros(K0, f), np.zeros(2 * H, f),
-            np.zeros(K0, f), np.zeros(2 * H, f), np.zeros(K0, i16), np.zeros(2 * H, i16),
-            np.zeros(K0, i16), np.zeros(2 * H, i16), np.zeros((2, H), f))
+            np.zeros(K0, f), np.zeros(2 * H, f), np.zeros(K0, i8), np.zeros(2 * H, i8),
+            np.zeros(K0, i8), np.zeros(2 * H, i8), np.zeros((2, H), f))
 
 
 # -- numba ------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def run(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, Mup, bias, 
         fc_bias, wh, wc, x0, x1, r0, r1, q0, q1, qr0, qr1, s):
     """X (B, T, F), tokens (B, T) -> y; h and, for LSTM, c (L, B, H) updated in place.
 
-    Work: wh, wc (L, H); x0, r0 (F + H,), x1, r1 (2H,) float32; q*, qr* their int16
+    Work: wh, wc (L, H); x0, r0 (F + H,), x1, r1 (2H,) float32; q*, qr* their int8
     twins (int8 only); s (2, H). Returns -1, or the flat index of the first token outside
     the table (then nothing is computed). Plain twin: ``run_numpy``.
     """

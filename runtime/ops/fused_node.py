@@ -76,8 +76,9 @@ class FusedNode:
         else:
             self.packed = (*head, common.f32(M), common.f32(_by_unit(bias, G)), common.f32(rbh))
         K = M.shape[-1]
-        self.work = (np.empty(K, np.float32), np.empty(K, np.float32), np.empty(K, np.int16),
-                     np.empty(K, np.int16), np.empty((2, H), np.float32))
+        # int8 q, qr: fused_layer.py's ``idot`` takes AVX2's int8 products on them
+        self.work = (np.empty(K, np.float32), np.empty(K, np.float32), np.empty(K, np.int8),
+                     np.empty(K, np.int8), np.empty((2, H), np.float32))
         self.weights = given
 
     def __call__(self, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None,
