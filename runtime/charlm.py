@@ -28,6 +28,8 @@ class CharModel:
         self.vocab = list(meta.vocab)
         self.index = {ch: i for i, ch in enumerate(self.vocab)}
         self.state_names = ["h0", "c0"] if self.config["cell"] == "lstm" else ["h0"]
+        # the fast engines refuse ids outside the vocabulary in their kernels: not checked twice
+        self.engine_checks_tokens = getattr(self.engine, "checks_tokens", False)
         self.check_graph()
 
     def check_graph(self):
@@ -74,11 +76,11 @@ class CharModel:
 
     def run(self, tokens, state=None):
         """tokens (B, T) int64 -> logits (B, T, V) float32 and the next state."""
-        tokens = np.asarray(tokens)
-        if tokens.ndim != 2 or tokens.shape[1] == 0 or not np.issubdtype(tokens.dtype, np.integer):
+        tokens = tokens if type(tokens) is np.ndarray else np.asarray(tokens)
+        if tokens.ndim != 2 or tokens.shape[1] == 0 or tokens.dtype.kind not in "iu":
             raise InputError(f"tokens must be integer ids of shape (batch, time >= 1), "
                              f"not {tokens.dtype} {tokens.shape}")
-        if tokens.min() < 0 or tokens.max() >= len(self.vocab):
+        if not self.engine_checks_tokens and (tokens.min() < 0 or tokens.max() >= len(self.vocab)):
             raise InputError(f"token ids must lie in [0, {len(self.vocab)}), got "
                              f"[{tokens.min()}, {tokens.max()}]")
         batch = tokens.shape[0]
@@ -89,7 +91,9 @@ class CharModel:
             if name not in state:
                 raise InputError(f"state lacks {name}; this {self.config['cell']} model needs "
                                  f"{', '.join(self.state_names)}")
-            feeds[name] = as_float32(name, state[name], shape)
+            value = state[name]  # a carried state needs no conversion (GraphModel checks the rest)
+            feeds[name] = (value if type(value) is np.ndarray and value.dtype == np.float32
+                           and value.shape == shape else as_float32(name, value, shape))
         out = self.core.run(feeds)
         if out["hn"].shape[0] != shape[0]:  # ort reads no proto at load: the layers show here
             raise ModelFileError(f"{self.path}: its metadata config says num_layers {shape[0]} but "
