@@ -99,7 +99,8 @@ def seq_floor(model_path, call, skipped):
     try:
         mats, fc, sequence = seq_floor_matrices(model_path)
     except UnsupportedError as exc:
-        skipped[FLOOR] = str(exc)
+        skipped[FLOOR] = ("measured for rnnedge's own classifiers only, whose weights the fast "
+                          f"sequence engine reads ({exc})")
         return None
     frames = int(np.asarray(call[sequence]).shape[1])
     recurrent, head = floor_maker(mats)(), floor_maker([fc])()
