@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from suite import environment, log, write_atomic  # benchmarks/ is sys.path[0]
+
 HERE = Path(__file__).resolve().parent
 
 TASKS = {  # flags of `rnnedge train TASK`, the log's rate key, its unit
@@ -36,27 +38,6 @@ TASKS = {  # flags of `rnnedge train TASK`, the log's rate key, its unit
 # One thread per process: on 2 cores shared with other jobs, one process of 2 threads ran
 # 5-15x slower than one of 1 thread (its threads wait on each other), so it is not a row.
 WAYS = {"1 process x 1 thread": (1, 1), "2 processes x 1 thread": (2, 1)}
-
-
-def log(message):
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def write_atomic(path, text):
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def environment():
-    import platform
-
-    import torch
-
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
-                if ln.startswith("model name")), platform.processor())
-    return {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu, "cores": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__}
 
 
 def imdb_slice(work, n=1600, seed=0):

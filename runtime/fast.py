@@ -194,23 +194,16 @@ def pack(embedding, layers, fc_weight, fc_bias):
     first = layers[0]
     # layer 0's input projection of every token, biases included, in float64: rounded once
     table = embedding.astype(np.float64) @ first.W.T.astype(np.float64)
-    table = table + _input_bias(cell, first.B, H)
+    table = table + common.input_bias(cell, first.B, H)
     table = table.reshape(-1, G, H).swapaxes(1, 2)  # (V, G*H) -> (V, H, G)
     Wup = [by_unit(np.concatenate([layer.W, layer.R], axis=1)) for layer in layers[1:]]
-    bias = [np.zeros((H, G))] + [by_unit(_input_bias(cell, layer.B, H)) for layer in layers[1:]]
+    bias = [np.zeros((H, G))] + [by_unit(common.input_bias(cell, layer.B, H)) for layer in layers[1:]]
     rbh = [layer.B[-H:] if cell == common.GRU else np.zeros(H) for layer in layers]
     f32 = common.f32  # contiguous and writable: numba compiles apart for read-only arrays
     return fused.Packed(cell, activation, f32(table), f32(by_unit(first.R)),
                         f32(np.stack(Wup) if Wup else np.zeros((0, H, G, 2 * H))),
                         f32(np.stack(bias)), f32(np.stack(rbh)), f32(fc_weight.T), f32(fc_bias))
 
-
-def _input_bias(cell, B, H):
-    """Wb + Rb (G*H,), except GRU's Rbh, which ``linear_before_reset`` applies after the reset."""
-    Wb, Rb = np.split(B.astype(np.float64), 2)
-    if cell == common.GRU:
-        Rb = np.concatenate([Rb[:2 * H], np.zeros(H)])
-    return Wb + Rb
 
 
 class FastCharEngine:

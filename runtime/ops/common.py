@@ -323,3 +323,12 @@ def project(X, WT, bias, out):
         for b in range(batch_size):
             out[t, b, :] = bias
             accumulate(X[t, b], WT, out[t, b], 0, out.shape[2])
+
+
+def input_bias(cell, B, H):
+    """Wb + Rb (G*H,) of a layer's ONNX bias B (2*G*H,), except GRU's Rbh, which
+    ``linear_before_reset`` applies after the reset gate (the fused kernels add it there)."""
+    Wb, Rb = np.split(B.astype(np.float64), 2)
+    if cell == GRU:
+        Rb = np.concatenate([Rb[:2 * H], np.zeros(H)])
+    return Wb + Rb

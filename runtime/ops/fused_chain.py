@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import UnsupportedError
-from .common import GATES, GRU, LSTM, f32
+from .common import GATES, GRU, LSTM, f32, input_bias
 from .fused_layer import (copy, dot, gru_layer8_reset_first, gru_layer_reset_first, idot,
                           layer, layer8, layer_numpy, quantize_numpy, quantize_rows)
 from .fused_layer import quantize as quantize_vector
@@ -52,7 +52,7 @@ def pack(cell, activation, lbr, layers, embedding, fc, fc_bias):
         raise UnsupportedError(f"fast chain engine: the head has weight {fc.shape} and bias "
                                f"{fc_bias.shape} over {H} units")
     by_unit = lambda a: a.reshape(G, H, *a.shape[1:]).swapaxes(0, 1)  # (G*H, ...) -> (H, G, ...)
-    bias = [_input_bias(cell, B, H) for _, _, B in layers]  # (G*H,) each
+    bias = [input_bias(cell, B, H) for _, _, B in layers]  # (G*H,) each
     W0, R0, _ = layers[0]
     if embedding is None:
         table, M0 = np.zeros((0, H, G)), by_unit(np.concatenate([W0, R0], axis=1))
@@ -66,13 +66,6 @@ def pack(cell, activation, lbr, layers, embedding, fc, fc_bias):
             f32(np.stack(Mup) if Mup else np.zeros((0, H, G, 2 * H))),
             f32(np.stack([by_unit(b) for b in bias])), f32(np.stack(rbh)), f32(fc), f32(fc_bias))
 
-
-def _input_bias(cell, B, H):
-    """Wb + Rb (G*H,), except GRU's Rbh, which the kernels add to the h gate's recurrent part."""
-    Wb, Rb = np.split(B.astype(np.float64), 2)
-    if cell == GRU:
-        Rb = np.concatenate([Rb[:2 * H], np.zeros(H)])
-    return Wb + Rb
 
 
 def quantize(packed):

@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import UnsupportedError
-from .common import GATES, GRU, LSTM, f32
+from .common import GATES, GRU, LSTM, f32, input_bias
 from .fused_layer import (copy, dot, gru_layer8_reset_first, gru_layer_reset_first, layer,
                           layer8, layer_numpy, quantize_rows)
 
@@ -54,7 +54,7 @@ def pack(cell, activation, lbr, layers, embedding, mean, std, fc, fc_bias):
         raise UnsupportedError(f"fast sequence engine: the head has weight {fc.shape} and "
                                f"bias {fc_bias.shape} over {D * H} features")
     by_unit = lambda a: a.reshape(G, H, *a.shape[1:]).swapaxes(0, 1)  # (G*H, ...) -> (H, G, ...)
-    bias = [[_input_bias(cell, b, H) for b in B] for _, _, B in layers]  # (G*H,) each
+    bias = [[input_bias(cell, b, H) for b in B] for _, _, B in layers]  # (G*H,) each
     W0, R0, _ = layers[0]
     if embedding is None:
         table = np.zeros((D, 0, H, G))
@@ -74,13 +74,6 @@ def pack(cell, activation, lbr, layers, embedding, mean, std, fc, fc_bias):
             f32(np.array([[by_unit(b) for b in bs] for bs in bias])), f32(np.array(rbh)),
             f32(fc), f32(fc_bias))
 
-
-def _input_bias(cell, B, H):
-    """Wb + Rb (G*H,), except GRU's Rbh, which the kernels add to the h gate's recurrent part."""
-    Wb, Rb = np.split(B.astype(np.float64), 2)
-    if cell == GRU:
-        Rb = np.concatenate([Rb[:2 * H], np.zeros(H)])
-    return Wb + Rb
 
 
 def quantize(packed):
