@@ -14,7 +14,7 @@ from rnnedge.train.config import SeriesConfig, SeriesTrainConfig, default
 
 from .app import AS_JSON, DATA_DIR, ENGINE, THREADS, app
 from .train import (DEVICE, MAX_MINUTES, PRECISION_HELP, PRESET, RESUME, classifier_summary,
-                    setting, train_app)
+                    say_once, setting, train_app)
 from .train import THREADS as TORCH_THREADS
 
 
@@ -64,7 +64,7 @@ def train_series(out: Path = typer.Option(Path("runs/series"), help="checkpoint 
                average_from=average_from, hidden_size=hidden_size,
                num_layers=num_layers, dropout=dropout, cell=cell, nonlinearity=nonlinearity,
                head=head, bidirectional=bidirectional)
-    typer.echo(classifier_summary(best, out))
+    say_once(classifier_summary(best, out))
 
 
 @app.command("classify-series")

@@ -10,6 +10,7 @@ Several processes: start the same command under torchrun, e.g.
 $(which rnnedge) train ...``); ``--batch-size`` is the global batch, and rank 0 writes.
 """
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -65,8 +66,8 @@ def train_charlm(out: Path = typer.Option(Path("runs/charlm"), help="checkpoint 
                precision=precision, batch_size=batch_size, num_steps=num_steps, lr=lr, clip=clip,
                embed_dim=embed_dim, hidden_size=hidden_size, num_layers=num_layers,
                dropout=dropout, cell=cell, nonlinearity=nonlinearity)
-    typer.echo(f"best epoch {best['epoch']}: validation {best['val_nats']:.3f} nats/char "
-               f"= {best['val_bpc']:.3f} bits/char; checkpoints in {out}")
+    say_once(f"best epoch {best['epoch']}: validation {best['val_nats']:.3f} nats/char "
+             f"= {best['val_bpc']:.3f} bits/char; checkpoints in {out}")
 
 
 @train_app.command("sentiment")
@@ -110,7 +111,7 @@ def train_sentiment(out: Path = typer.Option(Path("runs/sentiment"), help="check
                dropout=dropout, cell=cell, nonlinearity=nonlinearity, head=head,
                bidirectional=bidirectional, max_len=max_len, keep=keep, min_count=min_count,
                max_vocab=max_vocab)
-    typer.echo(classifier_summary(best, out))
+    say_once(classifier_summary(best, out))
 
 
 def classifier_summary(best, out):
@@ -125,3 +126,9 @@ def classifier_summary(best, out):
     seconds = best.get("train_s")
     tail = ", ".join(x for x in (stopped, seconds and f"{seconds:.0f} s of training") if x)
     return f"best.pt: {what}, {', '.join(parts)}{f' ({tail})' if tail else ''}; checkpoints in {out}"
+
+
+def say_once(line):
+    """The closing line of a training command, printed by rank 0 alone under torchrun."""
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(line)

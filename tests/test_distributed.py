@@ -208,6 +208,7 @@ def test_torchrun_starts_the_command_line_the_standard_way(data, tmp_path):
     assert done.returncode == 0, done.stderr
     ckpt = weights(tmp_path / "run" / "last.pt")
     assert ckpt["epoch"] == 1 and ckpt["trained_on"]["world_size"] == 2
+    assert done.stdout.count("best.pt: ") == 1  # the closing line from rank 0 alone
 
 
 def test_a_batch_that_does_not_divide_among_ranks_is_refused(data, tmp_path, monkeypatch):
