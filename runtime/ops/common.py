@@ -332,3 +332,13 @@ def input_bias(cell, B, H):
     if cell == GRU:
         Rb = np.concatenate([Rb[:2 * H], np.zeros(H)])
     return Wb + Rb
+
+
+@njit(cache=True, fastmath=False)
+def first_bad(tokens, vocab):
+    """Flat index of the first token id outside [0, vocab), or -1 (the fused engines' check)."""
+    flat = tokens.ravel()
+    for k in range(flat.size):
+        if flat[k] < 0 or flat[k] >= vocab:
+            return k
+    return -1

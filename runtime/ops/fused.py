@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .common import LSTM
+from .common import LSTM, first_bad
 from .fused_layer import (copy, dot, idot, layer, layer8, layer_numpy, quantize_numpy,
                           quantize_rows)
 from .fused_layer import quantize as quantize_vector
@@ -125,16 +125,6 @@ def _step8(token, p, w, logits):
 
 
 @njit(cache=True, fastmath=False)
-def _first_bad(tokens, vocab):
-    """Flat index of the first token outside [0, vocab), or -1."""
-    flat = tokens.ravel()
-    for k in range(flat.size):
-        if flat[k] < 0 or flat[k] >= vocab:
-            return k
-    return -1
-
-
-@njit(cache=True, fastmath=False)
 def run(tokens, h, c, logits, cell, activation, table, W0, Wup, bias, rbh, fc, fc_bias,
         wh, wc, xh, q):
     """tokens (B, T) -> logits (B, T, V); h and, for LSTM, c (L, B, H) updated in place.
@@ -146,7 +136,7 @@ def run(tokens, h, c, logits, cell, activation, table, W0, Wup, bias, rbh, fc, f
     """
     p = Packed(cell, activation, table, W0, Wup, bias, rbh, fc, fc_bias)
     w = Work(wh, wc, xh, q)
-    bad = _first_bad(tokens, table.shape[0])
+    bad = first_bad(tokens, table.shape[0])
     if bad >= 0:
         return bad
     for b in range(tokens.shape[0]):
@@ -165,7 +155,7 @@ def run8(tokens, h, c, logits, cell, activation, table, W0, W0_scale, Wup, Wup_s
     p = Packed8(cell, activation, table, W0, W0_scale, Wup, Wup_scale, bias, rbh, fc,
                 fc_scale, fc_bias)
     w = Work(wh, wc, xh, q)
-    bad = _first_bad(tokens, table.shape[0])
+    bad = first_bad(tokens, table.shape[0])
     if bad >= 0:
         return bad
     for b in range(tokens.shape[0]):

@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit
 
 from ..errors import UnsupportedError
-from .common import GATES, GRU, LSTM, f32, input_bias
+from .common import GATES, GRU, LSTM, f32, first_bad, input_bias
 from .fused_layer import (copy, dot, gru_layer8_reset_first, gru_layer_reset_first, idot,
                           layer, layer8, layer_numpy, quantize_numpy, quantize_rows)
 from .fused_layer import quantize as quantize_vector
@@ -87,16 +87,6 @@ def work(packed):
 
 # -- numba ------------------------------------------------------------------------------
 @njit(cache=True, fastmath=False)
-def _first_bad(tokens, vocab):
-    """Flat index of the first token outside [0, vocab), or -1."""
-    flat = tokens.ravel()
-    for k in range(flat.size):
-        if flat[k] < 0 or flat[k] >= vocab:
-            return k
-    return -1
-
-
-@njit(cache=True, fastmath=False)
 def _rows(cell, h, c, b, wh, wc, load):
     """Batch row b of the states (L, B, H) into the work rows wh, wc (L, H), or back."""
     for i in range(h.shape[0]):
@@ -139,7 +129,7 @@ def run(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, Mup, bias, 
     B, T, F = X.shape
     L, H = wh.shape
     if table.shape[0] > 0:
-        bad = _first_bad(tokens, table.shape[0])
+        bad = first_bad(tokens, table.shape[0])
         if bad >= 0:
             return bad
     for b in range(B):
@@ -171,7 +161,7 @@ def run8(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, M0_scale, 
     B, T, F = X.shape
     L, H = wh.shape
     if table.shape[0] > 0:
-        bad = _first_bad(tokens, table.shape[0])
+        bad = first_bad(tokens, table.shape[0])
         if bad >= 0:
             return bad
     for b in range(B):
