@@ -20,6 +20,7 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 from .errors import InputError, UnsupportedError
+from .fast_seq import split_sequence
 from .ops import common, fused_chain
 from .ops.fused_node import CELLS, DEFAULT_ACTIVATIONS
 
@@ -326,16 +327,8 @@ class FastChainEngine:
         return {name: values[c.outputs[name]] for name in self.outputs}
 
     def _sequence(self, seq):
-        """(X (B, T, F) float32, tokens (B, T) int64), the one not given empty."""
-        ids = self.chain.embedding is not None
-        fits = seq.ndim == 2 if ids else seq.ndim == 3 and seq.shape[2] == self.F
-        if not fits or seq.shape[1] < 1 or ids != np.issubdtype(seq.dtype, np.integer):
-            raise InputError(f"{self.chain.sequence} is {seq.dtype} {seq.shape}; expected "
-                             + ("token ids (batch, time >= 1)" if ids else
-                                f"frames (batch, time >= 1, {self.F})"))
-        if ids:
-            return np.empty((*seq.shape, 0), np.float32), np.ascontiguousarray(seq, np.int64)
-        return common.f32(seq), self.no_tokens
+        return split_sequence(seq, self.chain.embedding is not None, self.F,
+                              self.chain.sequence, self.no_tokens)
 
 
 def _state(feeds, name, shape):

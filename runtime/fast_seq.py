@@ -301,16 +301,21 @@ class FastSeqEngine:
                           f"[0, {len(self.seq.embedding)})")
 
     def _sequence(self, seq):
-        """(X (B, T, F) float32, tokens (B, T) int64), the one not given empty."""
-        ids = self.seq.embedding is not None
-        fits = seq.ndim == 2 if ids else seq.ndim == 3 and seq.shape[2] == self.F
-        if not fits or seq.shape[1] < 1 or ids != (seq.dtype.kind in "iu"):
-            raise InputError(f"{self.seq.sequence} is {seq.dtype} {seq.shape}; expected "
-                             + ("token ids (batch, time >= 1)" if ids else
-                                f"frames (batch, time >= 1, {self.F})"))
-        if ids:
-            return np.empty((*seq.shape, 0), np.float32), np.ascontiguousarray(seq, np.int64)
-        return common.f32(seq), self.no_tokens
+        return split_sequence(seq, self.seq.embedding is not None, self.F, self.seq.sequence,
+                              self.no_tokens)
+
+
+def split_sequence(seq, ids, F, name, no_tokens):
+    """(X (B, T, F) float32, tokens (B, T) int64) of the fused kernels, the one not given empty
+    (``no_tokens`` for frames): token ids when ``ids``, else frames of F channels."""
+    fits = seq.ndim == 2 if ids else seq.ndim == 3 and seq.shape[2] == F
+    if not fits or seq.shape[1] < 1 or ids != (seq.dtype.kind in "iu"):
+        raise InputError(f"{name} is {seq.dtype} {seq.shape}; expected "
+                         + ("token ids (batch, time >= 1)" if ids else
+                            f"frames (batch, time >= 1, {F})"))
+    if ids:
+        return np.empty((*seq.shape, 0), np.float32), np.ascontiguousarray(seq, np.int64)
+    return common.f32(seq), no_tokens
 
 
 def _state(feeds, name, shape):
