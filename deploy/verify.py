@@ -96,15 +96,9 @@ def verify(model_path, reference=None, data_dir=None, notes=None):
     if reference is not None and task != "series":
         raise InputError(f"{model_path} is not an rnnedge charlm, sentiment or series model, so a "
                          "--checkpoint cannot run beside it; its golden bundle holds PyTorch's outputs")
-    from .verify_generic import load_engines, verify_generic
+    from .verify_generic import verify_generic
 
-    diffs, found = verify_generic(model_path)
-    if reference is not None:
-        from .verify_series import against_checkpoint
-
-        skipped = {}
-        engines = load_engines(model_path, ("ort", "numba", "fast"), skipped)
-        diffs += against_checkpoint(model_path, reference, engines)
+    diffs, found = verify_generic(model_path, reference=reference)
     if notes is not None:
         notes.extend(found)
     return diffs

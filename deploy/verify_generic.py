@@ -30,8 +30,9 @@ def is_time_axis(dim):
     return isinstance(dim, str) and any(t in dim.lower() for t in TIME_NAMES)
 
 
-def verify_generic(model_path, tol=FP32, seed=0):
-    """(diffs, notes): the parity rows and what was skipped, and why."""
+def verify_generic(model_path, tol=FP32, seed=0, reference=None):
+    """(diffs, notes): the parity rows and what was skipped, and why. ``reference``: PyTorch
+    from a series checkpoint (``verify_series``), run beside the same loaded engines."""
     from rnnedge.runtime.files import read_onnx
     from rnnedge.runtime.golden import from_props
     from rnnedge.runtime.metadata import props_of
@@ -58,6 +59,10 @@ def verify_generic(model_path, tol=FP32, seed=0):
                                          cases[k].outputs, tol)
     for name, m in engines.items():
         diffs += streamed_vs_whole(m, feeds[0], name, tol, notes)
+    if reference is not None:
+        from .verify_series import against_checkpoint
+
+        diffs += against_checkpoint(reference, engines, tol)
     return diffs, notes
 
 

@@ -27,7 +27,7 @@ def raw_frames(norm, batch, time, rng):
     return frames, lengths
 
 
-def against_checkpoint(model_path, reference, engines, tol=FP32, seed=3):
+def against_checkpoint(reference, engines, tol=FP32, seed=3):
     """Diffs of each loaded engine's logits and probabilities against ``reference``."""
     rng = np.random.default_rng(seed)
     norm = next(iter(engines.values())).norm
