@@ -45,12 +45,19 @@ def evaluate_series(model, data=None, split="test", data_dir=None, limit=None, b
     """Accuracy, per-class recall and confusion of a loaded series ``model`` on a labelled
     ``.ts``/``.npz``/``.csv`` file (default: the Japanese Vowels ``split``); ``missing`` is
     ``data.series``'s policy for missing values."""
-    from rnnedge.data.series import load_series, load_vowels, relabel
     from rnnedge.runtime.series import scores
+
+    frames, labels, name = labelled_frames(model, data, split, data_dir, limit, missing)
+    probs = model.predict(frames, batch_size)
+    return {**scores(probs.argmax(axis=1), labels, model.classes), "data": name}
+
+
+def labelled_frames(model, data=None, split="test", data_dir=None, limit=None, missing="error"):
+    """(frames [(T, C)], label indices in ``model``'s classes, name) of the first ``limit`` cases
+    of a labelled ``.ts``/``.npz``/``.csv`` file, or of the Japanese Vowels ``split``."""
+    from rnnedge.data.series import load_series, load_vowels, relabel
 
     check_limit(limit)
     series = load_series(data, missing) if data else load_vowels(split, data_dir)
-    labels = relabel(series, model.classes, str(data or f"Japanese Vowels {split}"))[:limit]
-    probs = model.predict(series.X[:limit], batch_size)
-    return {**scores(probs.argmax(axis=1), labels, model.classes),
-            "data": str(data or f"JapaneseVowels {split}")}
+    name = str(data or f"Japanese Vowels {split}")
+    return series.X[:limit], relabel(series, model.classes, name)[:limit], name

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .evaluate import check_limit
 
 
 @dataclass(frozen=True)
@@ -24,17 +23,6 @@ class SeriesGates:
 
 
 SERIES_GATES = SeriesGates()
-
-
-def labelled_cases(model, data=None, data_dir=None, limit=None):
-    """(frames list, label indices, name) of the cases to gate on, labelled in ``model``'s classes."""
-    from rnnedge.data.series import load_series, load_vowels, relabel
-
-    check_limit(limit)
-    series = load_series(data) if data else load_vowels("test", data_dir)
-    name = str(data or "Japanese Vowels test")
-    labels = relabel(series, model.classes, name)
-    return series.X[:limit], labels[:limit], name
 
 
 def gate_series(reference, candidate, cases, gates=SERIES_GATES):

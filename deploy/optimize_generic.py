@@ -1,4 +1,4 @@
-"""``rnnedge optimize`` for any recurrent ONNX file: int8 variants gated on output agreement.
+"""``rnnedge optimize`` for any recurrent ONNX file: int8 variants behind a gate.
 
 * ``--int8``: onnxruntime's dynamic quantization (``variants.quantize_int8``): LSTM nodes
   become ``DynamicQuantizeLSTM`` and MatMul/Gemm heads int8; onnxruntime quantizes no GRU or
@@ -8,20 +8,21 @@
   int8 path for GRU and RNN models.
 
 The gate (``gate_generic.py``) runs source and variant on the golden bundle's inputs or the
-user's ``--inputs`` file; a series classifier without ``--inputs`` is gated on its accuracy on
-labelled frames instead (``gate_series.py``: ``--data``, default the Japanese Vowels test split). Writing goes through ``variants.write_gated`` (atomic, only when it
-passes unless ``force``).
+user's ``--inputs`` file, on output agreement; a series classifier without ``--inputs`` is
+gated on its accuracy on labelled frames instead (``gate_series.py``: ``--data``, default the
+Japanese Vowels test split). Writing goes through ``variants.write_gated`` (atomic, only when
+it passes unless ``force``).
 """
 
 import json
-from functools import partial
 from pathlib import Path
 
 from rnnedge.runtime.errors import InputError, UnsupportedError
 from rnnedge.runtime.files import sha256
 
 from .gate_generic import GENERIC_GATES, gate_generic, read_inputs
-from .gate_series import SERIES_GATES, gate_series, labelled_cases
+from .evaluate import labelled_frames
+from .gate_series import SERIES_GATES, gate_series
 from .variants import (NUMBA_INT8_SETTINGS, build, fp32_weight_nodes, initializer_bytes, op_types,
                        set_props, write_gated)
 
@@ -42,7 +43,7 @@ def optimize_generic(source, out, proto, props, int8=False, fp16=False, ort_form
         raise InputError("--data gates a series classifier on labelled frames; this file is not "
                          "one, or --inputs was given too")
     if by_accuracy:
-        cases, judge = labelled_cases(reference, data, data_dir, limit), gate_series
+        cases, judge = labelled_frames(reference, data, "test", data_dir, limit), gate_series
         gates = gates or SERIES_GATES
     else:
         cases = (read_inputs(inputs, reference.signature) if inputs
@@ -69,7 +70,7 @@ def optimize_generic(source, out, proto, props, int8=False, fp16=False, ort_form
         return {**judge(reference, load(path, engine=engine), cases, gates),
                 "engines": {"reference": "ort", "candidate": engine}}
 
-    report["gate"] = write_gated(variant, Path(out), False, force, partial(gate),
+    report["gate"] = write_gated(variant, Path(out), False, force, gate,
                                  f"the {name} variant of {source}")
     report["out_bytes"] = Path(out).stat().st_size
     return report
