@@ -30,6 +30,11 @@ class CharModel:
         self.state_names = ["h0", "c0"] if self.config["cell"] == "lstm" else ["h0"]
         # the fast engines refuse ids outside the vocabulary in their kernels: not checked twice
         self.engine_checks_tokens = getattr(self.engine, "checks_tokens", False)
+        # and check the common case's feeds in one pass (``GraphModel.run_checked``), where
+        # their states are the shape this layer checks
+        shape = (getattr(self.engine, "layers", None), getattr(self.engine, "hidden", None))
+        self.run_checked = (core.run_checked if shape == (self.config["num_layers"],
+                                                          self.config["hidden_size"]) else None)
         self.check_graph()
 
     def check_graph(self):
@@ -76,6 +81,24 @@ class CharModel:
 
     def run(self, tokens, state=None):
         """tokens (B, T) int64 -> logits (B, T, V) float32 and the next state."""
+        out = None
+        if self.run_checked is not None and type(state) is dict \
+                and len(state) == len(self.state_names):
+            out = self.run_checked({"tokens": tokens, **state})  # None: not the common case
+        if out is None:
+            out = self.core.run(self.feeds(tokens, state))
+        if out["hn"].shape[0] != self.config["num_layers"]:  # ort reads no proto at load
+            raise ModelFileError(f"{self.path}: its metadata config says num_layers "
+                                 f"{self.config['num_layers']} but the graph returns "
+                                 f"{out['hn'].shape[0]}; the file was altered after export: "
+                                 f"export it again")
+        next_state = {"h0": out["hn"]}
+        if "c0" in self.state_names:
+            next_state["c0"] = out["cn"]
+        return out["logits"], next_state
+
+    def feeds(self, tokens, state=None):
+        """The graph's feeds of ``run``'s arguments; typed errors for what it cannot take."""
         tokens = tokens if type(tokens) is np.ndarray else np.asarray(tokens)
         if tokens.ndim != 2 or tokens.shape[1] == 0 or tokens.dtype.kind not in "iu":
             raise InputError(f"tokens must be integer ids of shape (batch, time >= 1), "
@@ -94,15 +117,7 @@ class CharModel:
             value = state[name]  # a carried state needs no conversion (GraphModel checks the rest)
             feeds[name] = (value if type(value) is np.ndarray and value.dtype == np.float32
                            and value.shape == shape else as_float32(name, value, shape))
-        out = self.core.run(feeds)
-        if out["hn"].shape[0] != shape[0]:  # ort reads no proto at load: the layers show here
-            raise ModelFileError(f"{self.path}: its metadata config says num_layers {shape[0]} but "
-                                 f"the graph returns {out['hn'].shape[0]}; the file was altered "
-                                 f"after export: export it again")
-        next_state = {"h0": out["hn"]}
-        if "c0" in self.state_names:
-            next_state["c0"] = out["cn"]
-        return out["logits"], next_state
+        return feeds
 
     def stream(self):
         return Stream(self)

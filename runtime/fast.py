@@ -27,6 +27,7 @@ from .ops import common, fused
 
 CELLS = {"LSTM": common.LSTM, "GRU": common.GRU, "RNN": common.RNN}
 NO_STATE = np.zeros((0, 0, 0), np.float32)  # c of a GRU or RNN: never read by the kernels
+INT64, FLOAT32 = np.dtype(np.int64), np.dtype(np.float32)
 
 
 class Layer(NamedTuple):
@@ -205,6 +206,11 @@ def pack(embedding, layers, fc_weight, fc_bias):
                         f32(np.stack(bias)), f32(np.stack(rbh)), f32(fc_weight.T), f32(fc_bias))
 
 
+def all_finite(array):
+    """``np.isfinite(array).all()``: one compiled call on float32 (~1 µs on a streamed state,
+    where numpy's two calls and a temporary take ~3)."""
+    return _all_finite(array) if array.dtype == np.float32 else bool(np.isfinite(array).all())
+
 
 class FastCharEngine:
     """Fused numba kernels over a charlm graph; ``run(feeds)`` as ``OrtEngine.run``."""
@@ -222,6 +228,7 @@ class FastCharEngine:
         self.arguments = (*self.packed, *self.work)  # after tokens, h, c, logits
         self.lstm = packed.cell == common.LSTM
         self.outputs = ["logits", "hn", "cn"] if self.lstm else ["logits", "hn"]
+        self.layers, self.hidden = self.work.h.shape
 
     def run(self, feeds):
         """tokens (B, T) int64, h0 [, c0] (L, B, H) -> logits (B, T, V), hn [, cn]: new arrays."""
@@ -232,11 +239,41 @@ class FastCharEngine:
             raise InputError(f"tokens must be integer ids of shape (batch, time), not "
                              f"{tokens.dtype} {tokens.shape}")
         tokens = np.ascontiguousarray(tokens, dtype=np.int64)
-        L, H = self.work.h.shape
-        shape = (L, tokens.shape[0], H)
+        shape = (self.layers, tokens.shape[0], self.hidden)
         hn = _state(feeds, "h0", shape)
-        cn = _state(feeds, "c0", shape) if self.lstm else NO_STATE
-        logits = np.empty((*tokens.shape, self.packed.fc.shape[0]), np.float32)
+        return self._run(tokens, hn, _state(feeds, "c0", shape) if self.lstm else NO_STATE)
+
+    def checked_run(self, signature):
+        """``run_checked`` when the graph declares the inputs it checks, else None: for
+        ``GraphModel``, whose ``check`` it then skips on the common case."""
+        state = ("float32", 3, {(0, self.layers), (2, self.hidden)})  # fixed dims it checks
+        takes = {"tokens": ("int64", 2, set()), "h0": state, **({"c0": state} if self.lstm else {})}
+        declared = {i["name"]: (i["type"], len(i["shape"]), _fixed(i["shape"]))
+                    for i in signature["inputs"]}
+        ok = declared.keys() == takes.keys() and all(
+            (kind, rank) == takes[name][:2] and fixed <= takes[name][2]
+            for name, (kind, rank, fixed) in declared.items())
+        return self.run_checked if ok else None
+
+    def run_checked(self, feeds):
+        """``run`` of the common case, with every check of ``GraphModel.check``: int64 tokens and
+        finite float32 states, C-contiguous, of the model's shapes, nothing else in ``feeds``
+        (its length is the caller's to check). None for anything else: the caller then takes
+        the long path (``check``, ``run``), which says what is wrong."""
+        tokens, h = feeds.get("tokens"), feeds.get("h0")
+        c = feeds.get("c0") if self.lstm else NO_STATE
+        if not (type(tokens) is np.ndarray and tokens.dtype == INT64 and tokens.ndim == 2
+                and tokens.size and tokens.flags.c_contiguous):
+            return None
+        shape = (self.layers, tokens.shape[0], self.hidden)
+        if not (_is_state(h, shape) and (c is NO_STATE or _is_state(c, shape))):
+            return None
+        hn, cn = np.empty(shape, FLOAT32), np.empty(shape, FLOAT32) if self.lstm else NO_STATE
+        return self._run(tokens, hn, cn) if _copy_finite(h, c, hn, cn) else None
+
+    def _run(self, tokens, hn, cn):
+        """The kernel on checked tokens and states it may update in place."""
+        logits = np.empty(tokens.shape + self.packed.fc_bias.shape, FLOAT32)
         bad = self.kernel(tokens, hn, cn, logits, *self.arguments)
         if bad >= 0:
             raise InputError(f"token id {tokens.flat[bad]} at "
@@ -244,11 +281,7 @@ class FastCharEngine:
                              f"is outside the vocabulary [0, {logits.shape[2]})")
         return {"logits": logits, "hn": hn, "cn": cn} if self.lstm else {"logits": logits, "hn": hn}
 
-    @staticmethod
-    def all_finite(array):
-        """``np.isfinite(array).all()``, for ``GraphModel.check``: one compiled call on float32
-        (~1 µs on a streamed state, where numpy's two calls and a temporary take ~3)."""
-        return _all_finite(array) if array.dtype == np.float32 else bool(np.isfinite(array).all())
+    all_finite = staticmethod(all_finite)  # for ``GraphModel.check``
 
 
 @njit(cache=True, fastmath=False)
@@ -272,3 +305,31 @@ def _state(feeds, name, shape):
         raise InputError(f"{name} has shape {state.shape}, expected {shape} "
                          "(layers, batch, hidden)")
     return state
+
+
+def _fixed(shape):
+    """{(axis, size)} of a declared shape's fixed sizes."""
+    return {(axis, dim) for axis, dim in enumerate(shape) if isinstance(dim, int) and dim > 0}
+
+
+def _is_state(x, shape):
+    """A state ``run_checked`` takes as it is: C-contiguous float32 of ``shape``."""
+    return (type(x) is np.ndarray and x.dtype == FLOAT32 and x.shape == shape
+            and x.flags.c_contiguous)
+
+
+@njit(cache=True, fastmath=False)
+def _copy_finite(h, c, hn, cn):
+    """Copy h into hn and c into cn (C-contiguous, same shapes); whether all were finite.
+    One compiled call for both states (~1 µs at batch 1, where two copies and two checks
+    take ~1.5)."""
+    return _copy_one(h.ravel(), hn.ravel()) & _copy_one(c.ravel(), cn.ravel())
+
+
+@njit(cache=True, fastmath=False)
+def _copy_one(src, dst):
+    finite = True
+    for i in range(src.size):
+        dst[i] = src[i]
+        finite &= np.isfinite(src[i])
+    return finite

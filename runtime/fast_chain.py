@@ -20,6 +20,7 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 from .errors import InputError, UnsupportedError
+from .fast import all_finite
 from .fast_seq import split_sequence
 from .ops import common, fused_chain
 from .ops.fused_node import CELLS, DEFAULT_ACTIVATIONS
@@ -291,6 +292,8 @@ def _describe(v):
 
 class FastChainEngine:
     """Fused kernels over a chain and its head, ``run`` as ``OrtEngine.run`` (twin: numpy's)."""
+
+    all_finite = staticmethod(all_finite)  # for ``GraphModel.check``: compiled, one call
 
     def __init__(self, model, quantize=None, twin=False):
         if quantize not in (None, "int8"):

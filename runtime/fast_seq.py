@@ -26,6 +26,7 @@ import numpy as np
 from onnx import helper, numpy_helper
 
 from .errors import InputError, UnsupportedError
+from .fast import all_finite
 from .ops import common, fused_seq
 from .ops.fused_node import CELLS, DEFAULT_ACTIVATIONS
 
@@ -243,6 +244,8 @@ def read_seq(model):
 class FastSeqEngine:
     """Fused kernels over a whole-sequence classifier, ``run`` as ``OrtEngine.run``
     (``twin=True``: the plain numpy twin, ``fused_seq.run_numpy``)."""
+
+    all_finite = staticmethod(all_finite)  # for ``GraphModel.check``: compiled, one call
 
     def __init__(self, model, quantize=None, twin=False):
         if quantize not in (None, "int8"):

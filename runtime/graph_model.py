@@ -4,7 +4,9 @@
 ``run(feeds) -> {output: array}`` checks the feeds against the signature (names both ways,
 dtype kind, rank, fixed dimensions, finite floats) before the engine sees them, and
 ``stream()`` carries the state pairs (state input -> the output that carries it forward)
-between calls, so that feeding a sequence frame by frame equals feeding it whole.
+between calls, so that feeding a sequence frame by frame equals feeding it whole. An
+engine that makes those checks itself on the common case (the fast ones: ``checked_run``)
+runs it in one pass, and hands anything else back to ``check`` and its typed errors.
 
 State pairs come from the file's ``rnnedge.states`` metadata, else are inferred: an input
 and an output of the same dtype and shape (batch axis included) that no other output
@@ -72,6 +74,10 @@ class GraphModel:
         self.specs = {}  # name -> ``_spec``, filled on first use
         # an engine may bring a faster finiteness check of its own (the fast ones: numba)
         self.all_finite = getattr(engine, "all_finite", None) or all_finite
+        # an engine may check the common case's feeds itself, as ``check`` would, in one pass
+        # (the fast ones): ``run_checked(feeds)`` -> outputs, or None to take the long path
+        checked_run = getattr(engine, "checked_run", None)
+        self.run_checked = checked_run(signature) if checked_run else None
         self.output_names = [o["name"] for o in signature["outputs"]]
         self.states_source = "metadata" if states is not None else "inferred"
         self.states = dict(states) if states is not None else infer_states(signature)
@@ -139,6 +145,10 @@ class GraphModel:
 
     def run(self, feeds):
         """One call of the graph: {input: array} -> {output: array}."""
+        if self.run_checked is not None and type(feeds) is dict and len(feeds) == len(self.inputs):
+            out = self.run_checked(feeds)
+            if out is not None:
+                return out
         return self.engine.run(self.check(feeds))
 
     def zero_states(self, batch=1):

@@ -59,3 +59,107 @@ def test_fast_char_model_streams_as_ort_and_refuses_what_it_did(charlm, engine, 
     wide = {k: np.asfortranarray(v, np.float64) for k, v in state.items()}  # converted: same
     np.testing.assert_array_equal(fast.run(np.array([[2]]), wide)[0],
                                   fast.run(np.array([[2]]), state)[0])
+
+
+def outcome(run, *args):
+    """What a call gives: ("ok", outputs) or (error type, message)."""
+    try:
+        return "ok", run(*args)
+    except Exception as error:  # noqa: BLE001 - compared, not swallowed
+        return type(error), str(error)
+
+
+def long_path(model):
+    """``model`` with the one-pass common case off: every call checked the long way."""
+    model.run_checked = model.core.run_checked = None
+    return model
+
+
+def char_inputs(model):
+    """(what, tokens, state) of ``CharModel.run``: the common case, the cases converted on
+    the way, and the bad ones, each bad thing alone."""
+    V, (L, _, H) = len(model.vocab), model.zero_state(1)["h0"].shape
+    rng = np.random.default_rng(2)
+    state = {k: rng.standard_normal(v.shape).astype(np.float32)
+             for k, v in model.zero_state(1).items()}
+    pair = {k: rng.standard_normal((L, 2, H)).astype(np.float32) for k in state}
+    tok = np.array([[3]])
+    good = [("common", tok, state), ("batch 2, time 3", rng.integers(0, V, (2, 3)), pair),
+            ("zero state", tok, None), ("int32", tok.astype(np.int32), state),
+            ("list", [[1, 2]], state), ("strided tokens", np.arange(6)[None, ::2], state),
+            ("fortran float64", tok, {k: np.asfortranarray(v, np.float64) for k, v in state.items()}),
+            ("extra key", tok, {**state, "note": "kept out"}), ("read-only", tok, readonly(state))]
+    bad = [("float tokens", tok.astype(np.float32), state), ("bool", np.array([[True]]), state),
+           ("rank 1", np.array([1]), state), ("rank 3", tok[None], state),
+           ("no time", np.zeros((1, 0), np.int64), state),
+           ("hidden", tok, {**state, "h0": np.zeros((L, 1, H + 1), np.float32)}),
+           ("layers", tok, {**state, "h0": np.zeros((L + 1, 1, H), np.float32)}),
+           ("batch", tok, pair), ("lacks h0", tok, {k: v for k, v in state.items() if k != "h0"})]
+    for name in state:
+        for value in (np.nan, np.inf, -np.inf):
+            broken = {**state, name: state[name].copy()}
+            broken[name][-1, 0, -1] = value
+            bad.append((f"{value} in {name}", tok, broken))
+    out_of_vocab = [("id V", np.array([[1, V]]), state), ("id -1", np.array([[-1]]), state)]
+    return good, bad, out_of_vocab
+
+
+def readonly(state):
+    state = {k: v.copy() for k, v in state.items()}
+    for v in state.values():
+        v.flags.writeable = False
+    return state
+
+
+@pytest.mark.parametrize("fixture", ["charlm", "charlm_gru"])
+@pytest.mark.parametrize("engine, level", [("fast", FP32), ("fast-int8", INT8)])
+def test_the_one_pass_common_case_gives_what_the_long_path_and_ort_give(request, fixture,
+                                                                         engine, level):
+    path = request.getfixturevalue(fixture)[1]
+    fast, slow = rt.load(path, engine=engine), long_path(rt.load(path, engine=engine))
+    ort = rt.load(path, engine="ort")
+    assert fast.run_checked is not None and fast.core.run_checked is not None
+    good, bad, out_of_vocab = char_inputs(fast)
+    for what, tokens, state in good:
+        given = None if state is None else {k: np.copy(v) for k, v in state.items()}
+        kind, (logits, nxt) = outcome(fast.run, tokens, state)
+        assert kind == "ok", what
+        for k in given or {}:  # the caller's states are read, never written
+            np.testing.assert_array_equal(state[k], given[k])
+        _, (want_logits, want_next) = outcome(slow.run, tokens, state)
+        np.testing.assert_array_equal(logits, want_logits)  # the same arithmetic: bit for bit
+        assert nxt.keys() == want_next.keys()
+        for k in nxt:
+            np.testing.assert_array_equal(nxt[k], want_next[k])
+            assert nxt[k].dtype == np.float32 and nxt[k].flags.c_contiguous
+        _, (ort_logits, _) = outcome(ort.run, tokens, state)
+        assert compare("logits", logits, ort_logits, level).ok, what
+    for what, tokens, state in bad:
+        got = outcome(fast.run, tokens, state)
+        assert got[0] is InputError, (what, got)
+        assert got == outcome(slow.run, tokens, state) == outcome(ort.run, tokens, state), what
+    for what, tokens, state in out_of_vocab:  # the kernel words it: onnxruntime's check differs
+        got = outcome(fast.run, tokens, state)
+        assert got[0] is InputError and "outside the vocabulary" in got[1], what
+        assert got == outcome(slow.run, tokens, state) and outcome(ort.run, tokens, state)[0] \
+            is InputError, what
+
+
+@pytest.mark.parametrize("engine", ["fast", "fast-int8"])
+def test_the_one_pass_common_case_of_the_graph_refuses_feeds_as_check_does(charlm, engine):
+    fast, slow = rt.load(charlm[1], engine=engine), long_path(rt.load(charlm[1], engine=engine))
+    ort = rt.load(charlm[1], engine="ort")
+    state = fast.zero_state(1)
+    tok = np.array([[1]])
+    for feeds in [{"tokens": tok, **state}, {"tokens": tok, "h0": state["h0"]},
+                  {"tokens": tok, **state, "x": tok}, {"tokens": tok, "h0": state["h0"], "x": tok},
+                  {"tokens": tok.astype(np.float64), **state}, {"tokens": tok > 0, **state},
+                  {"tokens": tok, **state, "c0": state["c0"].astype(">f4")},
+                  {"tokens": tok.astype(">i8"), **state}, [("tokens", tok)],
+                  {"tokens": np.zeros((0, 1), np.int64), **fast.zero_state(0)}]:
+        got = outcome(fast.core.run, feeds)
+        if got[0] == "ok":
+            want = outcome(slow.core.run, feeds)[1]
+            assert all(np.array_equal(got[1][k], want[k]) for k in want)
+        else:
+            assert got == outcome(slow.core.run, feeds) == outcome(ort.core.run, feeds), feeds
