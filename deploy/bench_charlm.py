@@ -79,7 +79,7 @@ def _kernel_maker(engine):
         h = np.zeros((L, batch, H), np.float32)
         c = np.zeros_like(h) if engine.lstm else NO_STATE
         tokens = np.zeros((batch, 1), np.int64)
-        logits = np.empty((batch, 1, engine.packed.fc.shape[0]), np.float32)
+        logits = np.empty((batch, 1, engine.packed.fc_bias.shape[0]), np.float32)
 
         def step(ids):
             tokens[:, 0] = ids

@@ -108,19 +108,21 @@ def floor_maker(mats):
 
 
 def int8_floor_maker(mats):
-    """int8 matrix-vector products over ``mats`` quantized per row (what the int8 engines
-    read), each input quantized first: ``fused_layer.matvec8``, no cell math."""
-    from rnnedge.runtime.ops.fused_layer import matvec8, quantize_rows
+    """int8 matrix-vector products over ``mats`` quantized per row, in the row panels the
+    int8 engines read, each input quantized first: ``panels.matvec8``, no cell math."""
+    from rnnedge.runtime.ops.panels import matvec8, panels, quantize_rows, width
 
     rng = np.random.default_rng(1)
     As, scales = zip(*(quantize_rows(a) for a in mats))
+    Ps = tuple(panels(A, A.shape[1]) for A in As)
+    biases = tuple(np.zeros(a.shape[0], np.float32) for a in mats)
     xs = tuple(rng.standard_normal(a.shape[1]).astype(np.float32) for a in mats)
-    qs = tuple(np.empty(a.shape[1], np.int8) for a in mats)
+    qs = tuple(np.zeros(width(a.shape[1], a.shape[1]), np.int8) for a in mats)
     outs = tuple(np.empty(a.shape[0], np.float32) for a in mats)
 
     def make(batch=1, threads=1):
         def step(ids):
-            matvec8(As, scales, xs, qs, outs)
+            matvec8(Ps, scales, biases, xs, qs, outs)
             return outs[-1]
         return step
     return make

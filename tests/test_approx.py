@@ -1,8 +1,9 @@
-"""The fused kernels' own arithmetic: the vectorisable e^x and the AVX2 int8 dot product.
+"""The fused kernels' own arithmetic: the vectorisable e^x and the int8 panel products.
 
 ``common.exp_approx`` (Cephes' expf) against float64 e^x, and the activations built on it;
-``fused_layer.idot`` on int8 inputs (``int8_simd.dot32`` plus the loop for the tail) and
-``matvec8`` against exact integer products. No torch, no data.
+``panels.panel_dot`` on int8 inputs (``int8_simd.panel_dot8`` on AVX2, the plain loop on
+int16 holders), the panel layout and its inverse, ``quantize`` and ``matvec8`` against exact
+integer products. No torch, no data.
 """
 
 import numpy as np
@@ -10,7 +11,10 @@ import pytest
 from numba import njit
 
 from rnnedge.runtime.ops.common import SIGMOID, TANH, activate, exp_approx
-from rnnedge.runtime.ops.fused_layer import idot, idot_loop, matvec8, quantize_rows
+from rnnedge.runtime.ops.int8_simd import HAS_AVX2, Q_X
+from rnnedge.runtime.ops.panels import (matvec8, pack_rows, panel_dot, panel_dot_loop, panels,
+                                        qsum, quads, quantize, quantize_rows, rows_of, unpanel,
+                                        width)
 
 
 @njit(cache=False)
@@ -21,9 +25,8 @@ def _apply(code, x, out):
 
 
 @njit(cache=False)
-def _idots(A, q, lo, hi, out):
-    for r in range(A.shape[0]):
-        out[r] = idot(A, r, q, lo, hi)
+def _panel_dot(P, q, k0, k1, out):
+    panel_dot(P, q, k0, k1, qsum(q, 4 * k0, 4 * k1), out)
     return out
 
 
@@ -53,30 +56,69 @@ def test_approximate_activations_stay_far_inside_the_fp32_tolerance(code, exact)
     assert np.isnan(_apply(code, np.array([np.nan], np.float32), np.empty(1, np.float32))[0])
 
 
-@pytest.mark.parametrize("lo, hi", [(0, 1), (0, 31), (0, 32), (0, 33), (5, 100), (0, 512),
-                                    (256, 512), (7, 7)])
-def test_idot_on_int8_inputs_is_exact(lo, hi):
-    rng = np.random.default_rng(lo * 1000 + hi)
-    A = rng.integers(-127, 128, (9, 512), dtype=np.int8)
-    A[0] = 127  # the largest products: pairs of 2 * 127^2 must not saturate
-    q = rng.integers(-127, 128, 512, dtype=np.int8)
-    q[:64] = -127
-    expected = A[:, lo:hi].astype(np.int64) @ q[lo:hi].astype(np.int64)
-    assert (_idots(A, q, lo, hi, np.empty(9, np.int32)) == expected).all()
-    assert (_idots(A, q.astype(np.int16), lo, hi, np.empty(9, np.int32)) == expected).all()
-    assert idot_loop(A, 3, q, lo, hi) == expected[3]
+@pytest.mark.parametrize("R, K, split", [(1, 1, 1), (32, 32, 32), (33, 70, 3), (70, 512, 256),
+                                         (96, 128, 0), (9, 13, 13), (64, 9, 4)])
+def test_panels_hold_the_rows_and_their_products_are_exact(R, K, split):
+    rng = np.random.default_rng(R * 1000 + K)
+    A = rng.integers(-127, 128, (R, K), dtype=np.int8)
+    A[0] = 127  # the largest products: pairs of 2 * 255 * 64 must not saturate in int16
+    A[-1] = -127
+    P = panels(A, split)
+    assert P.shape == (-(-R // 32), quads(split) + quads(K - split), 128)
+    assert (unpanel(P, R, K, split) == A).all()
+    x = rng.standard_normal(K).astype(np.float32)
+    x[:min(K, 40)] = np.where(np.arange(min(K, 40)) % 2, 5.0, -5.0)  # q at +-Q_X
+    q = np.full(width(split, K), 99, np.int8)  # the padding must be overwritten with zeros
+    scale = quantize(x, split, q)
+    at = 4 * quads(split)
+    dense = np.concatenate([q[:split], q[at:at + K - split]]).astype(np.int64)
+    assert np.abs(dense).max() <= Q_X and (dense == np.rint(x / scale)).all()
+    assert (np.delete(q, np.r_[0:split, at:at + K - split]) == 0).all()
+    rows = 32 * P.shape[0]
+    full = np.zeros((R, q.size), np.int64)  # A in the padded column layout
+    full[:, np.r_[0:split, at:at + K - split]] = A
+    for k0, k1 in [(0, P.shape[1]), (0, quads(split)), (quads(split), P.shape[1]), (1, 1)]:
+        expected = full[:, 4 * k0:4 * k1] @ q[4 * k0:4 * k1].astype(np.int64)
+        got = _panel_dot(P, q, k0, k1, np.empty(rows, np.int32))[:R]
+        assert (got == expected).all(), (k0, k1)
+        assert (_panel_dot(P, q.astype(np.int16), k0, k1, np.empty(rows, np.int32))[:R]
+                == expected).all()
+        loop = np.empty(rows, np.int32)
+        panel_dot_loop(P, q, k0, k1, loop)
+        assert (loop[:R] == expected).all()
+
+
+def test_pack_rows_keeps_unit_and_gate_order_and_stacks():
+    rng = np.random.default_rng(5)
+    M = rng.integers(-127, 128, (2, 3, 5, 4, 24), dtype=np.int8)  # (L, D, H, G, K)
+    P = pack_rows(M, 16)
+    assert P.shape == (2, 3, 1, 6, 128)
+    assert (rows_of(P, 5, 4, 24, 16) == M).all()
+    assert (unpanel(P[1, 2], 20, 24, 16) == M[1, 2].reshape(20, 24)).all()
+
+
+def test_a_cpu_with_avx2_takes_the_simd_path():
+    """The kernels must not fall back to the plain loop silently where AVX2 is there."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read().split()
+    except OSError:
+        pytest.skip("no /proc/cpuinfo to read the CPU's flags from")
+    assert HAS_AVX2 == ("avx2" in flags)
 
 
 def test_matvec8_is_the_int8_product_with_row_and_input_scales():
     rng = np.random.default_rng(3)
-    mats = [rng.standard_normal((40, 70)).astype(np.float32),
+    mats = [rng.standard_normal((41, 70)).astype(np.float32),
             rng.standard_normal((8, 32)).astype(np.float32)]
     As, scales = zip(*(quantize_rows(a) for a in mats))
     xs = tuple(rng.standard_normal(a.shape[1]).astype(np.float32) for a in mats)
     outs = tuple(np.empty(a.shape[0], np.float32) for a in mats)
-    matvec8(As, scales, xs, tuple(np.empty(a.shape[1], np.int8) for a in mats), outs)
+    biases = tuple(np.zeros(a.shape[0], np.float32) for a in mats)
+    matvec8(tuple(panels(A, A.shape[1]) for A in As), scales, biases, xs,
+            tuple(np.zeros(width(a.shape[1], a.shape[1]), np.int8) for a in mats), outs)
     for A, scale, x, out, a in zip(As, scales, xs, outs, mats):
-        sx = np.abs(x).max() / 127
+        sx = np.abs(x).max() / Q_X
         q = np.rint(x / sx)
         np.testing.assert_allclose(out, (A.astype(np.float64) @ q) * scale * sx, rtol=1e-5)
         np.testing.assert_allclose(out, a @ x, atol=0.05 * np.abs(a @ x).max())

@@ -12,8 +12,9 @@ the layout of fused_layer.py, whose ``layer``/``layer8`` run each layer:
   Rbh apart in ``rbh`` (L, H), since ``linear_before_reset=1`` applies it inside r * (...).
 * ``fc`` (V, H), ``fc_bias`` (V,).
 
-int8 (``Packed8``): the same layout with int8 weights and one symmetric scale per row
-(``*_scale``), quantized as fused_layer.py says.
+int8 (``Packed8``): the same weights as int8 with one symmetric scale per row
+(``*_scale``), in the row panels of panels.py: ``W0`` split 0 (all recurrent), ``Wup``
+split H ([x | h]), ``fc`` split H (all input).
 
 Every kernel has a plain numpy twin with the same signature (``*_numpy``) that reads the
 same packed arrays; the tests check the kernels against them (KERNEL tolerance).
@@ -31,9 +32,9 @@ import numpy as np
 from numba import njit
 
 from .common import LSTM, first_bad
-from .fused_layer import (copy, dot, idot, layer, layer8, layer_numpy, quantize_numpy,
-                          quantize_rows)
-from .fused_layer import quantize as quantize_vector
+from .fused_layer import copy, dot, layer, layer8, layer_numpy
+from .panels import (output8, pack_rows, panels, quantize_numpy, quantize_rows, rows_of, unpanel,
+                     width)
 
 
 class Packed(NamedTuple):
@@ -56,24 +57,25 @@ class Packed8(NamedTuple):
     cell: int
     activation: int
     table: np.ndarray     # (V, H, G) float32
-    W0: np.ndarray        # (H, G, H) int8
+    W0: np.ndarray        # panels of (H, G, H) int8, split 0
     W0_scale: np.ndarray  # (H, G)
-    Wup: np.ndarray       # (L-1, H, G, 2H) int8
+    Wup: np.ndarray       # (L-1, ...) panels of (H, G, 2H) int8, split H
     Wup_scale: np.ndarray  # (L-1, H, G)
     bias: np.ndarray      # (L, H, G)
     rbh: np.ndarray       # (L, H)
-    fc: np.ndarray        # (V, H) int8
+    fc: np.ndarray        # panels of (V, H) int8, split H
     fc_scale: np.ndarray  # (V,)
     fc_bias: np.ndarray   # (V,)
 
 
 def quantize(p):
     """``Packed`` -> ``Packed8``."""
+    H = p.rbh.shape[1]
     W0, W0_scale = quantize_rows(p.W0)
     Wup, Wup_scale = quantize_rows(p.Wup)
     fc, fc_scale = quantize_rows(p.fc)
-    return Packed8(p.cell, p.activation, p.table, W0, W0_scale, Wup, Wup_scale, p.bias, p.rbh,
-                   fc, fc_scale, p.fc_bias)
+    return Packed8(p.cell, p.activation, p.table, pack_rows(W0, 0), W0_scale, pack_rows(Wup, H),
+                   Wup_scale, p.bias, p.rbh, panels(fc, H), fc_scale, p.fc_bias)
 
 
 class Work(NamedTuple):
@@ -82,13 +84,13 @@ class Work(NamedTuple):
     h: np.ndarray   # (L, H) the state of the batch row being run
     c: np.ndarray   # (L, H)
     xh: np.ndarray  # (2H,) [x; h_prev] of the layer being run
-    q: np.ndarray   # (2H,) int8, xh quantized (int8 only): int8 for ``idot``'s AVX2 path
+    q: np.ndarray   # xh quantized (int8 only), in the panels' layout (``panels.width``)
 
 
 def work(p):
     L, H = p.rbh.shape
     return Work(np.empty((L, H), np.float32), np.empty((L, H), np.float32),
-                np.empty(2 * H, np.float32), np.empty(2 * H, np.int8))
+                np.empty(2 * H, np.float32), np.zeros(width(H, 2 * H), np.int8))
 
 
 # -- numba ------------------------------------------------------------------------------
@@ -112,16 +114,14 @@ def _step8(token, p, w, logits):
     """``_step`` on int8 weights."""
     L, H = w.h.shape
     copy(w.h[0], w.xh, 0)
-    layer8(p.cell, p.activation, p.W0, p.W0_scale, w.xh[:H], w.q[:H], p.table[token],
+    layer8(p.cell, p.activation, p.W0, p.W0_scale, w.xh[:H], w.q, p.table[token],
            p.rbh[0], w.h[0], w.c[0])
     for i in range(1, L):
         copy(w.h[i - 1], w.xh, 0)
         copy(w.h[i], w.xh, H)
         layer8(p.cell, p.activation, p.Wup[i - 1], p.Wup_scale[i - 1], w.xh, w.q, p.bias[i],
                p.rbh[i], w.h[i], w.c[i])
-    sx = quantize_vector(w.h[L - 1], w.q[:H])
-    for v in range(logits.shape[0]):
-        logits[v] = p.fc_bias[v] + np.float32(idot(p.fc, v, w.q, 0, H)) * (p.fc_scale[v] * sx)
+    output8(p.fc, p.fc_scale, p.fc_bias, w.h[L - 1], w.q, logits)
 
 
 @njit(cache=True, fastmath=False)
@@ -199,7 +199,11 @@ def _run_numpy(tokens, p, h, c, logits):
     if bad.size:
         return int(bad[0])
     int8 = isinstance(p, Packed8)
-    L = h.shape[0]
+    L, H = h.shape[0], h.shape[2]
+    if int8:  # the twin reads the rows the panels hold
+        G = p.W0_scale.shape[1]
+        p = p._replace(W0=rows_of(p.W0, H, G, H, 0), Wup=rows_of(p.Wup, H, G, 2 * H, H),
+                       fc=unpanel(p.fc, p.fc_bias.shape[0], H, H))
     for b, t in np.ndindex(*tokens.shape):
         for i in range(L):
             x = h[i - 1, b] if i else np.zeros(0, np.float32)  # layer 0: in the table

@@ -17,7 +17,8 @@ run each layer:
   y (B, 1, C) after the last step.
 
 int8 (``run8``, arguments from ``quantize``): M0, Mup and fc as int8 with one float32
-scale per row (``*_scale``), quantized as fused_layer.py says. Batch rows run one after
+scale per row (``*_scale``), in the row panels of panels.py (M0 split F, Mup split H, fc
+split H). Batch rows run one after
 another. The cell equations are the operators' own (through fused_layer.py); not a graph
 reader: fast_chain.py is.
 
@@ -31,9 +32,10 @@ from numba import njit
 
 from ..errors import UnsupportedError
 from .common import GATES, GRU, LSTM, f32, first_bad, input_bias
-from .fused_layer import (copy, dot, gru_layer8_reset_first, gru_layer_reset_first, idot,
-                          layer, layer8, layer_numpy, quantize_numpy, quantize_rows)
-from .fused_layer import quantize as quantize_vector
+from .fused_layer import (copy, dot, gru_layer8_reset_first, gru_layer_reset_first, layer,
+                          layer8, layer_numpy)
+from .panels import (output8, pack_rows, panels, quantize_numpy, quantize_rows, rows_of, unpanel,
+                     width)
 
 NO_STATE = np.zeros((0, 0, 0), np.float32)  # c of a GRU or RNN: never read by the kernels
 
@@ -71,18 +73,21 @@ def pack(cell, activation, lbr, layers, embedding, fc, fc_bias):
 def quantize(packed):
     """``pack``'s arguments -> those of ``run8``: int8 M0, Mup, fc with their row scales."""
     cell, activation, lbr, table, M0, Mup, bias, rbh, fc, fc_bias = packed
-    return (cell, activation, lbr, table, *quantize_rows(M0), *quantize_rows(Mup), bias, rbh,
-            *quantize_rows(fc), fc_bias)
+    H, K0 = M0.shape[0], M0.shape[2]
+    (M0, M0_scale), (Mup, Mup_scale), (fc, fc_scale) = map(quantize_rows, (M0, Mup, fc))
+    return (cell, activation, lbr, table, pack_rows(M0, K0 - H), M0_scale, pack_rows(Mup, H),
+            Mup_scale, bias, rbh, panels(fc, H), fc_scale, fc_bias)
 
 
 def work(packed):
     """Work buffers of both kernels: wh, wc, x0, x1, r0, r1, q0, q1, qr0, qr1, s."""
     L, H = packed[7].shape
     K0 = packed[4].shape[2]
-    f, i8 = np.float32, np.int8  # int8 q*: ``idot`` takes AVX2's int8 products on them
+    f, i8 = np.float32, np.int8  # int8 q*: the panels' AVX2 products take int8
+    n0, n1 = width(K0 - H, K0), width(H, 2 * H)  # the panels' column layouts
     return (np.zeros((L, H), f), np.zeros((L, H), f), np.zeros(K0, f), np.zeros(2 * H, f),
-            np.zeros(K0, f), np.zeros(2 * H, f), np.zeros(K0, i8), np.zeros(2 * H, i8),
-            np.zeros(K0, i8), np.zeros(2 * H, i8), np.zeros((2, H), f))
+            np.zeros(K0, f), np.zeros(2 * H, f), np.zeros(n0, i8), np.zeros(n1, i8),
+            np.zeros(n0, i8), np.zeros(n1, i8), np.zeros((2, H), f))
 
 
 # -- numba ------------------------------------------------------------------------------
@@ -178,10 +183,7 @@ def run8(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, M0_scale, 
                 _layer8(cell, activation, lbr, Mup[i - 1], Mup_scale[i - 1], x1, q1, bias[i],
                         rbh[i], wh[i], wc[i], r1, qr1, s)
             if every or t == T - 1:
-                out = y[b, t if every else 0]
-                sx = quantize_vector(wh[L - 1], q1[:H])
-                for v in range(out.shape[0]):
-                    out[v] = fc_bias[v] + np.float32(idot(fc, v, q1, 0, H)) * (fc_scale[v] * sx)
+                output8(fc, fc_scale, fc_bias, wh[L - 1], q1, y[b, t if every else 0])
         _rows(cell, h, c, b, wh, wc, False)
     return -1
 
@@ -196,7 +198,10 @@ def run_numpy(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, Mup, 
 
 def run8_numpy(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, M0_scale, Mup,
                Mup_scale, bias, rbh, fc, fc_scale, fc_bias, *work):
-    """Plain twin of ``run8``."""
+    """Plain twin of ``run8``: the rows the panels hold."""
+    (H, G), F = M0_scale.shape, X.shape[2]
+    M0, Mup = rows_of(M0, H, G, F + H, F), rows_of(Mup, H, G, 2 * H, H)
+    fc = unpanel(fc, fc_bias.shape[0], H, H)
     return _run_numpy(X, tokens, h, c, y, every, cell, activation, lbr, table,
                       (M0, M0_scale), list(zip(Mup, Mup_scale)), bias, rbh, (fc, fc_scale),
                       fc_bias)

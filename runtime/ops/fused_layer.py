@@ -11,36 +11,27 @@ which ``rbh`` (H,) holds. A step sums every gate row first into a (4, H) buffer,
 (``common.exp_approx``, within 1 ulp), no clip and no peepholes (what these kernels run;
 callers check the attributes).
 
-int8: M holds int8 values with one float32 scale per row (``quantize_rows``); the input
-of each product is quantized per step with one symmetric scale (max|v| / 127, round half
-to even) and products accumulate exactly in int32. With the input in an int8 array
-``idot`` runs on AVX2's ``vpmaddubsw`` (``int8_simd.py``); int16 holders of the same
-values take the plain loop.
+int8: the weights are int8 with one float32 scale per row, in the panels of panels.py
+(``pack_rows(M8, split)``, split = K - H); the input of each product is quantized per step
+into the panels' column layout (``panels.quantize``) and products are exact in int32.
 
 Every kernel's plain twin is ``layer_numpy``. numba's cache does not notice when a helper
-imported from another file (common.py, lstm.py, gru.py, rnn.py, int8_simd.py) changes
+imported from another file (common.py, lstm.py, gru.py, rnn.py, panels.py, int8_simd.py)
+changes
 under a kernel: after editing one, delete ``runtime/ops/__pycache__``.
 """
 
 import numpy as np
-from numba import njit, types
-from numba.extending import overload
+from numba import njit
 
 from .common import GATES, GRU, LSTM
-from .int8_simd import HAS_AVX2, dot8
 from .gru import gru_reset, gru_reset_numpy, gru_unit, gru_unit_numpy
 from .lstm import lstm_unit, lstm_unit_numpy
+from .panels import (PANEL, QUAD, panel_dot, qsum, quantize, quantize_numpy,  # noqa: F401
+                     quantize_rows, quads)
 from .rnn import rnn_unit, rnn_unit_numpy
 
-Q_MAX = 127
 NO_R = np.float32(0.0)  # rt is applied already when linear_before_reset=0
-
-
-def quantize_rows(w):
-    """Symmetric per-row int8 of a float array (..., K) -> (int8 (..., K), scale (...,))."""
-    scale = (np.abs(w).max(axis=-1) / Q_MAX).astype(np.float32)
-    safe = np.where(scale > 0, scale, np.float32(1))
-    return np.rint(w / safe[..., None]).astype(np.int8), scale
 
 
 # fastmath is on in the dot products only, and only reassoc + contract: reassociation lets
@@ -64,64 +55,6 @@ def dot(A, row, x, lo, hi):
         u = np.uint64(k)
         acc += A[row, u] * x[u]
     return acc
-
-
-def idot(A, row, q, lo, hi):
-    """int8 A[row, lo:hi] . q[lo:hi] (int8 values, in int8 or int16 holders), summed exactly
-    in int32 (|sum| <= 127^2 K).
-
-    In numba code, with int8 q, C-contiguous A and q and an AVX2 CPU: ``int8_simd.dot8``;
-    otherwise ``idot_loop``, its plain twin. From Python: ``idot_loop``.
-    """
-    return idot_loop(A, row, q, lo, hi)
-
-
-@overload(idot, inline="always")  # inlined by numba: else a call per row
-def _idot(A, row, q, lo, hi):
-    if HAS_AVX2 and A.dtype == q.dtype == types.int8 and A.layout == q.layout == "C":
-        return lambda A, row, q, lo, hi: dot8(A, row, q, lo, hi)
-    return lambda A, row, q, lo, hi: idot_loop(A, row, q, lo, hi)
-
-
-@njit(cache=True, fastmath=False)
-def idot_loop(A, row, q, lo, hi):
-    """``idot`` as a plain loop. Indices as in ``dot``. The casts keep the sum int32 (numba
-    would widen it to int64), which LLVM turns into (128-bit) vpmaddwd on x86.
-    """
-    acc = np.int32(0)
-    for k in range(lo, hi):
-        u = np.uint64(k)
-        acc = np.int32(acc + np.int32(A[row, u]) * np.int32(q[u]))
-    return acc
-
-
-@njit(cache=True, fastmath=False)
-def quantize(x, q):
-    """x (K,) -> q (K,) int8 values (in an int8 or int16 array); returns the scale."""
-    top = np.float32(0.0)
-    for k in range(x.shape[0]):
-        top = max(top, abs(x[k]))
-    scale = top / np.float32(Q_MAX) if top > 0 else np.float32(1.0)
-    for k in range(x.shape[0]):
-        q[k] = np.int16(np.rint(x[k] / scale))
-    return scale
-
-
-@njit(cache=True, fastmath=False)
-def matvec8(As, scales, xs, qs, outs):
-    """outs[i] (R,) = As[i] xs[i] for each int8 As[i] (R, K) with row scales scales[i] (R,),
-    tuples of arrays (one call: numba's dispatch costs microseconds): xs[i] quantized into
-    qs[i] (K,) as the int8 kernels do, products by ``idot``. No cell math: the benchmarks'
-    int8 floor."""
-    for i in range(len(As)):
-        _matvec8(As[i], scales[i], xs[i], qs[i], outs[i])
-
-
-@njit(cache=True, fastmath=False)
-def _matvec8(A, scale, x, q, out):
-    sx = quantize(x, q)
-    for r in range(A.shape[0]):
-        out[r] = np.float32(idot(A, r, q, 0, A.shape[1])) * (scale[r] * sx)
 
 
 @njit(cache=True, fastmath=False)
@@ -182,25 +115,44 @@ def layer(cell, activation, M, xh, base, rbh, h, c):
 
 
 @njit(cache=True, fastmath=False)
-def layer8(cell, activation, M, scale, xh, q, base, rbh, h, c):
-    """``layer`` with int8 M (H, G, K) and row scales (H, G); q (K,) is xh quantized here.
-    Plain twin: ``layer_numpy`` with ``scale``."""
-    H, G, K = M.shape
-    A = M.reshape(H * G, K)
-    split = K - H
-    sx = quantize(xh, q)
+def layer8(cell, activation, P, scale, xh, q, base, rbh, h, c):
+    """``layer`` on int8 weights: panels P (``pack_rows`` of M (H, G, K), split K - H) with
+    row scales (H, G); q receives xh quantized (``panels.quantize``). Plain twin:
+    ``layer_numpy`` with ``scale``."""
+    H, G = scale.shape
+    split = xh.shape[0] - H
+    sx = quantize(xh, split, q)
+    xq, kq = quads(split), P.shape[1]
     s = np.empty((4, H), np.float32)
-    for j in range(H):
-        row = j * G
-        if cell == GRU:
-            s[0, j] = base[j, 0] + np.float32(idot(A, row, q, 0, K)) * (scale[j, 0] * sx)
-            s[1, j] = base[j, 1] + np.float32(idot(A, row + 1, q, 0, K)) * (scale[j, 1] * sx)
-            s[2, j] = base[j, 2] + np.float32(idot(A, row + 2, q, 0, split)) * (scale[j, 2] * sx)
-            s[3, j] = rbh[j] + np.float32(idot(A, row + 2, q, split, K)) * (scale[j, 2] * sx)
+    if cell == GRU:  # the h gate keeps its two parts apart
+        ax, ah = _sums(P, q, 0, xq), _sums(P, q, xq, kq)
+        for j in range(H):
+            row = 3 * j
+            s[0, j] = base[j, 0] + np.float32(ax[row] + ah[row]) * (scale[j, 0] * sx)
+            s[1, j] = base[j, 1] + np.float32(ax[row + 1] + ah[row + 1]) * (scale[j, 1] * sx)
+            s[2, j] = base[j, 2] + np.float32(ax[row + 2]) * (scale[j, 2] * sx)
+            s[3, j] = rbh[j] + np.float32(ah[row + 2]) * (scale[j, 2] * sx)
+    else:  # the sums in row order (j, g), each made its gate's sum in place, then (g, j)
+        acc = _sums(P, q, 0, kq)
+        sums, b, sc = acc.view(np.float32), base.reshape(H * G), scale.reshape(H * G)
+        for k in range(H * G):  # contiguous: vectorised, where the (g, j) order is not
+            sums[k] = b[k] + np.float32(acc[k]) * (sc[k] * sx)
+        if G == 4:
+            for j in range(H):
+                s[0, j], s[1, j], s[2, j], s[3, j] = sums[4 * j:4 * j + 4]
         else:
             for g in range(G):
-                s[g, j] = base[j, g] + np.float32(idot(A, row + g, q, 0, K)) * (scale[j, g] * sx)
+                for j in range(H):
+                    s[g, j] = sums[j * G + g]
     units(cell, activation, s, xh[split:], h, c)
+
+
+@njit(cache=True, fastmath=False)
+def _sums(P, q, k0, k1):
+    """Every row's int32 sum over the columns of quads [k0, k1) (``panel_dot``)."""
+    acc = np.empty(P.shape[0] * PANEL, np.int32)
+    panel_dot(P, q, k0, k1, qsum(q, QUAD * k0, QUAD * k1), acc)
+    return acc
 
 
 @njit(cache=True, fastmath=False)
@@ -223,22 +175,25 @@ def gru_layer_reset_first(M, xh, base, rbh, h, xr, s):
 
 
 @njit(cache=True, fastmath=False)
-def gru_layer8_reset_first(M, scale, xh, q, base, rbh, h, xr, qr, s):
-    """``gru_layer_reset_first`` on int8 M; rt (.) Ht-1 is quantized on its own into qr."""
-    H, G, K = M.shape
-    A = M.reshape(H * G, K)
-    split = K - H
-    sx = quantize(xh, q)
+def gru_layer8_reset_first(P, scale, xh, q, base, rbh, h, xr, qr, s):
+    """``gru_layer_reset_first`` on int8 panels; rt (.) Ht-1 is quantized on its own into qr
+    (at the h columns). The h gate's recurrent rows take a second pass over the panels."""
+    H = scale.shape[0]
+    split = xh.shape[0] - H
+    sx = quantize(xh, split, q)
+    xq, kq = quads(split), P.shape[1]
+    ax, ah = _sums(P, q, 0, xq), _sums(P, q, xq, kq)
     for j in range(H):
-        row = j * G
-        s[0, j] = base[j, 0] + np.float32(idot(A, row, q, 0, K)) * (scale[j, 0] * sx)
-        r = gru_reset(base[j, 1] + np.float32(idot(A, row + 1, q, 0, K)) * (scale[j, 1] * sx),
+        row = 3 * j
+        s[0, j] = base[j, 0] + np.float32(ax[row] + ah[row]) * (scale[j, 0] * sx)
+        r = gru_reset(base[j, 1] + np.float32(ax[row + 1] + ah[row + 1]) * (scale[j, 1] * sx),
                       None, True)
-        s[1, j] = base[j, 2] + np.float32(idot(A, row + 2, q, 0, split)) * (scale[j, 2] * sx)
+        s[1, j] = base[j, 2] + np.float32(ax[row + 2]) * (scale[j, 2] * sx)
         xr[split + j] = r * xh[split + j]
-    sr = quantize(xr[split:], qr[split:])
+    sr = quantize(xr[split:], 0, qr[QUAD * xq:])
+    ah = _sums(P, qr, xq, kq)
     for j in range(H):
-        h_r = rbh[j] + np.float32(idot(A, j * G + 2, qr, split, K)) * (scale[j, 2] * sr)
+        h_r = rbh[j] + np.float32(ah[3 * j + 2]) * (scale[j, 2] * sr)
         h[j] = gru_unit(s[0, j], NO_R, s[1, j], h_r, xh[split + j], None, 0, True)
 
 
@@ -288,10 +243,3 @@ def _product(M, scale, v):
         return M @ v
     q, sv = quantize_numpy(v)
     return (M.astype(np.int32) @ q).astype(np.float32) * (scale * sv)
-
-
-def quantize_numpy(x):
-    """Plain twin of ``quantize``: (int32 values, scale)."""
-    top = np.abs(x).max() if x.size else np.float32(0)
-    scale = top / np.float32(Q_MAX) if top > 0 else np.float32(1)
-    return np.rint(x / scale).astype(np.int32), scale

@@ -27,7 +27,8 @@ from ..errors import InputError, UnsupportedError
 from . import common
 from .common import GRU, LSTM, RNN
 from .fused_layer import (copy, gru_layer8_reset_first, gru_layer_reset_first, layer, layer8,
-                          layer_numpy, quantize_rows)
+                          layer_numpy)
+from .panels import pack_rows, quantize_rows, rows_of, width
 
 CELLS = {"LSTM": LSTM, "GRU": GRU, "RNN": RNN}
 DEFAULT_ACTIVATIONS = {"LSTM": ["sigmoid", "tanh", "tanh"], "GRU": ["sigmoid", "tanh"]}
@@ -70,15 +71,16 @@ class FusedNode:
             bias[:, 2 * H:] = B[:, 2 * H:G * H]
         rbh = B[:, -H:] if self.cell == GRU else np.zeros((D, H), np.float32)
         head = (self.cell, self.activation, self.linear_before_reset)
-        if self.engine == "fast-int8":
+        self.inputs = I = W.shape[2]
+        if self.engine == "fast-int8":  # int8 row panels (panels.py), split at the inputs
             M, scale = quantize_rows(M)
-            self.packed = (*head, M, scale, common.f32(_by_unit(bias, G)), common.f32(rbh))
+            self.packed = (*head, pack_rows(M, I), scale, common.f32(_by_unit(bias, G)),
+                           common.f32(rbh))
         else:
             self.packed = (*head, common.f32(M), common.f32(_by_unit(bias, G)), common.f32(rbh))
-        K = M.shape[-1]
-        # int8 q, qr: fused_layer.py's ``idot`` takes AVX2's int8 products on them
-        self.work = (np.empty(K, np.float32), np.empty(K, np.float32), np.empty(K, np.int8),
-                     np.empty(K, np.int8), np.empty((2, H), np.float32))
+        n = width(I, I + H)  # int8 q, qr in the panels' column layout
+        self.work = (np.empty(I + H, np.float32), np.empty(I + H, np.float32),
+                     np.zeros(n, np.int8), np.zeros(n, np.int8), np.empty((2, H), np.float32))
         self.weights = given
 
     def __call__(self, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None,
@@ -99,7 +101,7 @@ class FusedNode:
     def _inputs(self, X, sequence_lens, initial_h, initial_c):
         """X (T, N, I) and states (D, N, H) in layout 0, fresh float32; lengths int32."""
         X = np.asarray(X)
-        inputs = self.packed[3].shape[-1] - self.hidden_size
+        inputs = self.inputs
         if X.ndim != 3 or X.shape[2] != inputs:
             raise InputError(f"{self.op}: X has shape {X.shape}; expected 3 dimensions with "
                              f"input_size {inputs} (from W) last, layout {self.layout}")
@@ -179,7 +181,8 @@ def run(X, sequence_lens, direction, Y, Y_h, Y_c, cell, activation, linear_befor
 @njit(cache=True, fastmath=False)
 def run8(X, sequence_lens, direction, Y, Y_h, Y_c, cell, activation, linear_before_reset,
          M, scale, base, rbh, xh, xr, q, qr, s):
-    """``run`` on int8 M with row scales (D, H, G). Plain twin: ``run8_numpy``."""
+    """``run`` on int8 M in panels (``panels.pack_rows``, split I) with row scales (D, H, G).
+    Plain twin: ``run8_numpy``."""
     seq_length, _, inputs = X.shape
     D = Y_h.shape[0]
     for visit in common.schedule(sequence_lens, seq_length, D, direction):
@@ -203,9 +206,10 @@ def run_numpy(X, sequence_lens, direction, Y, Y_h, Y_c, cell, activation, linear
 
 def run8_numpy(X, sequence_lens, direction, Y, Y_h, Y_c, cell, activation,
                linear_before_reset, M, scale, base, rbh, *work):
-    """Plain twin of ``run8``."""
+    """Plain twin of ``run8``: the rows the panels hold."""
+    (_, H, G), inputs = scale.shape, X.shape[2]
     _run_numpy(X, sequence_lens, direction, Y, Y_h, Y_c, cell, activation,
-               linear_before_reset, M, scale, base, rbh)
+               linear_before_reset, rows_of(M, H, G, inputs + H, inputs), scale, base, rbh)
 
 
 def _run_numpy(X, sequence_lens, direction, Y, Y_h, Y_c, cell, activation,

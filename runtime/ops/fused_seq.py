@@ -23,7 +23,8 @@ linear_before_reset=0) run each step:
 * states h, c (L*D, B, H) start each row and receive its final states, in place.
 
 int8 (``quant``): M0 and Mup are int8 with one float32 scale per row (``M0_scale`` (D, H,
-G), ``Mup_scale`` (L-1, D, H, G); ones in fp32, unread), quantized as fused_layer.py says.
+G), ``Mup_scale`` (L-1, D, H, G); ones in fp32, unread), in the row panels of panels.py
+(M0 split F, Mup split D*H).
 Plain twin with the same signature: ``run_numpy``. numba's cache does not notice when a
 helper from another file changes under these kernels: then delete ``runtime/ops/__pycache__``.
 """
@@ -34,7 +35,8 @@ from numba import njit
 from ..errors import UnsupportedError
 from .common import GATES, GRU, LSTM, f32, input_bias
 from .fused_layer import (copy, dot, gru_layer8_reset_first, gru_layer_reset_first, layer,
-                          layer8, layer_numpy, quantize_rows)
+                          layer8, layer_numpy)
+from .panels import pack_rows, quantize_rows, rows_of, width
 
 HEADS = {"last": 0, "mean": 1, "max": 2}
 
@@ -77,10 +79,13 @@ def pack(cell, activation, lbr, layers, embedding, mean, std, fc, fc_bias):
 
 
 def quantize(packed):
-    """``pack``'s arguments -> those of ``run`` with ``quant``: int8 M0, Mup with row scales."""
+    """``pack``'s arguments -> those of ``run`` with ``quant``: int8 M0, Mup in panels with
+    their row scales."""
+    (D, H, _, K0), K1 = packed[6].shape, packed[8].shape[-1]
     M0, M0_scale = quantize_rows(packed[6])
     Mup, Mup_scale = quantize_rows(packed[8])
-    return (*packed[:6], M0, M0_scale, Mup, Mup_scale, *packed[10:])
+    return (*packed[:6], pack_rows(M0, K0 - H), M0_scale, pack_rows(Mup, K1 - H), Mup_scale,
+            *packed[10:])
 
 
 def work(packed, T):
@@ -89,9 +94,10 @@ def work(packed, T):
     ``idot`` takes AVX2's int8 products on them), s (2, H), feat (D*H,)."""
     D, H, _, K0 = packed[6].shape
     f, i8, K1 = np.float32, np.int8, D * H + H
+    n0, n1 = width(K0 - H, K0), width(D * H, K1)  # the panels' column layouts
     return (np.zeros((T, D * H), f), np.zeros((T, D * H), f), np.zeros(H, f), np.zeros(H, f),
             np.zeros(K0, f), np.zeros(K0, f), np.zeros(K1, f), np.zeros(K1, f),
-            np.zeros(K0, i8), np.zeros(K0, i8), np.zeros(K1, i8), np.zeros(K1, i8),
+            np.zeros(n0, i8), np.zeros(n0, i8), np.zeros(n1, i8), np.zeros(n1, i8),
             np.zeros((2, H), f), np.zeros(D * H, f))
 
 
@@ -134,7 +140,7 @@ def _pool(head, y, n, pooled, seen, feat):
 def _row(X, tokens, b, n, h, c, quant, cell, activation, lbr, mean, std, table, M0, M0_scale,
          Mup, Mup_scale, bias, rbh, ya, yb, wh, wc, x0, r0, x1, r1, q0, qr0, q1, qr1, s):
     """Every layer of batch row b over its n valid steps; returns the top layer's outputs."""
-    D, H, _, _ = M0.shape
+    D, H, _ = M0_scale.shape  # M0 may be int8 panels
     L, F = bias.shape[0], X.shape[2]
     yin, yout = yb, ya
     for i in range(L):
@@ -209,7 +215,7 @@ def run(X, tokens, lengths, clamp, h, c, pooled, seen, logits, probs, head, quan
     A row runs min(lengths[b], T) steps. Returns -1, or what ``_first_bad`` says is out of
     range (then nothing is computed). Plain twin: ``run_numpy``.
     """
-    D, H = M0.shape[0], M0.shape[1]
+    D, H = M0_scale.shape[0], M0_scale.shape[1]  # M0 may be int8 panels
     L, T = bias.shape[0], X.shape[1]
     bad = _first_bad(tokens, lengths, T, table.shape[1], clamp)
     if bad >= 0:
@@ -235,8 +241,9 @@ def run_numpy(X, tokens, lengths, clamp, h, c, pooled, seen, logits, probs, head
               activation, lbr, mean, std, table, M0, M0_scale, Mup, Mup_scale, bias, rbh, fc,
               fc_bias, *work):
     """Plain twin of ``run``: numpy products per layer, direction and step (``layer_numpy``)."""
-    D, H = M0.shape[:2]
-    L, (B, T) = bias.shape[0], X.shape[:2]
+    (D, H, G), L, (B, T, F) = M0_scale.shape, bias.shape[0], X.shape
+    if quant:  # the rows the panels hold
+        M0, Mup = rows_of(M0, H, G, F + H, F), rows_of(Mup, H, G, D * H + H, D * H)
     bad = np.flatnonzero((lengths < 1) | ((lengths > T) & (not clamp)))
     if bad.size:
         return int(bad[0])
