@@ -118,20 +118,28 @@ def _step(quant, cell, activation, lbr, M, scale, xh, q, base, rbh, h, c, xr, qr
 
 @njit(cache=True, fastmath=False)
 def _pool(head, y, n, pooled, seen, feat):
-    """The head's feature (D*H,) from outputs y[:n] continued from pooled, seen (in place)."""
+    """The head's feature (D*H,) from outputs y[:n] continued from pooled, seen (in place).
+    Time in the outer loop: every feature's sum or max runs over t in order as before (the
+    same bits), and the inner loop over features vectorises (by feature, 16 µs a review of
+    210 steps; 128 features)."""
     nf = np.float32(n)
     after = seen[0] + nf
-    for j in range(feat.shape[0]):
+    J = feat.shape[0]
+    for j in range(J):
+        feat[j] = np.float32(0.0) if head == 1 else y[0, j]
+    for t in range(0 if head == 1 else 1, n):
+        row = y[t]
         if head == 1:
-            total = np.float32(0.0)
-            for t in range(n):
-                total += y[t, j]
-            feat[j] = pooled[j] + (total - nf * pooled[j]) / after
+            for j in range(J):
+                feat[j] += row[j]
         else:
-            top = y[0, j]
-            for t in range(1, n):
-                top = max(top, y[t, j])
-            feat[j] = max(pooled[j], top) if after > nf else top
+            for j in range(J):
+                feat[j] = max(feat[j], row[j])
+    for j in range(J):
+        if head == 1:
+            feat[j] = pooled[j] + (feat[j] - nf * pooled[j]) / after
+        elif after > nf:
+            feat[j] = max(pooled[j], feat[j])
         pooled[j] = feat[j]
     seen[0] = after
 
