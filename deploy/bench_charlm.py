@@ -17,8 +17,8 @@ from rnnedge.runtime.parity import failure_report
 from rnnedge.runtime.tolerances import compare
 
 from .makers import per_threads, tolerance, usable, variant_engine
-from .timing import (FLOOR, INT8_FLOOR, floor_maker, floor_matrices, int8_floor_maker,
-                     interleaved, percentiles, vs_ort)
+from .timing import (FLOOR, INT8_FLOOR, PANEL_FLOOR, floor_maker, floor_matrices,
+                     int8_floor_maker, interleaved, panel_floor_maker, percentiles, vs_ort)
 
 ENGINES = ("ort", "numba", "fast", "fast-int8")
 
@@ -112,7 +112,8 @@ def bench_charlm(model_path, extra=None, steps=500, warmup=50, threads=1, seed=0
 
     ``kernels`` adds the fast engines' kernels called directly (``kernel_makers``).
 
-    ``floor`` adds the numpy matrix-vector floor and the int8 one (``timing.py``);
+    ``floor`` adds the numpy matrix-vector floor, the same products on the fast engines'
+    panels and the int8 floor (``timing.py``);
     ``samples`` keeps every timing (µs).
     """
     skipped, precisions = {}, {}
@@ -138,6 +139,7 @@ def latency_report(model_path, makers, skipped, steps=500, warmup=50, threads=1,
         try:
             mats = floor_matrices(model_path)
             makers[FLOOR] = floor_maker(mats)
+            makers[PANEL_FLOOR] = panel_floor_maker(mats)
             makers[INT8_FLOOR] = int8_floor_maker(mats)
         except UnsupportedError as exc:
             skipped[FLOOR] = str(exc)

@@ -222,7 +222,7 @@ class FastCharEngine:
             raise InputError(f"quantize must be None or 'int8', not {quantize!r}")
         packed = pack(*read_charlm(model))
         self.name = "fast-int8" if quantize else "fast"
-        self.packed = fused.quantize(packed) if quantize else packed
+        self.packed = fused.quantize(packed) if quantize else fused.panelled(packed)
         self.kernel = fused.run8 if quantize else fused.run
         self.work = fused.work(packed)
         self.arguments = (*self.packed, *self.work)  # after tokens, h, c, logits

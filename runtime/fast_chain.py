@@ -304,7 +304,8 @@ class FastChainEngine:
         self.name = "fast-int8" if quantize else "fast"
         self.kernel = getattr(fused_chain, ("run8" if quantize else "run")
                               + ("_numpy" if twin else ""))
-        self.arguments = (c.every, *(fused_chain.quantize(packed) if quantize else packed),
+        self.arguments = (c.every, *(fused_chain.quantize(packed) if quantize
+                                     else fused_chain.panelled(packed)),
                           *fused_chain.work(packed))
         self.L, self.H = packed[7].shape
         self.F = packed[4].shape[2] - self.H  # 0 for token ids

@@ -257,7 +257,8 @@ class FastSeqEngine:
                                 none if s.std is None else s.std, s.fc, s.fc_bias)
         self.name = "fast-int8" if quantize else "fast"
         self.arguments = (fused_seq.HEADS[s.head], quantize == "int8",
-                          *(fused_seq.quantize(packed) if quantize else packed))
+                          *(fused_seq.quantize(packed) if quantize
+                            else fused_seq.panelled(packed)))
         self.kernel = fused_seq.run_numpy if twin else fused_seq.run
         self.packed, self.work = packed, fused_seq.work(packed, 1)
         self.D, self.H = packed[6].shape[:2]

@@ -1,7 +1,7 @@
 """The fused kernels' own arithmetic: the vectorisable e^x and the int8 panel products.
 
 ``common.exp_approx`` (Cephes' expf) against float64 e^x, and the activations built on it;
-``panels.panel_dot`` on int8 inputs (``int8_simd.panel_dot8`` on AVX2, the plain loop on
+``panels.panel_dot`` on int8 inputs (``simd.panel_dot8`` on AVX2, the plain loop on
 int16 holders), the panel layout and its inverse, ``quantize`` and ``matvec8`` against exact
 integer products. No torch, no data.
 """
@@ -11,10 +11,10 @@ import pytest
 from numba import njit
 
 from rnnedge.runtime.ops.common import SIGMOID, TANH, activate, exp_approx
-from rnnedge.runtime.ops.int8_simd import HAS_AVX2, Q_X
-from rnnedge.runtime.ops.panels import (matvec8, pack_rows, panel_dot, panel_dot_loop, panels,
-                                        qsum, quads, quantize, quantize_rows, rows_of, unpanel,
-                                        width)
+from rnnedge.runtime.ops.simd import HAS_AVX2, Q_X
+from rnnedge.runtime.ops.panels import (matvec8, pack_rows, panel_dot, panel_dot_f32,
+                                        panel_dot_f32_loop, panel_dot_loop, panels, qsum, quads,
+                                        quantize, quantize_rows, rows_of, unpanel, width)
 
 
 @njit(cache=False)
@@ -88,6 +88,31 @@ def test_panels_hold_the_rows_and_their_products_are_exact(R, K, split):
         assert (loop[:R] == expected).all()
 
 
+@njit(cache=False)
+def _panel_dot_f32(P, x, k0, k1, out):
+    panel_dot_f32(P, x, k0, k1, out)
+    return out
+
+
+@pytest.mark.parametrize("R, K", [(1, 1), (32, 7), (33, 70), (1024, 512), (65, 256)])
+def test_float32_panels_hold_the_rows_and_sum_them_in_column_order(R, K):
+    rng = np.random.default_rng(R + K)
+    A = rng.standard_normal((R, K)).astype(np.float32)
+    x = rng.standard_normal(K).astype(np.float32)
+    P = panels(A, 0)
+    assert P.dtype == np.float32 and P.shape == (-(-R // 32), K, 32)
+    assert (unpanel(P, R, K, 0) == A).all()
+    rows = 32 * P.shape[0]
+    for k0, k1 in [(0, K), (0, K // 2), (K // 2, K), (K, K)]:
+        exact = A[:, k0:k1].astype(np.float64) @ x[k0:k1].astype(np.float64)
+        got = _panel_dot_f32(P, x, k0, k1, np.empty(rows, np.float32))[:R]
+        loop = np.empty(rows, np.float32)
+        panel_dot_f32_loop(P, x, k0, k1, loop)
+        bound = 1e-6 * (np.abs(A[:, k0:k1]) @ np.abs(x[k0:k1]) + 1)  # fp32 sums of K terms
+        assert (np.abs(got - exact) <= bound * max(1, K) ** 0.5 * 4).all()
+        np.testing.assert_allclose(got, loop[:R], rtol=1e-5, atol=1e-5)  # fma or not
+
+
 def test_pack_rows_keeps_unit_and_gate_order_and_stacks():
     rng = np.random.default_rng(5)
     M = rng.integers(-127, 128, (2, 3, 5, 4, 24), dtype=np.int8)  # (L, D, H, G, K)
@@ -95,6 +120,9 @@ def test_pack_rows_keeps_unit_and_gate_order_and_stacks():
     assert P.shape == (2, 3, 1, 6, 128)
     assert (rows_of(P, 5, 4, 24, 16) == M).all()
     assert (unpanel(P[1, 2], 20, 24, 16) == M[1, 2].reshape(20, 24)).all()
+    F = M.astype(np.float32)
+    assert pack_rows(F, 16).shape == (2, 3, 1, 24, 32)
+    assert (rows_of(pack_rows(F, 16), 5, 4, 24, 16) == F).all()
 
 
 def test_a_cpu_with_avx2_takes_the_simd_path():

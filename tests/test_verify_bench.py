@@ -44,7 +44,7 @@ def test_bench_reports_percentiles_and_ratios_after_parity(charlm):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert set(report["engines"]) == {"ort", "numba", "fast", "fast-int8", "torch", "floor",
-                                      "int8-floor"}
+                                      "panel-floor", "int8-floor"}
     assert report["engines"]["ort"]["p50_vs_ort"] == 1.0
     assert report["engines"]["floor"]["p50_vs_floor"] == 1.0 and report["skipped"] == {}
     assert report["engines"]["int8-floor"]["p50_vs_int8_floor"] == 1.0

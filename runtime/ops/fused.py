@@ -32,9 +32,9 @@ import numpy as np
 from numba import njit
 
 from .common import LSTM, first_bad
-from .fused_layer import copy, dot, layer, layer8, layer_numpy
-from .panels import (output8, pack_rows, panels, quantize_numpy, quantize_rows, rows_of, unpanel,
-                     width)
+from .fused_layer import copy, layer, layer8, layer_numpy
+from .panels import (output8, output_f32, pack_rows, panels, quantize_numpy, quantize_rows,
+                     rows_of, unpanel, width)
 
 
 class Packed(NamedTuple):
@@ -43,11 +43,11 @@ class Packed(NamedTuple):
     cell: int           # LSTM, GRU or RNN
     activation: int     # RNN's activation code (ops/common.py); unused by LSTM, GRU
     table: np.ndarray   # (V, H, G)
-    W0: np.ndarray      # (H, G, H)
-    Wup: np.ndarray     # (L-1, H, G, 2H)
+    W0: np.ndarray      # (H, G, H); ``run`` takes it in panels (``panelled``)
+    Wup: np.ndarray     # (L-1, H, G, 2H); in panels too
     bias: np.ndarray    # (L, H, G)
     rbh: np.ndarray     # (L, H)
-    fc: np.ndarray      # (V, H)
+    fc: np.ndarray      # (V, H); in panels too
     fc_bias: np.ndarray  # (V,)
 
 
@@ -68,8 +68,15 @@ class Packed8(NamedTuple):
     fc_bias: np.ndarray   # (V,)
 
 
+def panelled(p):
+    """``Packed`` as ``pack`` gives it (rows) -> the same weights in panels, what ``run``
+    takes (W0 split 0, Wup split H, fc split H)."""
+    H = p.rbh.shape[1]
+    return p._replace(W0=pack_rows(p.W0, 0), Wup=pack_rows(p.Wup, H), fc=panels(p.fc, H))
+
+
 def quantize(p):
-    """``Packed`` -> ``Packed8``."""
+    """``Packed`` as ``pack`` gives it (rows) -> ``Packed8``."""
     H = p.rbh.shape[1]
     W0, W0_scale = quantize_rows(p.W0)
     Wup, Wup_scale = quantize_rows(p.Wup)
@@ -104,9 +111,7 @@ def _step(token, p, w, logits):
         copy(w.h[i - 1], w.xh, 0)
         copy(w.h[i], w.xh, H)
         layer(p.cell, p.activation, p.Wup[i - 1], w.xh, p.bias[i], p.rbh[i], w.h[i], w.c[i])
-    top = w.h[L - 1]
-    for v in range(logits.shape[0]):
-        logits[v] = p.fc_bias[v] + dot(p.fc, v, top, 0, H)
+    output_f32(p.fc, p.fc_bias, w.h[L - 1], logits)
 
 
 @njit(cache=True, fastmath=False)
@@ -200,10 +205,9 @@ def _run_numpy(tokens, p, h, c, logits):
         return int(bad[0])
     int8 = isinstance(p, Packed8)
     L, H = h.shape[0], h.shape[2]
-    if int8:  # the twin reads the rows the panels hold
-        G = p.W0_scale.shape[1]
-        p = p._replace(W0=rows_of(p.W0, H, G, H, 0), Wup=rows_of(p.Wup, H, G, 2 * H, H),
-                       fc=unpanel(p.fc, p.fc_bias.shape[0], H, H))
+    G = p.bias.shape[2]  # the twin reads the rows the panels hold
+    p = p._replace(W0=rows_of(p.W0, H, G, H, 0), Wup=rows_of(p.Wup, H, G, 2 * H, H),
+                   fc=unpanel(p.fc, p.fc_bias.shape[0], H, H))
     for b, t in np.ndindex(*tokens.shape):
         for i in range(L):
             x = h[i - 1, b] if i else np.zeros(0, np.float32)  # layer 0: in the table

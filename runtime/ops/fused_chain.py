@@ -32,10 +32,10 @@ from numba import njit
 
 from ..errors import UnsupportedError
 from .common import GATES, GRU, LSTM, f32, first_bad, input_bias
-from .fused_layer import (copy, dot, gru_layer8_reset_first, gru_layer_reset_first, layer,
+from .fused_layer import (copy, gru_layer8_reset_first, gru_layer_reset_first, layer,
                           layer8, layer_numpy)
-from .panels import (output8, pack_rows, panels, quantize_numpy, quantize_rows, rows_of, unpanel,
-                     width)
+from .panels import (output8, output_f32, pack_rows, panels, quantize_numpy, quantize_rows,
+                     rows_of, unpanel, width)
 
 NO_STATE = np.zeros((0, 0, 0), np.float32)  # c of a GRU or RNN: never read by the kernels
 
@@ -70,8 +70,18 @@ def pack(cell, activation, lbr, layers, embedding, fc, fc_bias):
 
 
 
+def panelled(packed):
+    """``pack``'s arguments (rows) -> those of ``run``: M0, Mup, fc in panels (M0 split F,
+    Mup split H, fc split H)."""
+    cell, activation, lbr, table, M0, Mup, bias, rbh, fc, fc_bias = packed
+    H, K0 = M0.shape[0], M0.shape[2]
+    return (cell, activation, lbr, table, pack_rows(M0, K0 - H), pack_rows(Mup, H), bias, rbh,
+            panels(fc, H), fc_bias)
+
+
 def quantize(packed):
-    """``pack``'s arguments -> those of ``run8``: int8 M0, Mup, fc with their row scales."""
+    """``pack``'s arguments (rows) -> those of ``run8``: int8 M0, Mup, fc in panels with
+    their row scales."""
     cell, activation, lbr, table, M0, Mup, bias, rbh, fc, fc_bias = packed
     H, K0 = M0.shape[0], M0.shape[2]
     (M0, M0_scale), (Mup, Mup_scale), (fc, fc_scale) = map(quantize_rows, (M0, Mup, fc))
@@ -150,9 +160,7 @@ def run(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, Mup, bias, 
                 _layer(cell, activation, lbr, Mup[i - 1], x1, bias[i], rbh[i], wh[i], wc[i],
                        r1, s)
             if every or t == T - 1:
-                out = y[b, t if every else 0]
-                for v in range(out.shape[0]):
-                    out[v] = fc_bias[v] + dot(fc, v, wh[L - 1], 0, H)
+                output_f32(fc, fc_bias, wh[L - 1], y[b, t if every else 0])
         _rows(cell, h, c, b, wh, wc, False)
     return -1
 
@@ -191,7 +199,11 @@ def run8(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, M0_scale, 
 # -- numpy twins ------------------------------------------------------------------------
 def run_numpy(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, Mup, bias, rbh,
               fc, fc_bias, *work):
-    """Plain twin of ``run``: numpy products per layer and step (``layer_numpy``)."""
+    """Plain twin of ``run``: numpy products per layer and step (``layer_numpy``) on the
+    rows the panels hold."""
+    (H, G), F = bias.shape[1:], X.shape[2]
+    M0, Mup = rows_of(M0, H, G, F + H, F), rows_of(Mup, H, G, 2 * H, H)
+    fc = unpanel(fc, fc_bias.shape[0], H, H)
     return _run_numpy(X, tokens, h, c, y, every, cell, activation, lbr, table,
                       (M0, None), [(M, None) for M in Mup], bias, rbh, (fc, None), fc_bias)
 

@@ -1,22 +1,24 @@
 """One step of one recurrent layer on the fused weight layout, fp32 and int8, with plain twins.
 
 The building block of the fused engines: ``fused.py`` (a whole charlm graph),
-``fused_node.py`` (any LSTM/GRU/RNN node) and ``fused_chain.py``. A layer's weights are
-``M`` (H, G, K): row (j, g) is [W | R] of gate g of unit j (ONNX gate order i, o, f, c /
-z, r, h), K = input + hidden, so that the G gates of unit j are adjacent and one pass
-over them yields its pre-activations. ``base`` (H, G) holds Wb + Rb without GRU's Rbh,
-which ``rbh`` (H,) holds. A step sums every gate row first into a (4, H) buffer, then
-``units`` updates every cell in one loop that LLVM vectorises: the operators' own
-``lstm_unit``, ``gru_reset``/``gru_unit`` and ``rnn_unit`` with ``approx`` e^x
-(``common.exp_approx``, within 1 ulp), no clip and no peepholes (what these kernels run;
-callers check the attributes).
+``fused_node.py`` (any LSTM/GRU/RNN node), ``fused_chain.py`` and ``fused_seq.py``. A
+layer's weights are ``M`` (H, G, K): row (j, g) is [W | R] of gate g of unit j (ONNX gate
+order i, o, f, c / z, r, h), K = input + hidden, so that the G gates of unit j are
+adjacent; the kernels take them in row panels (panels.py: ``pack_rows``), whose one pass
+gives every row's sum. ``base`` (H, G) holds Wb + Rb without GRU's Rbh, which ``rbh``
+(H,) holds. A step sums every gate row first into a (4, H) buffer, then ``units`` updates
+every cell in one loop that LLVM vectorises: the operators' own ``lstm_unit``,
+``gru_reset``/``gru_unit`` and ``rnn_unit`` with ``approx`` e^x (``common.exp_approx``,
+within 1 ulp), no clip and no peepholes (what these kernels run; callers check the
+attributes). The GRU sums its input and recurrent columns apart (the h gate needs them
+so); fp32 sums run in column order, one fused multiply-add a weight.
 
-int8: the weights are int8 with one float32 scale per row, in the panels of panels.py
-(``pack_rows(M8, split)``, split = K - H); the input of each product is quantized per step
-into the panels' column layout (``panels.quantize``) and products are exact in int32.
+int8: the weights are int8 with one float32 scale per row, in int8 panels (split K - H);
+the input of each product is quantized per step into the panels' column layout
+(``panels.quantize``) and products are exact in int32.
 
 Every kernel's plain twin is ``layer_numpy``. numba's cache does not notice when a helper
-imported from another file (common.py, lstm.py, gru.py, rnn.py, panels.py, int8_simd.py)
+imported from another file (common.py, lstm.py, gru.py, rnn.py, panels.py, simd.py)
 changes
 under a kernel: after editing one, delete ``runtime/ops/__pycache__``.
 """
@@ -27,8 +29,8 @@ from numba import njit
 from .common import GATES, GRU, LSTM
 from .gru import gru_reset, gru_reset_numpy, gru_unit, gru_unit_numpy
 from .lstm import lstm_unit, lstm_unit_numpy
-from .panels import (PANEL, QUAD, panel_dot, qsum, quantize, quantize_numpy,  # noqa: F401
-                     quantize_rows, quads)
+from .panels import (PANEL, QUAD, panel_dot, qsum, quads, quantize, quantize_numpy,
+                     sums_f32)
 from .rnn import rnn_unit, rnn_unit_numpy
 
 NO_R = np.float32(0.0)  # rt is applied already when linear_before_reset=0
@@ -91,27 +93,45 @@ def units(cell, activation, s, h_prev, h, c):
 
 
 @njit(cache=True, fastmath=False)
-def layer(cell, activation, M, xh, base, rbh, h, c):
-    """One layer, one step: xh = [x; h_prev] (K,), M (H, G, K), base (H, G) -> h, c in place.
+def layer(cell, activation, P, xh, base, rbh, h, c):
+    """One layer, one step: xh = [x; h_prev] (K,), weights P (``pack_rows`` of M (H, G, K),
+    float32), base (H, G) -> h, c in place.
 
     Every gate sum first, into a (4, H) buffer, then ``units``; h_prev is read from xh,
     not from h. Plain twin: ``layer_numpy``.
     """
-    H, G, K = M.shape
-    A = M.reshape(H * G, K)  # row j * G + g: gate g of unit j
+    H, G = base.shape
+    K = xh.shape[0]
     split = K - H  # where h_prev starts in xh
     s = np.empty((4, H), np.float32)
-    for j in range(H):
-        row = j * G
-        if cell == GRU:
-            s[0, j] = base[j, 0] + dot(A, row, xh, 0, K)
-            s[1, j] = base[j, 1] + dot(A, row + 1, xh, 0, K)
-            s[2, j] = base[j, 2] + dot(A, row + 2, xh, 0, split)
-            s[3, j] = rbh[j] + dot(A, row + 2, xh, split, K)
-        else:
-            for g in range(G):
-                s[g, j] = base[j, g] + dot(A, row + g, xh, 0, K)
+    if cell == GRU:  # the h gate keeps its two parts apart
+        ax, ah = sums_f32(P, xh, 0, split), sums_f32(P, xh, split, K)
+        for j in range(H):
+            row = 3 * j
+            s[0, j] = base[j, 0] + (ax[row] + ah[row])
+            s[1, j] = base[j, 1] + (ax[row + 1] + ah[row + 1])
+            s[2, j] = base[j, 2] + ax[row + 2]
+            s[3, j] = rbh[j] + ah[row + 2]
+    else:
+        acc = sums_f32(P, xh, 0, K)
+        b = base.reshape(H * G)
+        for k in range(H * G):
+            acc[k] = b[k] + acc[k]
+        _by_gate(acc, G, s)
     units(cell, activation, s, xh[split:], h, c)
+
+
+@njit(cache=True, fastmath=False)
+def _by_gate(sums, G, s):
+    """s[g, j] = sums[j * G + g]: the row order of the panels to the order of ``units``."""
+    H = s.shape[1]
+    if G == 4:
+        for j in range(H):
+            s[0, j], s[1, j], s[2, j], s[3, j] = sums[4 * j:4 * j + 4]
+    else:
+        for g in range(G):
+            for j in range(H):
+                s[g, j] = sums[j * G + g]
 
 
 @njit(cache=True, fastmath=False)
@@ -137,13 +157,7 @@ def layer8(cell, activation, P, scale, xh, q, base, rbh, h, c):
         sums, b, sc = acc.view(np.float32), base.reshape(H * G), scale.reshape(H * G)
         for k in range(H * G):  # contiguous: vectorised, where the (g, j) order is not
             sums[k] = b[k] + np.float32(acc[k]) * (sc[k] * sx)
-        if G == 4:
-            for j in range(H):
-                s[0, j], s[1, j], s[2, j], s[3, j] = sums[4 * j:4 * j + 4]
-        else:
-            for g in range(G):
-                for j in range(H):
-                    s[g, j] = sums[j * G + g]
+        _by_gate(sums, G, s)
     units(cell, activation, s, xh[split:], h, c)
 
 
@@ -156,22 +170,24 @@ def _sums(P, q, k0, k1):
 
 
 @njit(cache=True, fastmath=False)
-def gru_layer_reset_first(M, xh, base, rbh, h, xr, s):
+def gru_layer_reset_first(P, xh, base, rbh, h, xr, s):
     """GRU ``layer`` for linear_before_reset=0, whose ht needs (rt (.) Ht-1)*(Rh^T): every
     unit's rt comes first. xr (K,) receives rt (.) Ht-1 in xr[K-H:]; s (2, H) keeps zt's
     sum and the h gate's input part between the passes. Plain twin: ``layer_numpy``."""
-    H, G, K = M.shape
-    A = M.reshape(H * G, K)
+    H = base.shape[0]
+    K = xh.shape[0]
     split = K - H
+    ax, ah = sums_f32(P, xh, 0, split), sums_f32(P, xh, split, K)
     for j in range(H):
-        row = j * G
-        s[0, j] = base[j, 0] + dot(A, row, xh, 0, K)
-        r = gru_reset(base[j, 1] + dot(A, row + 1, xh, 0, K), None, True)
-        s[1, j] = base[j, 2] + dot(A, row + 2, xh, 0, split)
+        row = 3 * j
+        s[0, j] = base[j, 0] + (ax[row] + ah[row])
+        r = gru_reset(base[j, 1] + (ax[row + 1] + ah[row + 1]), None, True)
+        s[1, j] = base[j, 2] + ax[row + 2]
         xr[split + j] = r * xh[split + j]
+    ah = sums_f32(P, xr, split, K)
     for j in range(H):
-        h_r = rbh[j] + dot(A, j * G + 2, xr, split, K)
-        h[j] = gru_unit(s[0, j], NO_R, s[1, j], h_r, xh[split + j], None, 0, True)
+        h[j] = gru_unit(s[0, j], NO_R, s[1, j], rbh[j] + ah[3 * j + 2], xh[split + j], None, 0,
+                        True)
 
 
 @njit(cache=True, fastmath=False)

@@ -77,7 +77,8 @@ class FusedNode:
             self.packed = (*head, pack_rows(M, I), scale, common.f32(_by_unit(bias, G)),
                            common.f32(rbh))
         else:
-            self.packed = (*head, common.f32(M), common.f32(_by_unit(bias, G)), common.f32(rbh))
+            self.packed = (*head, pack_rows(common.f32(M), I), common.f32(_by_unit(bias, G)),
+                           common.f32(rbh))
         n = width(I, I + H)  # int8 q, qr in the panels' column layout
         self.work = (np.empty(I + H, np.float32), np.empty(I + H, np.float32),
                      np.zeros(n, np.int8), np.zeros(n, np.int8), np.empty((2, H), np.float32))
@@ -162,8 +163,8 @@ def _by_unit(a, G):
 def run(X, sequence_lens, direction, Y, Y_h, Y_c, cell, activation, linear_before_reset,
         M, base, rbh, xh, xr, q, qr, s):
     """X (T, N, I) -> Y (T, D, N, H), zero-filled by the caller; Y_h, Y_c (D, N, H) hold the
-    initial states and are updated in place. M (D, H, G, I + H), base (D, H, G), rbh (D, H)
-    as in fused_layer.py; xh, xr (I + H,), s (2, H) work buffers (q, qr: int8 only).
+    initial states and are updated in place. M (D, H, G, I + H) in panels (``pack_rows``,
+    split I), base (D, H, G), rbh (D, H) as in fused_layer.py; xh, xr (I + H,), s (2, H) work buffers (q, qr: int8 only).
     Plain twin: ``run_numpy``."""
     seq_length, _, inputs = X.shape
     D = Y_h.shape[0]
@@ -199,9 +200,11 @@ def run8(X, sequence_lens, direction, Y, Y_h, Y_c, cell, activation, linear_befo
 
 def run_numpy(X, sequence_lens, direction, Y, Y_h, Y_c, cell, activation, linear_before_reset,
               M, base, rbh, *work):
-    """Plain twin of ``run``: row after row, numpy products (``fused_layer.layer_numpy``)."""
+    """Plain twin of ``run``: row after row, numpy products (``fused_layer.layer_numpy``) on
+    the rows the panels hold."""
+    (_, H, G), inputs = base.shape, X.shape[2]
     _run_numpy(X, sequence_lens, direction, Y, Y_h, Y_c, cell, activation,
-               linear_before_reset, M, None, base, rbh)
+               linear_before_reset, rows_of(M, H, G, inputs + H, inputs), None, base, rbh)
 
 
 def run8_numpy(X, sequence_lens, direction, Y, Y_h, Y_c, cell, activation,

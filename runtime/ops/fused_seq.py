@@ -78,9 +78,17 @@ def pack(cell, activation, lbr, layers, embedding, mean, std, fc, fc_bias):
 
 
 
+def panelled(packed):
+    """``pack``'s arguments (rows) -> those of ``run`` in fp32: M0, Mup in panels (M0 split
+    F, Mup split D*H)."""
+    (D, H, _, K0), K1 = packed[6].shape, packed[8].shape[-1]
+    return (*packed[:6], pack_rows(packed[6], K0 - H), packed[7], pack_rows(packed[8], K1 - H),
+            *packed[9:])
+
+
 def quantize(packed):
-    """``pack``'s arguments -> those of ``run`` with ``quant``: int8 M0, Mup in panels with
-    their row scales."""
+    """``pack``'s arguments (rows) -> those of ``run`` with ``quant``: int8 M0, Mup in panels
+    with their row scales."""
     (D, H, _, K0), K1 = packed[6].shape, packed[8].shape[-1]
     M0, M0_scale = quantize_rows(packed[6])
     Mup, Mup_scale = quantize_rows(packed[8])
@@ -250,8 +258,7 @@ def run_numpy(X, tokens, lengths, clamp, h, c, pooled, seen, logits, probs, head
               fc_bias, *work):
     """Plain twin of ``run``: numpy products per layer, direction and step (``layer_numpy``)."""
     (D, H, G), L, (B, T, F) = M0_scale.shape, bias.shape[0], X.shape
-    if quant:  # the rows the panels hold
-        M0, Mup = rows_of(M0, H, G, F + H, F), rows_of(Mup, H, G, D * H + H, D * H)
+    M0, Mup = rows_of(M0, H, G, F + H, F), rows_of(Mup, H, G, D * H + H, D * H)  # the rows
     bad = np.flatnonzero((lengths < 1) | ((lengths > T) & (not clamp)))
     if bad.size:
         return int(bad[0])

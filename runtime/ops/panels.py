@@ -1,13 +1,15 @@
-"""int8 weights in row panels: the layout, the product on it, and inputs quantized to fit.
+"""Weights in row panels: the layouts, the products on them, and int8 inputs quantized to fit.
 
-A layer's int8 weights M (..., H, G, K) (``quantize_rows``: one float32 scale per row,
-values in [-127, 127]) become panels (``pack_rows``): rows j * G + g in groups of 32 (the
-last padded with zero rows), and for each quad of columns k .. k + 3 the 32 rows' four
-bytes side by side, 128 bytes; ``panel_dot`` sums every row of every panel in one pass
-(``int8_simd.py`` says why this layout). The columns are [x | h], K - H = ``split`` inputs
+A layer's weights M (..., H, G, K) become panels (``pack_rows``): rows j * G + g in groups
+of 32 (the last padded with zero rows). float32 (``panel_dot_f32``): for each column k
+the 32 rows' weights side by side. int8 (``quantize_rows``: one float32 scale per row,
+values in [-127, 127]; ``panel_dot``): for each quad of columns k .. k + 3 the 32 rows'
+four bytes side by side, 128 bytes. Either product sums every row of every panel in one
+pass (``simd.py`` says why this layout). The columns are [x | h], K - H = ``split`` inputs
 then H recurrent ones, each part padded with zero columns to whole quads, so that the GRU
-can sum the two parts apart; ``quantize`` writes an input vector in the same layout, with
-zeros in the padding. ``rows_of`` gives M back, for the plain twins.
+can sum the two parts apart (float32 needs no padding); ``quantize`` writes an input
+vector in the same layout, with zeros in the padding. ``rows_of`` gives M back, for the
+plain twins.
 
 The inputs of every int8 product are quantized per step with one symmetric scale to
 [-Q_X, Q_X] = [-64, 64] (max|x| / 64, round half to even), what AVX2 multiplies without
@@ -18,7 +20,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from .int8_simd import HAS_AVX2, PANEL, Q_X, QUAD, panel_dot8
+from .simd import HAS_AVX2, PANEL, Q_X, QUAD, panel_dot8, panel_dot32
 
 Q_W = 127  # int8 weights lie in [-Q_W, Q_W]
 
@@ -42,10 +44,16 @@ def width(split, K):
 
 
 def panels(A, split):
-    """int8 A (..., R, K) -> (..., panels, quads, 128), columns [:split] and [split:] each
-    padded to whole quads, rows to whole panels."""
+    """A (..., R, K) -> its panels: float32 (..., panels, K, 32); int8 (..., panels, quads,
+    128), columns [:split] and [split:] each padded to whole quads. Rows padded to whole
+    panels."""
     *lead, R, K = A.shape
-    xq, hq, n = quads(split), quads(K - split), -(-R // PANEL)
+    n = -(-R // PANEL)
+    if A.dtype != np.int8:
+        W = np.zeros((*lead, n * PANEL, K), np.float32)
+        W[..., :R, :] = A
+        return np.ascontiguousarray(np.swapaxes(W.reshape(*lead, n, PANEL, K), -2, -1))
+    xq, hq = quads(split), quads(K - split)
     W = np.zeros((*lead, n * PANEL, QUAD * (xq + hq)), np.int8)
     W[..., :R, :split] = A[..., :split]
     W[..., :R, QUAD * xq:QUAD * xq + K - split] = A[..., split:]
@@ -55,6 +63,9 @@ def panels(A, split):
 
 def unpanel(P, R, K, split):
     """``panels``' inverse: A (..., R, K)."""
+    if P.dtype != np.int8:
+        *lead, n, _, _ = P.shape
+        return np.swapaxes(P, -2, -1).reshape(*lead, n * PANEL, K)[..., :R, :]
     *lead, n, kq, _ = P.shape
     W = np.swapaxes(P.reshape(*lead, n, kq, PANEL, QUAD), -3, -2).reshape(*lead, n * PANEL,
                                                                            kq * QUAD)
@@ -63,7 +74,8 @@ def unpanel(P, R, K, split):
 
 
 def pack_rows(M, split):
-    """int8 M (..., H, G, K) -> panels of its H * G rows (row j * G + g: gate g of unit j)."""
+    """M (..., H, G, K), float32 or int8 -> panels of its H * G rows (row j * G + g: gate g
+    of unit j)."""
     *lead, H, G, K = M.shape
     return panels(M.reshape(*lead, H * G, K), split)
 
@@ -77,7 +89,7 @@ def panel_dot(P, q, k0, k1, total, out):
     """out[32 p + r] = row r of panel p . q over the columns of quads [k0, k1), int8 values
     (q in int8 or int16 holders, in [-Q_X, Q_X]) summed exactly in int32; ``total`` is the
     sum of q over those columns (``qsum``). In numba code, with int8 P and q, C-contiguous,
-    on an AVX2 CPU: ``int8_simd.panel_dot8``; otherwise ``panel_dot_loop``, its plain twin
+    on an AVX2 CPU: ``simd.panel_dot8``; otherwise ``panel_dot_loop``, its plain twin
     (which ignores ``total``). From Python: ``panel_dot_loop``."""
     panel_dot_loop(P, q, k0, k1, out)
 
@@ -100,6 +112,55 @@ def panel_dot_loop(P, q, k0, k1, out):
                     acc = np.int32(acc + np.int32(P[p, k, QUAD * r + b])
                                    * np.int32(q[QUAD * k + b]))
             out[PANEL * p + r] = acc
+
+
+def panel_dot_f32(P, x, k0, k1, out):
+    """out[32 p + r] = row r of float32 panel p . x over columns [k0, k1), in column order.
+    In numba code, on float32 C-contiguous P and x: ``simd.panel_dot32``; otherwise (and
+    from Python) ``panel_dot_f32_loop``, its plain twin."""
+    panel_dot_f32_loop(P, x, k0, k1, out)
+
+
+@overload(panel_dot_f32, inline="always")
+def _panel_dot_f32(P, x, k0, k1, out):
+    if P.dtype == x.dtype == types.float32 and P.layout == x.layout == "C":
+        return lambda P, x, k0, k1, out: panel_dot32(P, x, k0, k1, out)
+    return lambda P, x, k0, k1, out: panel_dot_f32_loop(P, x, k0, k1, out)
+
+
+@njit(cache=True, fastmath=False)
+def panel_dot_f32_loop(P, x, k0, k1, out):
+    """``panel_dot_f32`` as plain loops."""
+    for p in range(P.shape[0]):
+        for r in range(PANEL):
+            acc = np.float32(0.0)
+            for k in range(k0, k1):
+                acc += P[p, k, r] * x[k]
+            out[PANEL * p + r] = acc
+
+
+@njit(cache=True, fastmath=False)
+def sums_f32(P, x, k0, k1):
+    """Every row's float32 sum over columns [k0, k1) (``panel_dot_f32``), a new array."""
+    acc = np.empty(P.shape[0] * PANEL, np.float32)
+    panel_dot_f32(P, x, k0, k1, acc)
+    return acc
+
+
+@njit(cache=True, fastmath=False)
+def output_f32(P, bias, x, out):
+    """out (R,) = bias + A x for float32 A (R, K) in panels."""
+    acc = sums_f32(P, x, 0, x.shape[0])
+    for r in range(out.shape[0]):
+        out[r] = bias[r] + acc[r]
+
+
+@njit(cache=True, fastmath=False)
+def matvec_f32(Ps, biases, xs, outs):
+    """``output_f32`` of each (Ps[i], biases[i], xs[i], outs[i]) in one call: the
+    benchmarks' panel floor."""
+    for i in range(len(Ps)):
+        output_f32(Ps[i], biases[i], xs[i], outs[i])
 
 
 @njit(cache=True, fastmath=False)
