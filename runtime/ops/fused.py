@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit
 
 from .common import LSTM, first_bad
-from .fused_layer import copy, layer, layer8, layer_numpy
+from .fused_layer import copy, layer, layer8, layer_numpy, scratch
 from .panels import (output8, output_f32, pack_rows, panels, quantize_numpy, quantize_rows,
                      rows_of, unpanel, width)
 
@@ -92,12 +92,15 @@ class Work(NamedTuple):
     c: np.ndarray   # (L, H)
     xh: np.ndarray  # (2H,) [x; h_prev] of the layer being run
     q: np.ndarray   # xh quantized (int8 only), in the panels' layout (``panels.width``)
+    s: np.ndarray   # (4, H) and
+    acc: np.ndarray  # (2, rows): ``fused_layer.scratch``
 
 
 def work(p):
     L, H = p.rbh.shape
     return Work(np.empty((L, H), np.float32), np.empty((L, H), np.float32),
-                np.empty(2 * H, np.float32), np.zeros(width(H, 2 * H), np.int8))
+                np.empty(2 * H, np.float32), np.zeros(width(H, 2 * H), np.int8),
+                *scratch(H, p.bias.shape[2]))
 
 
 # -- numba ------------------------------------------------------------------------------
@@ -106,11 +109,13 @@ def _step(token, p, w, logits):
     """One token through every layer and the output layer; state in w.h, w.c."""
     L, H = w.h.shape
     copy(w.h[0], w.xh, 0)
-    layer(p.cell, p.activation, p.W0, w.xh[:H], p.table[token], p.rbh[0], w.h[0], w.c[0])
+    layer(p.cell, p.activation, p.W0, w.xh[:H], p.table[token], p.rbh[0], w.h[0], w.c[0], w.s,
+          w.acc)
     for i in range(1, L):  # layer i reads [h of layer i - 1; its own h_prev]
         copy(w.h[i - 1], w.xh, 0)
         copy(w.h[i], w.xh, H)
-        layer(p.cell, p.activation, p.Wup[i - 1], w.xh, p.bias[i], p.rbh[i], w.h[i], w.c[i])
+        layer(p.cell, p.activation, p.Wup[i - 1], w.xh, p.bias[i], p.rbh[i], w.h[i], w.c[i],
+              w.s, w.acc)
     output_f32(p.fc, p.fc_bias, w.h[L - 1], logits)
 
 
@@ -120,18 +125,18 @@ def _step8(token, p, w, logits):
     L, H = w.h.shape
     copy(w.h[0], w.xh, 0)
     layer8(p.cell, p.activation, p.W0, p.W0_scale, w.xh[:H], w.q, p.table[token],
-           p.rbh[0], w.h[0], w.c[0])
+           p.rbh[0], w.h[0], w.c[0], w.s, w.acc)
     for i in range(1, L):
         copy(w.h[i - 1], w.xh, 0)
         copy(w.h[i], w.xh, H)
         layer8(p.cell, p.activation, p.Wup[i - 1], p.Wup_scale[i - 1], w.xh, w.q, p.bias[i],
-               p.rbh[i], w.h[i], w.c[i])
+               p.rbh[i], w.h[i], w.c[i], w.s, w.acc)
     output8(p.fc, p.fc_scale, p.fc_bias, w.h[L - 1], w.q, logits)
 
 
 @njit(cache=True, fastmath=False)
 def run(tokens, h, c, logits, cell, activation, table, W0, Wup, bias, rbh, fc, fc_bias,
-        wh, wc, xh, q):
+        wh, wc, xh, q, s, acc):
     """tokens (B, T) -> logits (B, T, V); h and, for LSTM, c (L, B, H) updated in place.
 
     Call it as ``run(tokens, h, c, logits, *packed, *work)``: numba dispatches a call on
@@ -140,7 +145,7 @@ def run(tokens, h, c, logits, cell, activation, table, W0, Wup, bias, rbh, fc, f
     Batch rows run one after another. Plain twin: ``run_numpy``.
     """
     p = Packed(cell, activation, table, W0, Wup, bias, rbh, fc, fc_bias)
-    w = Work(wh, wc, xh, q)
+    w = Work(wh, wc, xh, q, s, acc)
     bad = first_bad(tokens, table.shape[0])
     if bad >= 0:
         return bad
@@ -154,12 +159,12 @@ def run(tokens, h, c, logits, cell, activation, table, W0, Wup, bias, rbh, fc, f
 
 @njit(cache=True, fastmath=False)
 def run8(tokens, h, c, logits, cell, activation, table, W0, W0_scale, Wup, Wup_scale, bias,
-         rbh, fc, fc_scale, fc_bias, wh, wc, xh, q):
+         rbh, fc, fc_scale, fc_bias, wh, wc, xh, q, s, acc):
     """``run`` on the fields of ``Packed8`` (a second entry point: numba cannot cache a
     kernel that takes the step function as an argument). Plain twin: ``run8_numpy``."""
     p = Packed8(cell, activation, table, W0, W0_scale, Wup, Wup_scale, bias, rbh, fc,
                 fc_scale, fc_bias)
-    w = Work(wh, wc, xh, q)
+    w = Work(wh, wc, xh, q, s, acc)
     bad = first_bad(tokens, table.shape[0])
     if bad >= 0:
         return bad

@@ -33,7 +33,7 @@ from numba import njit
 from ..errors import UnsupportedError
 from .common import GATES, GRU, LSTM, f32, first_bad, input_bias
 from .fused_layer import (copy, gru_layer8_reset_first, gru_layer_reset_first, layer,
-                          layer8, layer_numpy)
+                          layer8, layer_numpy, scratch)
 from .panels import (output8, output_f32, pack_rows, panels, quantize_numpy, quantize_rows,
                      rows_of, unpanel, width)
 
@@ -90,14 +90,14 @@ def quantize(packed):
 
 
 def work(packed):
-    """Work buffers of both kernels: wh, wc, x0, x1, r0, r1, q0, q1, qr0, qr1, s."""
+    """Work buffers of both kernels: wh, wc, x0, x1, r0, r1, q0, q1, qr0, qr1, s, acc."""
     L, H = packed[7].shape
     K0 = packed[4].shape[2]
     f, i8 = np.float32, np.int8  # int8 q*: the panels' AVX2 products take int8
     n0, n1 = width(K0 - H, K0), width(H, 2 * H)  # the panels' column layouts
     return (np.zeros((L, H), f), np.zeros((L, H), f), np.zeros(K0, f), np.zeros(2 * H, f),
             np.zeros(K0, f), np.zeros(2 * H, f), np.zeros(n0, i8), np.zeros(n1, i8),
-            np.zeros(n0, i8), np.zeros(n1, i8), np.zeros((2, H), f))
+            np.zeros(n0, i8), np.zeros(n1, i8), *scratch(H, packed[6].shape[2]))
 
 
 # -- numba ------------------------------------------------------------------------------
@@ -117,24 +117,24 @@ def _rows(cell, h, c, b, wh, wc, load):
 
 
 @njit(cache=True, fastmath=False)
-def _layer(cell, activation, lbr, M, xh, base, rbh, h, c, xr, s):
+def _layer(cell, activation, lbr, M, xh, base, rbh, h, c, xr, s, acc):
     if cell == GRU and lbr == 0:
-        gru_layer_reset_first(M, xh, base, rbh, h, xr, s)
+        gru_layer_reset_first(M, xh, base, rbh, h, xr, s, acc)
     else:
-        layer(cell, activation, M, xh, base, rbh, h, c)
+        layer(cell, activation, M, xh, base, rbh, h, c, s, acc)
 
 
 @njit(cache=True, fastmath=False)
-def _layer8(cell, activation, lbr, M, scale, xh, q, base, rbh, h, c, xr, qr, s):
+def _layer8(cell, activation, lbr, M, scale, xh, q, base, rbh, h, c, xr, qr, s, acc):
     if cell == GRU and lbr == 0:
-        gru_layer8_reset_first(M, scale, xh, q, base, rbh, h, xr, qr, s)
+        gru_layer8_reset_first(M, scale, xh, q, base, rbh, h, xr, qr, s, acc)
     else:
-        layer8(cell, activation, M, scale, xh, q, base, rbh, h, c)
+        layer8(cell, activation, M, scale, xh, q, base, rbh, h, c, s, acc)
 
 
 @njit(cache=True, fastmath=False)
 def run(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, Mup, bias, rbh, fc,
-        fc_bias, wh, wc, x0, x1, r0, r1, q0, q1, qr0, qr1, s):
+        fc_bias, wh, wc, x0, x1, r0, r1, q0, q1, qr0, qr1, s, acc):
     """X (B, T, F), tokens (B, T) -> y; h and, for LSTM, c (L, B, H) updated in place.
 
     Work: wh, wc (L, H); x0, r0 (F + H,), x1, r1 (2H,) float32; q*, qr* their int8
@@ -153,12 +153,12 @@ def run(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, Mup, bias, 
             copy(X[b, t], x0, 0)
             copy(wh[0], x0, F)  # x0 = [Xt; Ht-1]
             base = table[tokens[b, t]] if table.shape[0] > 0 else bias[0]
-            _layer(cell, activation, lbr, M0, x0, base, rbh[0], wh[0], wc[0], r0, s)
+            _layer(cell, activation, lbr, M0, x0, base, rbh[0], wh[0], wc[0], r0, s, acc)
             for i in range(1, L):  # layer i reads [h of layer i - 1; its own h_prev]
                 copy(wh[i - 1], x1, 0)
                 copy(wh[i], x1, H)
                 _layer(cell, activation, lbr, Mup[i - 1], x1, bias[i], rbh[i], wh[i], wc[i],
-                       r1, s)
+                       r1, s, acc)
             if every or t == T - 1:
                 output_f32(fc, fc_bias, wh[L - 1], y[b, t if every else 0])
         _rows(cell, h, c, b, wh, wc, False)
@@ -168,7 +168,7 @@ def run(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, Mup, bias, 
 @njit(cache=True, fastmath=False)
 def run8(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, M0_scale, Mup,
          Mup_scale, bias, rbh, fc, fc_scale, fc_bias, wh, wc, x0, x1, r0, r1, q0, q1, qr0,
-         qr1, s):
+         qr1, s, acc):
     """``run`` on int8 M0, Mup, fc with row scales (H, G), (L-1, H, G), (C,).
     Plain twin: ``run8_numpy``."""
     B, T, F = X.shape
@@ -184,12 +184,12 @@ def run8(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, M0_scale, 
             copy(wh[0], x0, F)
             base = table[tokens[b, t]] if table.shape[0] > 0 else bias[0]
             _layer8(cell, activation, lbr, M0, M0_scale, x0, q0, base, rbh[0], wh[0], wc[0],
-                    r0, qr0, s)
+                    r0, qr0, s, acc)
             for i in range(1, L):
                 copy(wh[i - 1], x1, 0)
                 copy(wh[i], x1, H)
                 _layer8(cell, activation, lbr, Mup[i - 1], Mup_scale[i - 1], x1, q1, bias[i],
-                        rbh[i], wh[i], wc[i], r1, qr1, s)
+                        rbh[i], wh[i], wc[i], r1, qr1, s, acc)
             if every or t == T - 1:
                 output8(fc, fc_scale, fc_bias, wh[L - 1], q1, y[b, t if every else 0])
         _rows(cell, h, c, b, wh, wc, False)

@@ -29,8 +29,8 @@ from numba import njit
 from .common import GATES, GRU, LSTM
 from .gru import gru_reset, gru_reset_numpy, gru_unit, gru_unit_numpy
 from .lstm import lstm_unit, lstm_unit_numpy
-from .panels import (PANEL, QUAD, panel_dot, qsum, quads, quantize, quantize_numpy,
-                     sums_f32)
+from .panels import (PANEL, QUAD, panel_dot, panel_dot_f32, qsum, quads, quantize,
+                     quantize_numpy)
 from .rnn import rnn_unit, rnn_unit_numpy
 
 NO_R = np.float32(0.0)  # rt is applied already when linear_before_reset=0
@@ -93,19 +93,19 @@ def units(cell, activation, s, h_prev, h, c):
 
 
 @njit(cache=True, fastmath=False)
-def layer(cell, activation, P, xh, base, rbh, h, c):
+def layer(cell, activation, P, xh, base, rbh, h, c, s, acc):
     """One layer, one step: xh = [x; h_prev] (K,), weights P (``pack_rows`` of M (H, G, K),
-    float32), base (H, G) -> h, c in place.
+    float32), base (H, G) -> h, c in place; s (4, H) and acc (2, rows of P) float32 are
+    work buffers (``scratch``: no allocation per step).
 
-    Every gate sum first, into a (4, H) buffer, then ``units``; h_prev is read from xh,
-    not from h. Plain twin: ``layer_numpy``.
+    Every gate sum first, into s, then ``units``; h_prev is read from xh, not from h. Plain
+    twin: ``layer_numpy``.
     """
     H, G = base.shape
     K = xh.shape[0]
     split = K - H  # where h_prev starts in xh
-    s = np.empty((4, H), np.float32)
     if cell == GRU:  # the h gate keeps its two parts apart
-        ax, ah = sums_f32(P, xh, 0, split), sums_f32(P, xh, split, K)
+        ax, ah = _sums32(P, xh, 0, split, acc[0]), _sums32(P, xh, split, K, acc[1])
         for j in range(H):
             row = 3 * j
             s[0, j] = base[j, 0] + (ax[row] + ah[row])
@@ -113,11 +113,11 @@ def layer(cell, activation, P, xh, base, rbh, h, c):
             s[2, j] = base[j, 2] + ax[row + 2]
             s[3, j] = rbh[j] + ah[row + 2]
     else:
-        acc = sums_f32(P, xh, 0, K)
+        sums = _sums32(P, xh, 0, K, acc[0])
         b = base.reshape(H * G)
         for k in range(H * G):
-            acc[k] = b[k] + acc[k]
-        _by_gate(acc, G, s)
+            sums[k] = b[k] + sums[k]
+        _by_gate(sums, G, s)
     units(cell, activation, s, xh[split:], h, c)
 
 
@@ -135,17 +135,16 @@ def _by_gate(sums, G, s):
 
 
 @njit(cache=True, fastmath=False)
-def layer8(cell, activation, P, scale, xh, q, base, rbh, h, c):
+def layer8(cell, activation, P, scale, xh, q, base, rbh, h, c, s, acc):
     """``layer`` on int8 weights: panels P (``pack_rows`` of M (H, G, K), split K - H) with
-    row scales (H, G); q receives xh quantized (``panels.quantize``). Plain twin:
-    ``layer_numpy`` with ``scale``."""
+    row scales (H, G); q receives xh quantized (``panels.quantize``); s, acc as in
+    ``layer``. Plain twin: ``layer_numpy`` with ``scale``."""
     H, G = scale.shape
     split = xh.shape[0] - H
     sx = quantize(xh, split, q)
     xq, kq = quads(split), P.shape[1]
-    s = np.empty((4, H), np.float32)
     if cell == GRU:  # the h gate keeps its two parts apart
-        ax, ah = _sums(P, q, 0, xq), _sums(P, q, xq, kq)
+        ax, ah = _sums8(P, q, 0, xq, acc[0]), _sums8(P, q, xq, kq, acc[1])
         for j in range(H):
             row = 3 * j
             s[0, j] = base[j, 0] + np.float32(ax[row] + ah[row]) * (scale[j, 0] * sx)
@@ -153,52 +152,67 @@ def layer8(cell, activation, P, scale, xh, q, base, rbh, h, c):
             s[2, j] = base[j, 2] + np.float32(ax[row + 2]) * (scale[j, 2] * sx)
             s[3, j] = rbh[j] + np.float32(ah[row + 2]) * (scale[j, 2] * sx)
     else:  # the sums in row order (j, g), each made its gate's sum in place, then (g, j)
-        acc = _sums(P, q, 0, kq)
-        sums, b, sc = acc.view(np.float32), base.reshape(H * G), scale.reshape(H * G)
+        ints = _sums8(P, q, 0, kq, acc[0])
+        sums, b, sc = acc[1], base.reshape(H * G), scale.reshape(H * G)
         for k in range(H * G):  # contiguous: vectorised, where the (g, j) order is not
-            sums[k] = b[k] + np.float32(acc[k]) * (sc[k] * sx)
+            sums[k] = b[k] + np.float32(ints[k]) * (sc[k] * sx)
         _by_gate(sums, G, s)
     units(cell, activation, s, xh[split:], h, c)
 
 
 @njit(cache=True, fastmath=False)
-def _sums(P, q, k0, k1):
-    """Every row's int32 sum over the columns of quads [k0, k1) (``panel_dot``)."""
-    acc = np.empty(P.shape[0] * PANEL, np.int32)
+def _sums8(P, q, k0, k1, buffer):
+    """Every row's int32 sum over the columns of quads [k0, k1) (``panel_dot``), into the
+    float32 ``buffer``'s bytes; returns them as int32."""
+    acc = buffer.view(np.int32)
     panel_dot(P, q, k0, k1, qsum(q, QUAD * k0, QUAD * k1), acc)
     return acc
 
 
 @njit(cache=True, fastmath=False)
-def gru_layer_reset_first(P, xh, base, rbh, h, xr, s):
+def _sums32(P, x, k0, k1, acc):
+    """Every row's float32 sum over columns [k0, k1) (``panel_dot_f32``), into acc."""
+    panel_dot_f32(P, x, k0, k1, acc)
+    return acc
+
+
+def scratch(H, G):
+    """The work buffers s (4, H) and acc (2, rows rounded up to whole panels) of ``layer``,
+    ``layer8`` and the GRU ``*_reset_first`` kernels."""
+    return np.zeros((4, H), np.float32), np.zeros((2, -(-H * G // PANEL) * PANEL), np.float32)
+
+
+@njit(cache=True, fastmath=False)
+def gru_layer_reset_first(P, xh, base, rbh, h, xr, s, acc):
     """GRU ``layer`` for linear_before_reset=0, whose ht needs (rt (.) Ht-1)*(Rh^T): every
-    unit's rt comes first. xr (K,) receives rt (.) Ht-1 in xr[K-H:]; s (2, H) keeps zt's
-    sum and the h gate's input part between the passes. Plain twin: ``layer_numpy``."""
+    unit's rt comes first. xr (K,) receives rt (.) Ht-1 in xr[K-H:]; s keeps zt's sum and
+    the h gate's input part between the passes (s, acc as in ``layer``). Plain twin:
+    ``layer_numpy``."""
     H = base.shape[0]
     K = xh.shape[0]
     split = K - H
-    ax, ah = sums_f32(P, xh, 0, split), sums_f32(P, xh, split, K)
+    ax, ah = _sums32(P, xh, 0, split, acc[0]), _sums32(P, xh, split, K, acc[1])
     for j in range(H):
         row = 3 * j
         s[0, j] = base[j, 0] + (ax[row] + ah[row])
         r = gru_reset(base[j, 1] + (ax[row + 1] + ah[row + 1]), None, True)
         s[1, j] = base[j, 2] + ax[row + 2]
         xr[split + j] = r * xh[split + j]
-    ah = sums_f32(P, xr, split, K)
+    ah = _sums32(P, xr, split, K, acc[1])
     for j in range(H):
         h[j] = gru_unit(s[0, j], NO_R, s[1, j], rbh[j] + ah[3 * j + 2], xh[split + j], None, 0,
                         True)
 
 
 @njit(cache=True, fastmath=False)
-def gru_layer8_reset_first(P, scale, xh, q, base, rbh, h, xr, qr, s):
+def gru_layer8_reset_first(P, scale, xh, q, base, rbh, h, xr, qr, s, acc):
     """``gru_layer_reset_first`` on int8 panels; rt (.) Ht-1 is quantized on its own into qr
     (at the h columns). The h gate's recurrent rows take a second pass over the panels."""
     H = scale.shape[0]
     split = xh.shape[0] - H
     sx = quantize(xh, split, q)
     xq, kq = quads(split), P.shape[1]
-    ax, ah = _sums(P, q, 0, xq), _sums(P, q, xq, kq)
+    ax, ah = _sums8(P, q, 0, xq, acc[0]), _sums8(P, q, xq, kq, acc[1])
     for j in range(H):
         row = 3 * j
         s[0, j] = base[j, 0] + np.float32(ax[row] + ah[row]) * (scale[j, 0] * sx)
@@ -207,7 +221,7 @@ def gru_layer8_reset_first(P, scale, xh, q, base, rbh, h, xr, qr, s):
         s[1, j] = base[j, 2] + np.float32(ax[row + 2]) * (scale[j, 2] * sx)
         xr[split + j] = r * xh[split + j]
     sr = quantize(xr[split:], 0, qr[QUAD * xq:])
-    ah = _sums(P, qr, xq, kq)
+    ah = _sums8(P, qr, xq, kq, acc[1])
     for j in range(H):
         h_r = rbh[j] + np.float32(ah[3 * j + 2]) * (scale[j, 2] * sr)
         h[j] = gru_unit(s[0, j], NO_R, s[1, j], h_r, xh[split + j], None, 0, True)

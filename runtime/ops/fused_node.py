@@ -27,7 +27,7 @@ from ..errors import InputError, UnsupportedError
 from . import common
 from .common import GRU, LSTM, RNN
 from .fused_layer import (copy, gru_layer8_reset_first, gru_layer_reset_first, layer, layer8,
-                          layer_numpy)
+                          layer_numpy, scratch)
 from .panels import pack_rows, quantize_rows, rows_of, width
 
 CELLS = {"LSTM": LSTM, "GRU": GRU, "RNN": RNN}
@@ -81,7 +81,7 @@ class FusedNode:
                            common.f32(rbh))
         n = width(I, I + H)  # int8 q, qr in the panels' column layout
         self.work = (np.empty(I + H, np.float32), np.empty(I + H, np.float32),
-                     np.zeros(n, np.int8), np.zeros(n, np.int8), np.empty((2, H), np.float32))
+                     np.zeros(n, np.int8), np.zeros(n, np.int8), *scratch(H, G))
         self.weights = given
 
     def __call__(self, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None,
@@ -161,11 +161,11 @@ def _by_unit(a, G):
 
 @njit(cache=True, fastmath=False)
 def run(X, sequence_lens, direction, Y, Y_h, Y_c, cell, activation, linear_before_reset,
-        M, base, rbh, xh, xr, q, qr, s):
+        M, base, rbh, xh, xr, q, qr, s, acc):
     """X (T, N, I) -> Y (T, D, N, H), zero-filled by the caller; Y_h, Y_c (D, N, H) hold the
     initial states and are updated in place. M (D, H, G, I + H) in panels (``pack_rows``,
-    split I), base (D, H, G), rbh (D, H) as in fused_layer.py; xh, xr (I + H,), s (2, H) work buffers (q, qr: int8 only).
-    Plain twin: ``run_numpy``."""
+    split I), base (D, H, G), rbh (D, H) as in fused_layer.py; work buffers xh, xr (I + H,),
+    q, qr (int8 only), s, acc (``fused_layer.scratch``). Plain twin: ``run_numpy``."""
     seq_length, _, inputs = X.shape
     D = Y_h.shape[0]
     for visit in common.schedule(sequence_lens, seq_length, D, direction):
@@ -173,15 +173,15 @@ def run(X, sequence_lens, direction, Y, Y_h, Y_c, cell, activation, linear_befor
         copy(X[t, b], xh, 0)
         copy(Y_h[d, b], xh, inputs)  # xh = [Xt; Ht-1]
         if cell == GRU and linear_before_reset == 0:
-            gru_layer_reset_first(M[d], xh, base[d], rbh[d], Y_h[d, b], xr, s)
+            gru_layer_reset_first(M[d], xh, base[d], rbh[d], Y_h[d, b], xr, s, acc)
         else:
-            layer(cell, activation, M[d], xh, base[d], rbh[d], Y_h[d, b], Y_c[d, b])
+            layer(cell, activation, M[d], xh, base[d], rbh[d], Y_h[d, b], Y_c[d, b], s, acc)
         copy(Y_h[d, b], Y[t, d, b], 0)
 
 
 @njit(cache=True, fastmath=False)
 def run8(X, sequence_lens, direction, Y, Y_h, Y_c, cell, activation, linear_before_reset,
-         M, scale, base, rbh, xh, xr, q, qr, s):
+         M, scale, base, rbh, xh, xr, q, qr, s, acc):
     """``run`` on int8 M in panels (``panels.pack_rows``, split I) with row scales (D, H, G).
     Plain twin: ``run8_numpy``."""
     seq_length, _, inputs = X.shape
@@ -191,10 +191,11 @@ def run8(X, sequence_lens, direction, Y, Y_h, Y_c, cell, activation, linear_befo
         copy(X[t, b], xh, 0)
         copy(Y_h[d, b], xh, inputs)
         if cell == GRU and linear_before_reset == 0:
-            gru_layer8_reset_first(M[d], scale[d], xh, q, base[d], rbh[d], Y_h[d, b], xr, qr, s)
+            gru_layer8_reset_first(M[d], scale[d], xh, q, base[d], rbh[d], Y_h[d, b], xr, qr, s,
+                                   acc)
         else:
             layer8(cell, activation, M[d], scale[d], xh, q, base[d], rbh[d], Y_h[d, b],
-                   Y_c[d, b])
+                   Y_c[d, b], s, acc)
         copy(Y_h[d, b], Y[t, d, b], 0)
 
 

@@ -35,7 +35,7 @@ from numba import njit
 from ..errors import UnsupportedError
 from .common import GATES, GRU, LSTM, f32, input_bias
 from .fused_layer import (copy, dot, gru_layer8_reset_first, gru_layer_reset_first, layer,
-                          layer8, layer_numpy)
+                          layer8, layer_numpy, scratch)
 from .panels import pack_rows, quantize_rows, rows_of, width
 
 HEADS = {"last": 0, "mean": 1, "max": 2}
@@ -98,30 +98,36 @@ def quantize(packed):
 
 def work(packed, T):
     """Work buffers of ``run`` for T steps: ya, yb (T, D*H), wh, wc (H,), x0, r0 (K0,), x1,
-    r1 (D*H + H,), q0, qr0, q1, qr1 their int8 twins (int8 holders: fused_layer.py's
-    ``idot`` takes AVX2's int8 products on them), s (2, H), feat (D*H,)."""
+    r1 (D*H + H,), q0, qr0, q1, qr1 their int8 twins in the panels' column layouts (int8
+    holders: the AVX2 products take them), s (4, H), feat (D*H,), acc (2, rows)
+    (``fused_layer.scratch``)."""
     D, H, _, K0 = packed[6].shape
     f, i8, K1 = np.float32, np.int8, D * H + H
     n0, n1 = width(K0 - H, K0), width(D * H, K1)  # the panels' column layouts
     return (np.zeros((T, D * H), f), np.zeros((T, D * H), f), np.zeros(H, f), np.zeros(H, f),
             np.zeros(K0, f), np.zeros(K0, f), np.zeros(K1, f), np.zeros(K1, f),
             np.zeros(n0, i8), np.zeros(n0, i8), np.zeros(n1, i8), np.zeros(n1, i8),
-            np.zeros((2, H), f), np.zeros(D * H, f))
+            *_scratch_and_feat(H, packed[6].shape[2], D))
+
+
+def _scratch_and_feat(H, G, D):
+    s, acc = scratch(H, G)
+    return s, np.zeros(D * H, np.float32), acc
 
 
 # -- numba ------------------------------------------------------------------------------
 @njit(cache=True, fastmath=False)
-def _step(quant, cell, activation, lbr, M, scale, xh, q, base, rbh, h, c, xr, qr, s):
+def _step(quant, cell, activation, lbr, M, scale, xh, q, base, rbh, h, c, xr, qr, s, acc):
     """One step of one layer direction, fp32 or int8, as fused_layer.py runs it."""
     if quant:
         if cell == GRU and lbr == 0:
-            gru_layer8_reset_first(M, scale, xh, q, base, rbh, h, xr, qr, s)
+            gru_layer8_reset_first(M, scale, xh, q, base, rbh, h, xr, qr, s, acc)
         else:
-            layer8(cell, activation, M, scale, xh, q, base, rbh, h, c)
+            layer8(cell, activation, M, scale, xh, q, base, rbh, h, c, s, acc)
     elif cell == GRU and lbr == 0:
-        gru_layer_reset_first(M, xh, base, rbh, h, xr, s)
+        gru_layer_reset_first(M, xh, base, rbh, h, xr, s, acc)
     else:
-        layer(cell, activation, M, xh, base, rbh, h, c)
+        layer(cell, activation, M, xh, base, rbh, h, c, s, acc)
 
 
 @njit(cache=True, fastmath=False)
@@ -154,7 +160,7 @@ def _pool(head, y, n, pooled, seen, feat):
 
 @njit(cache=True, fastmath=False)
 def _row(X, tokens, b, n, h, c, quant, cell, activation, lbr, mean, std, table, M0, M0_scale,
-         Mup, Mup_scale, bias, rbh, ya, yb, wh, wc, x0, r0, x1, r1, q0, qr0, q1, qr1, s):
+         Mup, Mup_scale, bias, rbh, ya, yb, wh, wc, x0, r0, x1, r1, q0, qr0, q1, qr1, s, acc):
     """Every layer of batch row b over its n valid steps; returns the top layer's outputs."""
     D, H, _ = M0_scale.shape  # M0 may be int8 panels
     L, F = bias.shape[0], X.shape[2]
@@ -179,7 +185,8 @@ def _row(X, tokens, b, n, h, c, quant, cell, activation, lbr, mean, std, table, 
                     copy(yin[t], x1, 0)
                 copy(wh, xh, at)  # then this direction's h_prev
                 base = tab[tokens[b, t]] if i == 0 and tab.shape[0] > 0 else bi
-                _step(quant, cell, activation, lbr, M, scale, xh, q, base, rb, wh, wc, xr, qr, s)
+                _step(quant, cell, activation, lbr, M, scale, xh, q, base, rb, wh, wc, xr, qr, s,
+                      acc)
                 copy(wh, yout[t], d * H)
             copy(wh, h[k, b], 0)
             if cell == LSTM:
@@ -224,7 +231,7 @@ def _probabilities(logits, probs, sigmoid):
 @njit(cache=True, fastmath=False)
 def run(X, tokens, lengths, clamp, h, c, pooled, seen, logits, probs, head, quant, cell,
         activation, lbr, mean, std, table, M0, M0_scale, Mup, Mup_scale, bias, rbh, fc, fc_bias,
-        ya, yb, wh, wc, x0, r0, x1, r1, q0, qr0, q1, qr1, s, feat):
+        ya, yb, wh, wc, x0, r0, x1, r1, q0, qr0, q1, qr1, s, feat, acc):
     """X (B, T, F) or tokens (B, T), lengths (B,) -> logits (B, C) and their sigmoid (C = 1)
     or softmax, probs; h, c (L*D, B, H), pooled (B, D*H), seen (B, 1) updated in place.
 
@@ -240,7 +247,7 @@ def run(X, tokens, lengths, clamp, h, c, pooled, seen, logits, probs, head, quan
         n = min(lengths[b], T)
         y = _row(X, tokens, b, n, h, c, quant, cell, activation, lbr, mean, std, table, M0,
                  M0_scale, Mup, Mup_scale, bias, rbh, ya, yb, wh, wc, x0, r0, x1, r1, q0, qr0,
-                 q1, qr1, s)
+                 q1, qr1, s, acc)
         if head == 0:
             for d in range(D):
                 copy(h[(L - 1) * D + d, b], feat, d * H)
