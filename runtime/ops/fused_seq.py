@@ -30,13 +30,14 @@ helper from another file changes under these kernels: then delete ``runtime/ops/
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from ..errors import UnsupportedError
 from .common import GATES, GRU, LSTM, f32, input_bias
 from .fused_layer import (copy, dot, gru_layer8_reset_first, gru_layer_reset_first, layer,
                           layer8, layer_numpy, scratch)
-from .panels import pack_rows, quantize_rows, rows_of, width
+from .panels import pack_rows, quantize_rows, quantize_table, rows_of, width
 
 HEADS = {"last": 0, "mean": 1, "max": 2}
 
@@ -74,7 +75,7 @@ def pack(cell, activation, lbr, layers, embedding, mean, std, fc, fc_bias):
             f32(np.stack(M0)), np.ones((D, H, G), np.float32), f32(Mup),
             np.ones(Mup.shape[:4], np.float32),
             f32(np.array([[by_unit(b) for b in bs] for bs in bias])), f32(np.array(rbh)),
-            f32(fc), f32(fc_bias))
+            f32(fc), f32(fc_bias), np.zeros((D, 0), np.float32))
 
 
 
@@ -92,15 +93,18 @@ def quantize(packed):
     (D, H, _, K0), K1 = packed[6].shape, packed[8].shape[-1]
     M0, M0_scale = quantize_rows(packed[6])
     Mup, Mup_scale = quantize_rows(packed[8])
-    return (*packed[:6], pack_rows(M0, K0 - H), M0_scale, pack_rows(Mup, K1 - H), Mup_scale,
-            *packed[10:])
+    table, table_scale = packed[5], packed[14]
+    if table.shape[1]:  # token ids: the table in int8 too
+        table, table_scale = quantize_table(table)
+    return (*packed[:5], table, pack_rows(M0, K0 - H), M0_scale, pack_rows(Mup, K1 - H),
+            Mup_scale, *packed[10:14], table_scale)
 
 
 def work(packed, T):
     """Work buffers of ``run`` for T steps: ya, yb (T, D*H), wh, wc (H,), x0, r0 (K0,), x1,
     r1 (D*H + H,), q0, qr0, q1, qr1 their int8 twins in the panels' column layouts (int8
     holders: the AVX2 products take them), s (4, H), feat (D*H,), acc (2, rows)
-    (``fused_layer.scratch``)."""
+    (``fused_layer.scratch``), tbuf (H, G) (a token's row of an int8 table, in fp32)."""
     D, H, _, K0 = packed[6].shape
     f, i8, K1 = np.float32, np.int8, D * H + H
     n0, n1 = width(K0 - H, K0), width(D * H, K1)  # the panels' column layouts
@@ -112,7 +116,7 @@ def work(packed, T):
 
 def _scratch_and_feat(H, G, D):
     s, acc = scratch(H, G)
-    return s, np.zeros(D * H, np.float32), acc
+    return s, np.zeros(D * H, np.float32), acc, np.zeros((H, G), np.float32)
 
 
 # -- numba ------------------------------------------------------------------------------
@@ -158,9 +162,37 @@ def _pool(head, y, n, pooled, seen, feat):
     seen[0] = after
 
 
+def token_row(table, scale, token, out):
+    """Layer 0's input sums of ``token`` (H, G): the fp32 table's row itself, or the int8
+    table's row times its scale, into ``out``. Plain twin: ``_token_row_numpy``."""
+    return _token_row_numpy(table[None], scale[None], 0, token)
+
+
+@overload(token_row, inline="always")
+def _token_row(table, scale, token, out):
+    if table.dtype != types.int8:
+        return lambda table, scale, token, out: table[token]
+
+    def dequantized(table, scale, token, out):
+        H, G = out.shape
+        row, flat, factor = table[token].reshape(H * G), out.reshape(H * G), scale[token]
+        for k in range(H * G):
+            flat[k] = np.float32(row[k]) * factor
+        return out
+    return dequantized
+
+
+def _token_row_numpy(table, scale, d, token):
+    """Plain twin of ``token_row`` on direction d of the tables (D, V, H, G)."""
+    if table.dtype != np.int8:
+        return table[d, token]
+    return table[d, token].astype(np.float32) * scale[d, token]
+
+
 @njit(cache=True, fastmath=False)
 def _row(X, tokens, b, n, h, c, quant, cell, activation, lbr, mean, std, table, M0, M0_scale,
-         Mup, Mup_scale, bias, rbh, ya, yb, wh, wc, x0, r0, x1, r1, q0, qr0, q1, qr1, s, acc):
+         Mup, Mup_scale, bias, rbh, table_scale, ya, yb, wh, wc, x0, r0, x1, r1, q0, qr0, q1, qr1,
+         s, acc, tbuf):
     """Every layer of batch row b over its n valid steps; returns the top layer's outputs."""
     D, H, _ = M0_scale.shape  # M0 may be int8 panels
     L, F = bias.shape[0], X.shape[2]
@@ -175,7 +207,8 @@ def _row(X, tokens, b, n, h, c, quant, cell, activation, lbr, mean, std, table, 
                 M, scale, xh, q, xr, qr = M0[d], M0_scale[d], x0, q0, r0, qr0
             else:
                 M, scale, xh, q, xr, qr = Mup[i - 1, d], Mup_scale[i - 1, d], x1, q1, r1, qr1
-            tab, rb, bi, at = table[d], rbh[i, d], bias[i, d], xh.shape[0] - H
+            tab, tsc, rb, bi = table[d], table_scale[d], rbh[i, d], bias[i, d]
+            at = xh.shape[0] - H
             for u in range(n):
                 t = n - 1 - u if d == 1 else u
                 if i == 0:
@@ -184,7 +217,8 @@ def _row(X, tokens, b, n, h, c, quant, cell, activation, lbr, mean, std, table, 
                 else:  # [fwd; bwd] of the layer below
                     copy(yin[t], x1, 0)
                 copy(wh, xh, at)  # then this direction's h_prev
-                base = tab[tokens[b, t]] if i == 0 and tab.shape[0] > 0 else bi
+                first = i == 0 and tab.shape[0] > 0
+                base = token_row(tab, tsc, tokens[b, t], tbuf) if first else bi
                 _step(quant, cell, activation, lbr, M, scale, xh, q, base, rb, wh, wc, xr, qr, s,
                       acc)
                 copy(wh, yout[t], d * H)
@@ -231,7 +265,7 @@ def _probabilities(logits, probs, sigmoid):
 @njit(cache=True, fastmath=False)
 def run(X, tokens, lengths, clamp, h, c, pooled, seen, logits, probs, head, quant, cell,
         activation, lbr, mean, std, table, M0, M0_scale, Mup, Mup_scale, bias, rbh, fc, fc_bias,
-        ya, yb, wh, wc, x0, r0, x1, r1, q0, qr0, q1, qr1, s, feat, acc):
+        table_scale, ya, yb, wh, wc, x0, r0, x1, r1, q0, qr0, q1, qr1, s, feat, acc, tbuf):
     """X (B, T, F) or tokens (B, T), lengths (B,) -> logits (B, C) and their sigmoid (C = 1)
     or softmax, probs; h, c (L*D, B, H), pooled (B, D*H), seen (B, 1) updated in place.
 
@@ -246,8 +280,8 @@ def run(X, tokens, lengths, clamp, h, c, pooled, seen, logits, probs, head, quan
     for b in range(X.shape[0]):
         n = min(lengths[b], T)
         y = _row(X, tokens, b, n, h, c, quant, cell, activation, lbr, mean, std, table, M0,
-                 M0_scale, Mup, Mup_scale, bias, rbh, ya, yb, wh, wc, x0, r0, x1, r1, q0, qr0,
-                 q1, qr1, s, acc)
+                 M0_scale, Mup, Mup_scale, bias, rbh, table_scale, ya, yb, wh, wc, x0, r0, x1,
+                 r1, q0, qr0, q1, qr1, s, acc, tbuf)
         if head == 0:
             for d in range(D):
                 copy(h[(L - 1) * D + d, b], feat, d * H)
@@ -262,7 +296,7 @@ def run(X, tokens, lengths, clamp, h, c, pooled, seen, logits, probs, head, quan
 # -- numpy twin -------------------------------------------------------------------------
 def run_numpy(X, tokens, lengths, clamp, h, c, pooled, seen, logits, probs, head, quant, cell,
               activation, lbr, mean, std, table, M0, M0_scale, Mup, Mup_scale, bias, rbh, fc,
-              fc_bias, *work):
+              fc_bias, table_scale, *work):
     """Plain twin of ``run``: numpy products per layer, direction and step (``layer_numpy``)."""
     (D, H, G), L, (B, T, F) = M0_scale.shape, bias.shape[0], X.shape
     M0, Mup = rows_of(M0, H, G, F + H, F), rows_of(Mup, H, G, D * H + H, D * H)  # the rows
@@ -281,7 +315,8 @@ def run_numpy(X, tokens, lengths, clamp, h, c, pooled, seen, logits, probs, head
                 M, scale = (M0[d], M0_scale[d]) if i == 0 else (Mup[i - 1, d], Mup_scale[i - 1, d])
                 k = i * D + d
                 for t in (range(n - 1, -1, -1) if d == 1 else range(n)):
-                    base = table[d, tokens[b, t]] if i == 0 and table.shape[1] else bias[i, d]
+                    base = (_token_row_numpy(table, table_scale, d, tokens[b, t])
+                            if i == 0 and table.shape[1] else bias[i, d])
                     h[k, b], c_new = layer_numpy(cell, activation, M, y[t], h[k, b],
                                                  c[k, b] if cell == LSTM else None, base,
                                                  rbh[i, d], lbr, scale if quant else None)

@@ -32,6 +32,16 @@ def quantize_rows(w):
     return np.rint(w / safe[..., None]).astype(np.int8), scale
 
 
+def quantize_table(table):
+    """The token table (D, V, H, G) as int8 with one float32 scale per token and direction
+    (D, V): a row gathered per step is then H * G bytes, a quarter of the fp32 reads of a
+    vocabulary that does not fit the caches (61 MB for IMDb's 30,000 words at 128 units,
+    15 MB in int8)."""
+    D, V, H, G = table.shape
+    rows, scale = quantize_rows(table.reshape(D, V, H * G))
+    return rows.reshape(D, V, H, G), scale
+
+
 @njit(cache=True)
 def quads(n):
     """Quads of columns that n columns take, the last padded."""
