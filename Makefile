@@ -13,7 +13,7 @@ RNNEDGE_DATA ?= $(abspath ../shared/data)
 endif
 export RNNEDGE_DATA
 
-.PHONY: install test demo demo-charlm demo-sentiment demo-own bench cells series ddp clean
+.PHONY: install test demo demo-charlm demo-sentiment demo-own bench spread cells series ddp clean
 
 # The demo models: trained and exported when missing (make demo retrains them).
 define charlm_model
@@ -77,6 +77,12 @@ bench: $(RUNS)/charlm.onnx $(RUNS)/sentiment.onnx
 	  --charlm $(RUNS)/charlm.onnx --charlm-checkpoint $(RUNS)/charlm/best.pt \
 	  --sentiment $(RUNS)/sentiment.onnx --sentiment-checkpoint $(RUNS)/sentiment/best.pt \
 	  --cells-dir runs/cells --work $(RUNS)/bench --out benchmarks/results
+
+# The issue-14 ratios (fast and fast-int8 against onnxruntime and the floors; the classifier's
+# reviews/s) over five runs, with their spread (a few minutes): benchmarks/results/spread.*
+spread: $(RUNS)/charlm.onnx $(RUNS)/sentiment.onnx
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/spread.py \
+	  --charlm $(RUNS)/charlm.onnx --sentiment $(RUNS)/sentiment.onnx --out benchmarks/results
 
 # Every cell on both workloads, trained under fixed budgets on one thread (about 75 min):
 # benchmarks/results/cells.*

@@ -80,3 +80,25 @@ def _vocab(path):
     import rnnedge.runtime as rt
 
     return len(rt.load(path).vocab)
+
+
+def test_spread_repeats_every_ratio_and_reports_its_range(charlm, sentiment, data_dir, tmp_path):
+    spread = _module("spread")
+    spread.main(["--charlm", str(charlm[1]), "--sentiment", str(sentiment[1]), "--runs", "2",
+                 "--steps", "40", "--reviews", "8", "--data-dir", str(data_dir),
+                 "--out", str(tmp_path)])
+    runs = json.loads((tmp_path / "spread.json").read_text())
+    assert len(runs) == 2
+    names = {f"{a} / {b}" for a, b in spread.CHARLM} | {f"{e} reviews/s / ort"
+                                                          for e in spread.CLASSIFIER}
+    for run in runs:
+        assert set(run["ratios"]) == names
+        p50 = run["charlm_p50_us"]
+        assert run["ratios"]["fast-int8 / floor"] == pytest.approx(p50["fast-int8"] / p50["floor"])
+        assert run["ratios"]["fast reviews/s / ort"] == pytest.approx(
+            run["reviews_per_s"]["fast"] / run["reviews_per_s"]["ort"])
+    table = (tmp_path / "spread.md").read_text()
+    values = [r["ratios"]["fast / ort"] for r in runs]
+    median = (values[0] + values[1]) / 2
+    assert f"| fast / ort | {median:.2f}x | {min(values):.2f}x | {max(values):.2f}x |" in table
+    assert not list(tmp_path.glob("*.tmp"))
