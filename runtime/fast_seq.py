@@ -265,6 +265,8 @@ class FastSeqEngine:
         self.L, self.F = len(s.layers), len(packed[3])
         self.outputs = [o.name for o in model.graph.output]
         self.no_tokens = np.zeros((0, 0), np.int64)
+        # the kernel refuses ids outside the table and lengths outside [1, T] (``_first_bad``)
+        self.checks_tokens, self.checks_lengths = True, not s.clamp
 
     def run(self, feeds):
         """The graph's outputs from ``feeds``: logit(s), prob(s) and the states; new arrays."""

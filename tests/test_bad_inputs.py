@@ -74,6 +74,21 @@ def test_the_classifier_api_refuses_bad_tokens_and_lengths(sentiment, tokens, le
         rt.load(sentiment[1]).run(tokens, lengths)
 
 
+@pytest.mark.parametrize("engine", ["fast", "fast-int8"])
+@pytest.mark.parametrize("tokens, lengths, message", [
+    (np.array([[2, 3]]), np.array([3]), "lengths\\[0\\] is 3; lengths must lie in \\[1, 2\\]"),
+    (np.array([[2, 3], [2, 3]]), np.array([2, 0]), "lengths\\[1\\] is 0"),
+    (np.array([[2, -3]]), np.array([2]), "token id -3 at \\(0, 1\\) is outside the embedding"),
+    (np.array([[2, 10**9]]), np.array([2]), "token id 1000000000 at \\(0, 1\\)"),
+])
+def test_the_fast_classifiers_refuse_the_same_in_their_kernel(sentiment, engine, tokens, lengths,
+                                                              message):
+    model = rt.load(sentiment[1], engine=engine)
+    assert model.engine_checks  # the ranges are the kernel's to check
+    with pytest.raises(InputError, match=message):
+        model.run(tokens, lengths)
+
+
 def test_nan_states_and_float_token_ids_are_refused_by_the_char_model(charlm):
     model = rt.load(charlm[1])
     state = model.zero_state(1)
