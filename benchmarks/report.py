@@ -35,8 +35,9 @@ def streaming_section(results):
     s = results["streaming"]
     out = ["## Hamlet char model, streaming one character at batch 1, one thread", "",
            f"`{s['model']}`; floor: numpy matvecs over the {s['floor_bytes'] / 1e6:.2f} MB "
-           "of weights a step reads; int8 floor: the same products on those weights in int8 "
-           "(per-row scales, the runtime's AVX2 int8 matvec).", ""]
+           "of weights a step reads; panel-floor: the same products on the row panels the fast "
+           "fp32 engine reads; int8 floor: the same products in int8 (per-row scales, the "
+           "runtime's int8 panels on AVX2).", ""]
     out += stream_table(s, "per-step latency")
     return out + [""] + throughput_table(results["streaming_throughput"], "chars_per_s",
                                          "characters per second (streams x steps / s)")
