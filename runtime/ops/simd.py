@@ -100,6 +100,38 @@ def _splat(builder, value, vector):
                                                         [0] * vector.count))
 
 
+def _over_panels(builder, p, etype, stride, k0, k1, zero, column, finish):
+    """Emit, for each panel i of array ``p``: four sums start at ``zero``, ``accs =
+    column(start, k, accs)`` for k in [k0, k1) (``start``: the panel's first element), then
+    ``finish(i, accs)``. ``stride``: elements a panel holds per column (or quad)."""
+    panels, columns = (builder.extract_value(p.shape, i) for i in range(2))
+    width = builder.mul(columns, ir.Constant(I64, stride))
+
+    def panel(i, _):
+        start = builder.gep(p.data, [builder.mul(i, width)], source_etype=etype)
+        accs = _loop(builder, "panel.columns", k0, k1, [zero] * 4,
+                     lambda k, accs: column(start, k, accs))
+        finish(i, accs)
+        return [ir.Constant(I32, 0)]
+    _loop(builder, "panel.rows", ir.Constant(I64, 0), panels, [ir.Constant(I32, 0)], panel)
+
+
+def _block(builder, start, k, stride, b, etype, vector):
+    """Block b (8 rows) of column k of a panel starting at ``start``, as a vector."""
+    at = builder.add(builder.mul(k, ir.Constant(I64, stride)),
+                     ir.Constant(I64, b * stride // 4))
+    return builder.load(builder.gep(start, [at], source_etype=etype), typ=vector,
+                        align=1 if etype == I8 else 4)
+
+
+def _store(builder, out, vector, i, accs):
+    """out[32 i .. 32 i + 31] = the four sums of panel i."""
+    sums = builder.bitcast(out.data, vector.as_pointer())
+    for b, acc in enumerate(accs):
+        where = builder.add(builder.mul(i, ir.Constant(I64, 4)), ir.Constant(I64, b))
+        builder.store(acc, builder.gep(sums, [where], source_etype=vector), align=4)
+
+
 @intrinsic
 def panel_dot8(typingctx, P, q, k0, k1, total, out):
     """out[32 p + r] = sum of row r of panel p times q over the columns of quads [k0, k1),
@@ -111,40 +143,29 @@ def panel_dot8(typingctx, P, q, k0, k1, total, out):
         x = context.make_array(signature.args[1])(context, builder, args[1])
         o = context.make_array(signature.args[5])(context, builder, args[5])
         k0, k1 = (_int(builder, v, I64) for v in args[2:4])
-        total = args[4]
-        panels, quads = (builder.extract_value(p.shape, i) for i in range(2))
         module = builder.module
         maddubs = _function(module, "llvm.x86.avx2.pmadd.ub.sw", V16I16, [V32I8, V32I8])
         maddwd = _function(module, "llvm.x86.avx2.pmadd.wd", V8I32, [V16I16, V16I16])
         ones = ir.Constant(V16I16, [1] * 16)
         flip = ir.Constant(V32I8, [-OFFSET] * 32)  # 0x80 in every byte
-        total = _int(builder, total, I32)
+        total = _int(builder, args[4], I32)
         offset = _splat(builder, builder.mul(total, ir.Constant(I32, OFFSET)), V8I32)
         lanes = builder.bitcast(x.data, I32.as_pointer())  # q, four bytes a lane
-        sums = builder.bitcast(o.data, V8I32.as_pointer())
-        width = builder.mul(quads, ir.Constant(I64, PANEL * QUAD))
 
-        def panel(i, _):
-            start = builder.gep(p.data, [builder.mul(i, width)], source_etype=I8)
-
-            def quad(k, accs):
-                four = builder.load(builder.gep(lanes, [k], source_etype=I32), typ=I32, align=1)
-                qv = builder.bitcast(_splat(builder, four, V8I32), V32I8)
-                at = builder.mul(k, ir.Constant(I64, PANEL * QUAD))
-                out = []
-                for b, acc in enumerate(accs):
-                    w = builder.load(builder.gep(start, [builder.add(at, ir.Constant(I64, 32 * b))],
-                                                 source_etype=I8), typ=V32I8, align=1)
-                    pairs = builder.call(maddubs, [builder.xor(w, flip), qv])  # (w + 128) q
-                    out.append(builder.add(acc, builder.call(maddwd, [pairs, ones])))
-                return out
-            accs = _loop(builder, "panel.quads", k0, k1, [ir.Constant(V8I32, None)] * 4, quad)
+        def quad(start, k, accs):
+            four = builder.load(builder.gep(lanes, [k], source_etype=I32), typ=I32, align=1)
+            qv = builder.bitcast(_splat(builder, four, V8I32), V32I8)
+            out = []
             for b, acc in enumerate(accs):
-                where = builder.add(builder.mul(i, ir.Constant(I64, 4)), ir.Constant(I64, b))
-                builder.store(builder.sub(acc, offset),
-                              builder.gep(sums, [where], source_etype=V8I32), align=4)
-            return [ir.Constant(I32, 0)]
-        _loop(builder, "panel.rows", ir.Constant(I64, 0), panels, [ir.Constant(I32, 0)], panel)
+                w = _block(builder, start, k, PANEL * QUAD, b, I8, V32I8)
+                pairs = builder.call(maddubs, [builder.xor(w, flip), qv])  # (w + 128) q
+                out.append(builder.add(acc, builder.call(maddwd, [pairs, ones])))
+            return out
+
+        def finish(i, accs):
+            _store(builder, o, V8I32, i, [builder.sub(acc, offset) for acc in accs])
+        _over_panels(builder, p, I8, PANEL * QUAD, k0, k1, ir.Constant(V8I32, None), quad,
+                     finish)
         return context.get_dummy_value()
     return types.void(P, q, k0, k1, total, out), codegen
 
@@ -159,30 +180,14 @@ def panel_dot32(typingctx, P, x, k0, k1, out):
         v = context.make_array(signature.args[1])(context, builder, args[1])
         o = context.make_array(signature.args[4])(context, builder, args[4])
         k0, k1 = (_int(builder, a, I64) for a in args[2:4])
-        panels, columns = (builder.extract_value(p.shape, i) for i in range(2))
-        sums = builder.bitcast(o.data, V8F32.as_pointer())
-        width = builder.mul(columns, ir.Constant(I64, PANEL))
 
-        def panel(i, _):
-            start = builder.gep(p.data, [builder.mul(i, width)], source_etype=F32)
-
-            def column(k, accs):
-                xk = _splat(builder, builder.load(builder.gep(v.data, [k], source_etype=F32),
-                                                  typ=F32), V8F32)
-                at = builder.mul(k, ir.Constant(I64, PANEL))
-                out = []
-                for b, acc in enumerate(accs):
-                    w = builder.load(builder.gep(start, [builder.add(at, ir.Constant(I64, 8 * b))],
-                                                 source_etype=F32), typ=V8F32, align=4)
-                    out.append(builder.fadd(acc, builder.fmul(w, xk, flags=CONTRACT),
-                                            flags=CONTRACT))
-                return out
-            accs = _loop(builder, "panel32.columns", k0, k1, [ir.Constant(V8F32, None)] * 4,
-                         column)
-            for b, acc in enumerate(accs):
-                where = builder.add(builder.mul(i, ir.Constant(I64, 4)), ir.Constant(I64, b))
-                builder.store(acc, builder.gep(sums, [where], source_etype=V8F32), align=4)
-            return [ir.Constant(I32, 0)]
-        _loop(builder, "panel32.rows", ir.Constant(I64, 0), panels, [ir.Constant(I32, 0)], panel)
+        def column(start, k, accs):
+            xk = _splat(builder, builder.load(builder.gep(v.data, [k], source_etype=F32),
+                                              typ=F32), V8F32)
+            return [builder.fadd(acc, builder.fmul(_block(builder, start, k, PANEL, b, F32, V8F32),
+                                                   xk, flags=CONTRACT), flags=CONTRACT)
+                    for b, acc in enumerate(accs)]
+        _over_panels(builder, p, F32, PANEL, k0, k1, ir.Constant(V8F32, None), column,
+                     lambda i, accs: _store(builder, o, V8F32, i, accs))
         return context.get_dummy_value()
     return types.void(P, x, k0, k1, out), codegen
