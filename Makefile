@@ -50,7 +50,7 @@ demo-charlm: $(STAMP)
 	$(charlm_model)
 	$(BIN)/rnnedge verify $(RUNS)/charlm.onnx --checkpoint $(RUNS)/charlm/best.pt
 	$(BIN)/rnnedge generate $(RUNS)/charlm.onnx --prompt "The " --length 300
-	$(BIN)/rnnedge bench $(RUNS)/charlm.onnx --checkpoint $(RUNS)/charlm/best.pt
+	OPENBLAS_NUM_THREADS=1 $(BIN)/rnnedge bench $(RUNS)/charlm.onnx --checkpoint $(RUNS)/charlm/best.pt
 
 demo-sentiment: $(STAMP)
 	$(sentiment_model)
@@ -58,7 +58,7 @@ demo-sentiment: $(STAMP)
 	$(BIN)/rnnedge classify $(RUNS)/sentiment.onnx \
 	  "One of the finest films I have seen: moving, funny and beautifully acted." \
 	  "A tedious mess. The plot makes no sense and I wanted my two hours back."
-	$(BIN)/rnnedge bench $(RUNS)/sentiment.onnx --checkpoint $(RUNS)/sentiment/best.pt --reviews 64
+	OPENBLAS_NUM_THREADS=1 $(BIN)/rnnedge bench $(RUNS)/sentiment.onnx --checkpoint $(RUNS)/sentiment/best.pt --reviews 64
 
 # Your own model: a user-style streaming GRU (examples/kws.py) exported behind the parity
 # gate, verified torch-free against its golden bundle, benchmarked, and given int8 weights.
