@@ -76,13 +76,11 @@ def panelled(p):
 
 
 def quantize(p):
-    """``Packed`` as ``pack`` gives it (rows) -> ``Packed8``."""
-    H = p.rbh.shape[1]
-    W0, W0_scale = quantize_rows(p.W0)
-    Wup, Wup_scale = quantize_rows(p.Wup)
-    fc, fc_scale = quantize_rows(p.fc)
-    return Packed8(p.cell, p.activation, p.table, pack_rows(W0, 0), W0_scale, pack_rows(Wup, H),
-                   Wup_scale, p.bias, p.rbh, panels(fc, H), fc_scale, p.fc_bias)
+    """``Packed`` as ``pack`` gives it (rows) -> ``Packed8``: int8 rows, then ``panelled``."""
+    (W0, W0_scale), (Wup, Wup_scale), (fc, fc_scale) = map(quantize_rows, (p.W0, p.Wup, p.fc))
+    q = panelled(p._replace(W0=W0, Wup=Wup, fc=fc))
+    return Packed8(p.cell, p.activation, p.table, q.W0, W0_scale, q.Wup, Wup_scale, p.bias,
+                   p.rbh, q.fc, fc_scale, p.fc_bias)
 
 
 class Work(NamedTuple):

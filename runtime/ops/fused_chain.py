@@ -83,10 +83,9 @@ def quantize(packed):
     """``pack``'s arguments (rows) -> those of ``run8``: int8 M0, Mup, fc in panels with
     their row scales."""
     cell, activation, lbr, table, M0, Mup, bias, rbh, fc, fc_bias = packed
-    H, K0 = M0.shape[0], M0.shape[2]
     (M0, M0_scale), (Mup, Mup_scale), (fc, fc_scale) = map(quantize_rows, (M0, Mup, fc))
-    return (cell, activation, lbr, table, pack_rows(M0, K0 - H), M0_scale, pack_rows(Mup, H),
-            Mup_scale, bias, rbh, panels(fc, H), fc_scale, fc_bias)
+    p = panelled((cell, activation, lbr, table, M0, Mup, bias, rbh, fc, fc_bias))
+    return (*p[:5], M0_scale, p[5], Mup_scale, *p[6:9], fc_scale, p[9])
 
 
 def work(packed):

@@ -151,7 +151,7 @@ def layer8(cell, activation, P, scale, xh, q, base, rbh, h, c, s, acc):
             s[1, j] = base[j, 1] + np.float32(ax[row + 1] + ah[row + 1]) * (scale[j, 1] * sx)
             s[2, j] = base[j, 2] + np.float32(ax[row + 2]) * (scale[j, 2] * sx)
             s[3, j] = rbh[j] + np.float32(ah[row + 2]) * (scale[j, 2] * sx)
-    else:  # the sums in row order (j, g), each made its gate's sum in place, then (g, j)
+    else:  # the int sums in row order (j, g) become the gate sums in acc[1], then (g, j)
         ints = _sums8(P, q, 0, kq, acc[0])
         sums, b, sc = acc[1], base.reshape(H * G), scale.reshape(H * G)
         for k in range(H * G):  # contiguous: vectorised, where the (g, j) order is not

@@ -90,14 +90,12 @@ def panelled(packed):
 def quantize(packed):
     """``pack``'s arguments (rows) -> those of ``run`` with ``quant``: int8 M0, Mup in panels
     with their row scales."""
-    (D, H, _, K0), K1 = packed[6].shape, packed[8].shape[-1]
-    M0, M0_scale = quantize_rows(packed[6])
-    Mup, Mup_scale = quantize_rows(packed[8])
+    (M0, M0_scale), (Mup, Mup_scale) = quantize_rows(packed[6]), quantize_rows(packed[8])
     table, table_scale = packed[5], packed[14]
     if table.shape[1]:  # token ids: the table in int8 too
         table, table_scale = quantize_table(table)
-    return (*packed[:5], table, pack_rows(M0, K0 - H), M0_scale, pack_rows(Mup, K1 - H),
-            Mup_scale, *packed[10:14], table_scale)
+    return panelled((*packed[:5], table, M0, M0_scale, Mup, Mup_scale, *packed[10:14],
+                     table_scale))
 
 
 def work(packed, T):
@@ -105,18 +103,14 @@ def work(packed, T):
     r1 (D*H + H,), q0, qr0, q1, qr1 their int8 twins in the panels' column layouts (int8
     holders: the AVX2 products take them), s (4, H), feat (D*H,), acc (2, rows)
     (``fused_layer.scratch``), tbuf (H, G) (a token's row of an int8 table, in fp32)."""
-    D, H, _, K0 = packed[6].shape
+    D, H, G, K0 = packed[6].shape
     f, i8, K1 = np.float32, np.int8, D * H + H
     n0, n1 = width(K0 - H, K0), width(D * H, K1)  # the panels' column layouts
+    s, acc = scratch(H, G)
     return (np.zeros((T, D * H), f), np.zeros((T, D * H), f), np.zeros(H, f), np.zeros(H, f),
             np.zeros(K0, f), np.zeros(K0, f), np.zeros(K1, f), np.zeros(K1, f),
-            np.zeros(n0, i8), np.zeros(n0, i8), np.zeros(n1, i8), np.zeros(n1, i8),
-            *_scratch_and_feat(H, packed[6].shape[2], D))
-
-
-def _scratch_and_feat(H, G, D):
-    s, acc = scratch(H, G)
-    return s, np.zeros(D * H, np.float32), acc, np.zeros((H, G), np.float32)
+            np.zeros(n0, i8), np.zeros(n0, i8), np.zeros(n1, i8), np.zeros(n1, i8), s,
+            np.zeros(D * H, f), acc, np.zeros((H, G), f))
 
 
 # -- numba ------------------------------------------------------------------------------
