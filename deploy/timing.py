@@ -95,17 +95,13 @@ def floor_matrices(model_path):
 
 def floor_maker(mats):
     """numpy matrix-vector products over ``mats`` (``floor_matrices``), no cell math."""
-    rng = np.random.default_rng(1)
-    xs = [rng.standard_normal(a.shape[1]).astype(np.float32) for a in mats]
-    outs = [np.empty(a.shape[0], np.float32) for a in mats]
+    _, xs, outs = _vectors(mats)
 
-    def make(batch=1, threads=1):
-        def step(ids):
-            for a, x, o in zip(mats, xs, outs):
-                np.dot(a, x, out=o)
-            return outs[-1]
-        return step
-    return make
+    def step(ids):
+        for a, x, o in zip(mats, xs, outs):
+            np.dot(a, x, out=o)
+        return outs[-1]
+    return _maker(step)
 
 
 def panel_floor_maker(mats):
@@ -114,18 +110,13 @@ def panel_floor_maker(mats):
     floor proper is numpy's."""
     from rnnedge.runtime.ops.panels import matvec_f32, panels
 
-    rng = np.random.default_rng(1)
     Ps = tuple(panels(a, a.shape[1]) for a in mats)
-    biases = tuple(np.zeros(a.shape[0], np.float32) for a in mats)
-    xs = tuple(rng.standard_normal(a.shape[1]).astype(np.float32) for a in mats)
-    outs = tuple(np.empty(a.shape[0], np.float32) for a in mats)
+    biases, xs, outs = _vectors(mats)
 
-    def make(batch=1, threads=1):
-        def step(ids):
-            matvec_f32(Ps, biases, xs, outs)
-            return outs[-1]
-        return step
-    return make
+    def step(ids):
+        matvec_f32(Ps, biases, xs, outs)
+        return outs[-1]
+    return _maker(step)
 
 
 def int8_floor_maker(mats):
@@ -133,17 +124,25 @@ def int8_floor_maker(mats):
     int8 engines read, each input quantized first: ``panels.matvec8``, no cell math."""
     from rnnedge.runtime.ops.panels import matvec8, panels, quantize_rows, width
 
-    rng = np.random.default_rng(1)
     As, scales = zip(*(quantize_rows(a) for a in mats))
     Ps = tuple(panels(A, A.shape[1]) for A in As)
-    biases = tuple(np.zeros(a.shape[0], np.float32) for a in mats)
-    xs = tuple(rng.standard_normal(a.shape[1]).astype(np.float32) for a in mats)
+    biases, xs, outs = _vectors(mats)
     qs = tuple(np.zeros(width(a.shape[1], a.shape[1]), np.int8) for a in mats)
-    outs = tuple(np.empty(a.shape[0], np.float32) for a in mats)
 
-    def make(batch=1, threads=1):
-        def step(ids):
-            matvec8(Ps, scales, biases, xs, qs, outs)
-            return outs[-1]
-        return step
-    return make
+    def step(ids):
+        matvec8(Ps, scales, biases, xs, qs, outs)
+        return outs[-1]
+    return _maker(step)
+
+
+def _vectors(mats):
+    """Zero biases, random inputs (the same for every floor) and outputs of ``mats``."""
+    rng = np.random.default_rng(1)
+    return (tuple(np.zeros(a.shape[0], np.float32) for a in mats),
+            tuple(rng.standard_normal(a.shape[1]).astype(np.float32) for a in mats),
+            tuple(np.empty(a.shape[0], np.float32) for a in mats))
+
+
+def _maker(step):
+    """A floor's maker: the same step at any batch and thread count (it computes no answer)."""
+    return lambda batch=1, threads=1: step
