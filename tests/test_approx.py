@@ -1,8 +1,8 @@
 """The fused kernels' own arithmetic: the vectorisable e^x and the int8 panel products.
 
 ``common.exp_approx`` (Cephes' expf) against float64 e^x, and the activations built on it;
-``panels.panel_dot`` on int8 inputs (``simd.panel_dot8`` on AVX2, the plain loop on
-int16 holders), the panel layout and its inverse, ``quantize`` and ``matvec8`` against exact
+``panels.panel_dot`` on int8 inputs (``simd.panel_dot8``: VNNI's or AVX2's, each checked
+where the CPU has it; the plain loop on int16 holders), the panel layout and its inverse, ``quantize`` and ``matvec8`` against exact
 integer products. No torch, no data.
 """
 
@@ -11,7 +11,9 @@ import pytest
 from numba import njit
 
 from rnnedge.runtime.ops.common import SIGMOID, TANH, activate, exp_approx
-from rnnedge.runtime.ops.simd import HAS_AVX2, Q_X
+from rnnedge.runtime.ops import simd
+from rnnedge.runtime.ops.simd import (HAS_AVX2, HAS_VNNI, Q_X, panel_dot8_avx2,
+                                      panel_dot8_vnni)
 from rnnedge.runtime.ops.panels import (matvec8, pack_rows, panel_dot, panel_dot_f32,
                                         panel_dot_f32_loop, panel_dot_loop, panels, qsum, quads,
                                         quantize, quantize_rows, rows_of, unpanel, width)
@@ -28,6 +30,22 @@ def _apply(code, x, out):
 def _panel_dot(P, q, k0, k1, out):
     panel_dot(P, q, k0, k1, qsum(q, 4 * k0, 4 * k1), out)
     return out
+
+
+@njit(cache=False)
+def _avx2(P, q, k0, k1, out):
+    panel_dot8_avx2(P, q, k0, k1, qsum(q, 4 * k0, 4 * k1), out)
+    return out
+
+
+@njit(cache=False)
+def _vnni(P, q, k0, k1, out):
+    panel_dot8_vnni(P, q, k0, k1, qsum(q, 4 * k0, 4 * k1), out)
+    return out
+
+
+# every int8 product this CPU can run: the dispatched one, and each SIMD path it has
+INT8_PATHS = [_panel_dot] + [_avx2] * HAS_AVX2 + [_vnni] * HAS_VNNI
 
 
 def test_exp_approx_is_within_one_ulp_where_it_does_not_clamp():
@@ -79,8 +97,9 @@ def test_panels_hold_the_rows_and_their_products_are_exact(R, K, split):
     full[:, np.r_[0:split, at:at + K - split]] = A
     for k0, k1 in [(0, P.shape[1]), (0, quads(split)), (quads(split), P.shape[1]), (1, 1)]:
         expected = full[:, 4 * k0:4 * k1] @ q[4 * k0:4 * k1].astype(np.int64)
-        got = _panel_dot(P, q, k0, k1, np.empty(rows, np.int32))[:R]
-        assert (got == expected).all(), (k0, k1)
+        for path in INT8_PATHS:
+            got = path(P, q, k0, k1, np.empty(rows, np.int32))[:R]
+            assert (got == expected).all(), (path.__name__, k0, k1)
         assert (_panel_dot(P, q.astype(np.int16), k0, k1, np.empty(rows, np.int32))[:R]
                 == expected).all()
         loop = np.empty(rows, np.int32)
@@ -125,14 +144,17 @@ def test_pack_rows_keeps_unit_and_gate_order_and_stacks():
     assert (rows_of(pack_rows(F, 16), 5, 4, 24, 16) == F).all()
 
 
-def test_a_cpu_with_avx2_takes_the_simd_path():
-    """The kernels must not fall back to the plain loop silently where AVX2 is there."""
+def test_a_cpu_with_avx2_or_vnni_takes_its_simd_path():
+    """The kernels must not fall back to the plain loop (or AVX2) silently where AVX2 (or
+    AVX-512 VNNI) is there."""
     try:
         with open("/proc/cpuinfo") as f:
             flags = f.read().split()
     except OSError:
         pytest.skip("no /proc/cpuinfo to read the CPU's flags from")
     assert HAS_AVX2 == ("avx2" in flags)
+    assert HAS_VNNI == ("avx2" in flags and "avx512_vnni" in flags and "avx512vl" in flags)
+    assert simd.panel_dot8 is (panel_dot8_vnni if HAS_VNNI else panel_dot8_avx2)
 
 
 def test_matvec8_is_the_int8_product_with_row_and_input_scales():
@@ -150,3 +172,30 @@ def test_matvec8_is_the_int8_product_with_row_and_input_scales():
         q = np.rint(x / sx)
         np.testing.assert_allclose(out, (A.astype(np.float64) @ q) * scale * sx, rtol=1e-5)
         np.testing.assert_allclose(out, a @ x, atol=0.05 * np.abs(a @ x).max())
+
+
+def test_a_portable_build_takes_the_plain_loop_not_an_intrinsic_it_cannot_emit(tmp_path):
+    """NUMBA_CPU_NAME=generic (a cache shared across machines) compiles without AVX2: an
+    AVX2 intrinsic there aborts the process in LLVM, so the product must take the loop."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import numpy as np\n"
+              "from rnnedge.runtime.ops.simd import HAS_AVX2, HAS_VNNI\n"
+              "from rnnedge.runtime.ops.panels import matvec8, panels, quantize_rows, width\n"
+              "A = np.arange(-60, 68, dtype=np.float32).reshape(8, 16)\n"
+              "A[:, 0] = 127  # every row's scale 1: its int8 weights are exact\n"
+              "W, s = quantize_rows(A)\n"
+              "out = np.zeros(8, np.float32)\n"
+              "matvec8((panels(W, 16),), (s,), (np.zeros(8, np.float32),),\n"
+              "        (np.ones(16, np.float32),), (np.zeros(width(16, 16), np.int8),), (out,))\n"
+              "print(HAS_AVX2, HAS_VNNI, np.abs(out - A.sum(axis=1)).max())\n")
+    env = {**os.environ, "NUMBA_CPU_NAME": "generic", "NUMBA_CACHE_DIR": str(tmp_path)}
+    env.pop("NUMBA_CPU_FEATURES", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    avx2, vnni, err = done.stdout.split()
+    assert (avx2, vnni) == ("False", "False")
+    assert float(err) < 1e-4  # exact integers, scales 1 and 1/64
