@@ -12,7 +12,7 @@ from numba import njit
 
 from rnnedge.runtime.ops.common import SIGMOID, TANH, activate, exp_approx
 from rnnedge.runtime.ops import simd
-from rnnedge.runtime.ops.simd import (HAS_AVX2, HAS_VNNI, Q_X, panel_dot8_avx2,
+from rnnedge.runtime.ops.simd import (HAS_AVX2, HAS_VNNI, Q_X, flat, panel_dot8_avx2,
                                       panel_dot8_vnni)
 from rnnedge.runtime.ops.panels import (matvec8, pack_rows, panel_dot, panel_dot_f32,
                                         panel_dot_f32_loop, panel_dot_loop, panels, qsum, quads,
@@ -199,3 +199,21 @@ def test_a_portable_build_takes_the_plain_loop_not_an_intrinsic_it_cannot_emit(t
     avx2, vnni, err = done.stdout.split()
     assert (avx2, vnni) == ("False", "False")
     assert float(err) < 1e-4  # exact integers, scales 1 and 1/64
+
+
+@njit(cache=False)
+def _flat_and_write(a):
+    view = flat(a)
+    view[-1] = 9
+    return view
+
+
+def test_flat_is_a_view_of_every_element_in_order():
+    a = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    view = _flat_and_write(a)
+    assert view.shape == (24,) and view.dtype == np.float32
+    assert a[1, 2, 3] == 9 and (view[:-1] == np.arange(23)).all()
+    del a
+    assert view.sum() == sum(range(23)) + 9  # the view keeps the memory alive
+    b = np.zeros((5, 2), np.int8)
+    assert _flat_and_write(b).shape == (10,) and b[4, 1] == 9

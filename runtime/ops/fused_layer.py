@@ -32,6 +32,7 @@ from .lstm import lstm_unit, lstm_unit_numpy
 from .panels import (PANEL, QUAD, panel_dot, panel_dot_f32, qsum, quads, quantize,
                      quantize_numpy)
 from .rnn import rnn_unit, rnn_unit_numpy
+from .simd import flat
 
 NO_R = np.float32(0.0)  # rt is applied already when linear_before_reset=0
 
@@ -114,7 +115,7 @@ def layer(cell, activation, P, xh, base, rbh, h, c, s, acc):
             s[3, j] = rbh[j] + ah[row + 2]
     else:
         sums = _sums32(P, xh, 0, K, acc[0])
-        b = base.reshape(H * G)
+        b = flat(base)
         for k in range(H * G):
             sums[k] = b[k] + sums[k]
         _by_gate(sums, G, s)
@@ -159,7 +160,7 @@ def layer8(cell, activation, P, scale, xh, q, base, rbh, h, c, s, acc):
             s[3, j] = rbh[j] + np.float32(ah[row + 2]) * (scale[j, 2] * sx)
     else:  # the int sums in row order (j, g) become the gate sums in acc[1], then (g, j)
         ints = _sums8(P, q, 0, kq, acc[0])
-        sums, b, sc = acc[1], base.reshape(H * G), scale.reshape(H * G)
+        sums, b, sc = acc[1], flat(base), flat(scale)
         for k in range(H * G):  # contiguous: vectorised, where the (g, j) order is not
             sums[k] = b[k] + np.float32(ints[k]) * (sc[k] * sx)
         _by_gate(sums, G, s)

@@ -38,6 +38,7 @@ from .common import GATES, GRU, LSTM, f32, input_bias
 from .fused_layer import (copy, dot, gru_layer8_reset_first, gru_layer_reset_first, layer,
                           layer8, layer_numpy, scratch)
 from .panels import pack_rows, quantize_rows, quantize_table, rows_of, width
+from .simd import flat
 
 HEADS = {"last": 0, "mean": 1, "max": 2}
 
@@ -169,9 +170,9 @@ def _token_row(table, scale, token, out):
 
     def dequantized(table, scale, token, out):
         H, G = out.shape
-        row, flat, factor = table[token].reshape(H * G), out.reshape(H * G), scale[token]
+        row, into, factor = flat(table[token]), flat(out), scale[token]
         for k in range(H * G):
-            flat[k] = np.float32(row[k]) * factor
+            into[k] = np.float32(row[k]) * factor
         return out
     return dequantized
 

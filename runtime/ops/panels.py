@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from .common import float_from_bits
 from .simd import HAS_AVX2, PANEL, Q_X, QUAD, panel_dot8, panel_dot32
 
 Q_W = 127  # int8 weights lie in [-Q_W, Q_W]
@@ -207,9 +208,7 @@ def _abs_max(x):
     top = np.uint32(0)
     for k in range(bits.shape[0]):
         top = max(top, bits[k] & np.uint32(0x7FFFFFFF))
-    box = np.empty(1, np.uint32)
-    box[0] = top
-    return box.view(np.float32)[0]
+    return float_from_bits(np.int32(top))  # top <= 0x7FFFFFFF: fits
 
 
 @njit(cache=True, fastmath=False)
