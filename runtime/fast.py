@@ -19,15 +19,14 @@ from collections import defaultdict
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 from onnx import helper, numpy_helper
 
 from .errors import InputError, UnsupportedError
+from .feeds import FLOAT32, INT64, all_finite, copy_finite, is_array, takes_declared
 from .ops import common, fused
 
 CELLS = {"LSTM": common.LSTM, "GRU": common.GRU, "RNN": common.RNN}
 NO_STATE = np.zeros((0, 0, 0), np.float32)  # c of a GRU or RNN: never read by the kernels
-INT64, FLOAT32 = np.dtype(np.int64), np.dtype(np.float32)
 
 
 class Layer(NamedTuple):
@@ -206,12 +205,6 @@ def pack(embedding, layers, fc_weight, fc_bias):
                         f32(np.stack(bias)), f32(np.stack(rbh)), f32(fc_weight.T), f32(fc_bias))
 
 
-def all_finite(array):
-    """``np.isfinite(array).all()``: one compiled call on float32 (~1 µs on a streamed state,
-    where numpy's two calls and a temporary take ~3)."""
-    return _all_finite(array) if array.dtype == np.float32 else bool(np.isfinite(array).all())
-
-
 class FastCharEngine:
     """Fused numba kernels over a charlm graph; ``run(feeds)`` as ``OrtEngine.run``."""
 
@@ -248,12 +241,7 @@ class FastCharEngine:
         ``GraphModel``, whose ``check`` it then skips on the common case."""
         state = ("float32", 3, {(0, self.layers), (2, self.hidden)})  # fixed dims it checks
         takes = {"tokens": ("int64", 2, set()), "h0": state, **({"c0": state} if self.lstm else {})}
-        declared = {i["name"]: (i["type"], len(i["shape"]), _fixed(i["shape"]))
-                    for i in signature["inputs"]}
-        ok = declared.keys() == takes.keys() and all(
-            (kind, rank) == takes[name][:2] and fixed <= takes[name][2]
-            for name, (kind, rank, fixed) in declared.items())
-        return self.run_checked if ok else None
+        return self.run_checked if takes_declared(signature, takes) else None
 
     def run_checked(self, feeds):
         """``run`` of the common case, with every check of ``GraphModel.check``: int64 tokens and
@@ -266,10 +254,10 @@ class FastCharEngine:
                 and tokens.size and tokens.flags.c_contiguous):
             return None
         shape = (self.layers, tokens.shape[0], self.hidden)
-        if not (_is_state(h, shape) and (c is NO_STATE or _is_state(c, shape))):
+        if not (is_array(h, FLOAT32, shape) and (c is NO_STATE or is_array(c, FLOAT32, shape))):
             return None
         hn, cn = np.empty(shape, FLOAT32), np.empty(shape, FLOAT32) if self.lstm else NO_STATE
-        return self._run(tokens, hn, cn) if _copy_finite(h, c, hn, cn) else None
+        return self._run(tokens, hn, cn) if copy_finite(h, c, hn, cn) else None
 
     def _run(self, tokens, hn, cn):
         """The kernel on checked tokens and states it may update in place."""
@@ -284,15 +272,6 @@ class FastCharEngine:
     all_finite = staticmethod(all_finite)  # for ``GraphModel.check``
 
 
-@njit(cache=True, fastmath=False)
-def _all_finite(x):
-    """Plain twin: ``np.isfinite(x).all()``."""
-    for v in x.ravel():
-        if not np.isfinite(v):
-            return False
-    return True
-
-
 def _state(feeds, name, shape):
     """A copy of state ``name`` as C-contiguous float32, which the kernel updates in place."""
     if name not in feeds:
@@ -305,31 +284,3 @@ def _state(feeds, name, shape):
         raise InputError(f"{name} has shape {state.shape}, expected {shape} "
                          "(layers, batch, hidden)")
     return state
-
-
-def _fixed(shape):
-    """{(axis, size)} of a declared shape's fixed sizes."""
-    return {(axis, dim) for axis, dim in enumerate(shape) if isinstance(dim, int) and dim > 0}
-
-
-def _is_state(x, shape):
-    """A state ``run_checked`` takes as it is: C-contiguous float32 of ``shape``."""
-    return (type(x) is np.ndarray and x.dtype == FLOAT32 and x.shape == shape
-            and x.flags.c_contiguous)
-
-
-@njit(cache=True, fastmath=False)
-def _copy_finite(h, c, hn, cn):
-    """Copy h into hn and c into cn (C-contiguous, same shapes); whether all were finite.
-    One compiled call for both states (~1 µs at batch 1, where two copies and two checks
-    take ~1.5)."""
-    return _copy_one(h.ravel(), hn.ravel()) & _copy_one(c.ravel(), cn.ravel())
-
-
-@njit(cache=True, fastmath=False)
-def _copy_one(src, dst):
-    finite = True
-    for i in range(src.size):
-        dst[i] = src[i]
-        finite &= np.isfinite(src[i])
-    return finite

@@ -20,8 +20,8 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 from .errors import InputError, UnsupportedError
-from .fast import all_finite
-from .fast_seq import split_sequence
+from .feeds import all_finite
+from .feeds import split_sequence
 from .ops import common, fused_chain
 from .ops.fused_node import CELLS, DEFAULT_ACTIVATIONS
 

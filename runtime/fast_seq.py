@@ -26,7 +26,8 @@ import numpy as np
 from onnx import helper, numpy_helper
 
 from .errors import InputError, UnsupportedError
-from .fast import all_finite
+from .feeds import (INT64, all_finite, checked_sequence, checked_states, copy_finite4, is_array,
+                    split_sequence, state_copy, takes_declared)
 from .ops import common, fused_seq
 from .ops.fused_node import CELLS, DEFAULT_ACTIVATIONS
 
@@ -274,22 +275,58 @@ class FastSeqEngine:
         for name in (s.sequence, "lengths"):
             if name not in feeds:
                 raise InputError(f"feeds lack {name}")
-        X, tokens = self._sequence(np.asarray(feeds[s.sequence]))
-        B, T = X.shape[:2]
+        X, tokens = split_sequence(np.asarray(feeds[s.sequence]), s.embedding is not None, self.F,
+                                   s.sequence, self.no_tokens)
+        B = X.shape[0]
         lengths = np.asarray(feeds["lengths"])
         if lengths.shape != (B,) or lengths.dtype.kind not in "iu":
             raise InputError(f"lengths is {lengths.dtype} {lengths.shape}; expected ({B},) "
                              "integers")
-        shapes = {"h": (self.L * self.D, B, self.H), "c": (self.L * self.D, B, self.H),
-                  "pooled": (B, self.D * self.H), "seen": (B, 1)}
-        st = {k: _state(feeds, s.states.get(k), shape) for k, shape in shapes.items()}
+        st = {k: state_copy(feeds, s.states.get(k), shape) for k, shape in self._shapes(B).items()}
+        return self._outputs(X, tokens, lengths.astype(np.int64, copy=False), st)
+
+    def checked_run(self, signature):
+        """``run_checked`` when the graph declares the inputs it checks, else None: for
+        ``GraphModel``, whose ``check`` it then skips on the common case."""
+        s = self.seq
+        takes = {s.sequence: ("int64", 2, set()) if s.embedding is not None else
+                 ("float32", 3, {(2, self.F)}), "lengths": ("int64", 1, set())}
+        for key, shape in self._shapes(0).items():
+            if key in s.states:  # the sizes it checks: all but the batch axis
+                takes[s.states[key]] = ("float32", len(shape),
+                                        {(axis, n) for axis, n in enumerate(shape) if n})
+        return self.run_checked if takes_declared(signature, takes) else None
+
+    def run_checked(self, feeds):
+        """``run`` of the common case (the sequence and lengths in the graph's dtypes, finite
+        float32 states of the model's shapes, all C-contiguous) with every check of
+        ``GraphModel.check``, in one pass (``feeds.py``); None for anything else: the caller
+        then takes the long path (``check``, ``run``), which says what is wrong."""
+        s = self.seq
+        seq, lengths = feeds.get(s.sequence), feeds.get("lengths")
+        X, tokens = checked_sequence(seq, s.embedding is not None, self.F, self.no_tokens)
+        if X is None or not is_array(lengths, INT64, seq.shape[:1]):
+            return None
+        given, st = checked_states(feeds, s.states, self._shapes(seq.shape[0]))
+        if given is None or not copy_finite4(X, *given, *st.values()):
+            return None
+        return self._outputs(X, tokens, lengths, st)
+
+    def _shapes(self, B):
+        """The states' shapes at batch B: h, c (L*D, B, H), pooled (B, D*H), seen (B, 1)."""
+        return {"h": (self.L * self.D, B, self.H), "c": (self.L * self.D, B, self.H),
+                "pooled": (B, self.D * self.H), "seen": (B, 1)}
+
+    def _outputs(self, X, tokens, lengths, st):
+        """The kernel on checked inputs (lengths int64) and state copies it updates in place."""
+        s = self.seq
+        B, T = X.shape[:2]
         logits = np.empty((B, len(s.fc_bias)), np.float32)
         probs = np.empty_like(logits)
         if self.work[0].shape[0] < T:
             self.work = fused_seq.work(self.packed, T)
-        bad = self.kernel(X, tokens, lengths.astype(np.int64, copy=False), s.clamp, st["h"],
-                          st["c"], st["pooled"], st["seen"], logits, probs, *self.arguments,
-                          *self.work)
+        bad = self.kernel(X, tokens, lengths, s.clamp, st["h"], st["c"], st["pooled"],
+                          st["seen"], logits, probs, *self.arguments, *self.work)
         if bad >= 0:
             raise self._error(bad, lengths, tokens, T)
         values = {"logit": logits[:, 0] if s.squeeze else logits,
@@ -305,31 +342,3 @@ class FastSeqEngine:
         where = tuple(int(i) for i in np.unravel_index(bad - len(lengths), tokens.shape))
         return InputError(f"token id {tokens[where]} at {where} is outside the embedding "
                           f"[0, {len(self.seq.embedding)})")
-
-    def _sequence(self, seq):
-        return split_sequence(seq, self.seq.embedding is not None, self.F, self.seq.sequence,
-                              self.no_tokens)
-
-
-def split_sequence(seq, ids, F, name, no_tokens):
-    """(X (B, T, F) float32, tokens (B, T) int64) of the fused kernels, the one not given empty
-    (``no_tokens`` for frames): token ids when ``ids``, else frames of F channels."""
-    fits = seq.ndim == 2 if ids else seq.ndim == 3 and seq.shape[2] == F
-    if not fits or seq.shape[1] < 1 or ids != (seq.dtype.kind in "iu"):
-        raise InputError(f"{name} is {seq.dtype} {seq.shape}; expected "
-                         + ("token ids (batch, time >= 1)" if ids else
-                            f"frames (batch, time >= 1, {F})"))
-    if ids:
-        return np.empty((*seq.shape, 0), np.float32), np.ascontiguousarray(seq, np.int64)
-    return common.f32(seq), no_tokens
-
-
-def _state(feeds, name, shape):
-    """A float32 copy of state input ``name`` (the kernel updates it in place), or zeros."""
-    if name is None or name not in feeds:
-        return np.zeros(shape, np.float32)
-    state = np.array(feeds[name], np.float32, order="C")
-    if state.shape != shape:
-        raise InputError(f"state {name} is {state.shape}, expected {shape}")
-    return state
-

@@ -2,8 +2,9 @@
 
 ``common.exp_approx`` (Cephes' expf) against float64 e^x, and the activations built on it;
 ``panels.panel_dot`` on int8 inputs (``simd.panel_dot8``: VNNI's or AVX2's, each checked
-where the CPU has it; the plain loop on int16 holders), the panel layout and its inverse, ``quantize`` and ``matvec8`` against exact
-integer products. No torch, no data.
+where the CPU has it; the plain loop on int16 holders), the panel layout and its inverse,
+``quantize`` and ``matvec8`` against exact integer products; ``simd.flat``. No torch, no
+data.
 """
 
 import numpy as np

@@ -224,3 +224,31 @@ def test_bad_feeds_are_typed_errors(feeds, message):
     engine = FastSeqEngine(random_sentiment("gru", "mean", 1, False))
     with pytest.raises(InputError, match=message):
         engine.run(feeds)
+
+
+@pytest.mark.parametrize("engine", ["fast", "fast-int8"])
+def test_the_one_pass_common_case_of_token_ids_gives_what_the_long_path_gives(engine):
+    """``run_checked`` on the classifier's graph: int64 C-contiguous ids and lengths go in
+    one pass, bit for bit as the checked path; anything else goes the long way."""
+    from rnnedge.runtime.graph_model import GraphModel
+    from rnnedge.runtime.model import signature
+
+    model = random_sentiment("lstm", "mean", 2, False)
+    quantize = "int8" if engine == "fast-int8" else None
+    fast, slow = (GraphModel(FastSeqEngine(model, quantize), signature(model)) for _ in "ab")
+    slow.run_checked = None
+    assert fast.run_checked is not None
+    for k, (B, T) in enumerate(SHAPES):
+        feeds = token_feeds(B, T, k)
+        assert fast.engine.run_checked(feeds) is not None
+        got, want = fast.run(feeds), slow.run(feeds)
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name])
+        for other in ({**feeds, "tokens": feeds["tokens"].astype(np.int32)},
+                      {**feeds, "lengths": feeds["lengths"].astype(np.int32)},
+                      {**feeds, "tokens": np.asfortranarray(feeds["tokens"])} if B > 1 else None):
+            if other is not None:
+                assert fast.engine.run_checked(other) is None
+    bad = {"tokens": np.array([[1, V]]), "lengths": np.array([2])}
+    with pytest.raises(InputError, match=f"token id {V} at \\(0, 1\\) is outside the embedding"):
+        fast.run(bad)

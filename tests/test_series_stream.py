@@ -15,7 +15,7 @@ import pytest
 
 import rnnedge.runtime as rt
 from rnnedge.runtime.errors import InputError
-from rnnedge.runtime.tolerances import FP32, compare
+from rnnedge.runtime.tolerances import FP32, INT8, compare
 
 from test_series import cli, toy_rows, write_ts
 
@@ -127,3 +127,88 @@ def test_bench_streams_a_series_file_on_every_engine(exported):
     assert set(report["engines"]) == {"ort", "numba", "fast", "fast-int8", "floor"}
     assert report["states"] == {"h": "h_new", "c": "c_new", "pooled": "pooled_new",
                                 "seen": "seen_new"}
+
+
+def outcome(run, feeds):
+    """What a call gives: ("ok", outputs) or (error type, message)."""
+    try:
+        return "ok", run(feeds)
+    except Exception as error:  # noqa: BLE001 - compared, not swallowed
+        return type(error), str(error)
+
+
+def series_feeds(model, seed=3):
+    """(what, feeds) of ``GraphModel.run``: the common case and ones converted on the way,
+    then the bad ones (each bad thing alone) with whether ``check`` words them (then every
+    engine says the same) or the engine does."""
+    rng = np.random.default_rng(seed)
+    frames = rng.standard_normal((1, 1, 3)).astype(np.float32)
+    one = np.array([1], np.int64)
+    states = {k: rng.standard_normal(v.shape).astype(np.float32)
+              for k, v in model.zero_states(1).items()}
+    states2 = {k: rng.standard_normal(v.shape).astype(np.float32)
+               for k, v in model.zero_states(2).items()}
+    frozen = {k: v.copy() for k, v in states.items()}
+    for v in frozen.values():
+        v.flags.writeable = False
+    good = [("common", {"frames": frames, "lengths": one, **states}),
+            ("batch 2, time 4, one padded", {"frames": rng.standard_normal((2, 4, 3)).astype(
+                np.float32), "lengths": np.array([4, 2]), **states2}),
+            ("float64 frames", {"frames": frames.astype(np.float64), "lengths": one, **states}),
+            ("strided frames", {"frames": np.repeat(frames, 2, axis=2)[..., ::2], "lengths": one,
+                                **states}),
+            ("int32 lengths", {"frames": frames, "lengths": one.astype(np.int32), **states}),
+            ("fortran float64 states", {"frames": frames, "lengths": one, **{
+                k: np.asfortranarray(v, np.float64) for k, v in states.items()}}),
+            ("read-only", {"frames": frames, "lengths": one, **frozen})]
+    bad = [("nan frame", {"frames": np.full_like(frames, np.nan), "lengths": one, **states}, True),
+           ("channels", {"frames": np.zeros((1, 1, 4), np.float32), "lengths": one, **states},
+            True),
+           ("no time", {"frames": np.zeros((1, 0, 3), np.float32), "lengths": one, **states}, True),
+           ("lengths 0", {"frames": frames, "lengths": np.array([0]), **states}, False),
+           ("lengths rank 2", {"frames": frames, "lengths": one[None], **states}, True),
+           ("float lengths", {"frames": frames, "lengths": one.astype(np.float32), **states}, True),
+           ("batch of states", {"frames": frames, "lengths": one, **states2}, False)]
+    for name, value in states.items():
+        for v in (np.nan, -np.inf):
+            broken = {**states, name: value.copy()}
+            broken[name].flat[-1] = v
+            bad.append((f"{v} in {name}", {"frames": frames, "lengths": one, **broken}, True))
+        bad.append((f"wide {name}", {"frames": frames, "lengths": one, **states,
+                                     name: np.zeros(value.shape[:-1] + (value.shape[-1] + 1,),
+                                                    np.float32)}, True))
+    return good, bad
+
+
+@pytest.mark.parametrize("engine", ["fast", "fast-int8"])
+@pytest.mark.parametrize("kind", KINDS, ids=["-".join(map(str, k)) for k in KINDS])
+def test_the_one_pass_common_case_gives_what_the_long_path_gives(exported, kind, engine):
+    """``FastSeqEngine.run_checked`` skips ``GraphModel.check`` on the common case: the same
+    outputs, bit for bit, as the checked path, the caller's states untouched, and for bad
+    feeds the same typed error."""
+    path = exported[kind][0]
+    fast, slow, ort = (rt.load(path, engine=engine), rt.load(path, engine=engine),
+                       rt.load(path, engine="ort"))
+    slow.run_checked = None
+    assert fast.run_checked is not None
+    good, bad = series_feeds(fast)
+    for what, feeds in good:  # the first two and the last are the common case itself
+        assert (fast.engine.run_checked(feeds) is not None) == (what in (
+            "common", "batch 2, time 4, one padded", "read-only")), what
+        given = {k: np.copy(v) for k, v in feeds.items()}
+        kind_, got = outcome(fast.run, feeds)
+        assert kind_ == "ok", (what, got)
+        for k, v in given.items():
+            np.testing.assert_array_equal(feeds[k], v)
+        want = outcome(slow.run, feeds)[1]
+        assert got.keys() == want.keys()
+        for k in got:
+            np.testing.assert_array_equal(got[k], want[k], err_msg=what)
+        assert compare("probs", got["probs"], ort.run(feeds)["probs"],
+                       FP32 if engine == "fast" else INT8).ok, what
+    for what, feeds, by_check in bad:
+        got = outcome(fast.run, feeds)
+        assert got[0] is InputError, (what, got)
+        assert got == outcome(slow.run, feeds), what
+        if by_check:  # else onnxruntime has its own say (it runs lengths 0, broadcasts states)
+            assert got == outcome(ort.run, feeds), what

@@ -44,9 +44,9 @@ AMD EPYC (Zen 4): a 512 x 128 product (the classifier's step, 64 KB from L2) 0.6
 read, not by the instructions.
 
 numba has no vector types, so the loops are LLVM IR written here (``intrinsic``s).
-``HAS_AVX2`` (``HAS_VNNI``) says whether numba compiles for a CPU that has it (``NUMBA_CPU_NAME`` and
-``NUMBA_CPU_FEATURES`` included); callers use ``panel_dot8`` only with AVX2. Not here: the
-layout, the plain loops and the dispatch (``panels.panel_dot``, ``panels.panel_dot_f32``).
+``HAS_AVX2`` (``HAS_VNNI``) says whether numba compiles for a CPU that has it
+(``NUMBA_CPU_NAME`` and ``NUMBA_CPU_FEATURES`` included); callers use ``panel_dot8`` only
+with AVX2. Not here: the layout, the plain loops and the dispatch (``panels.panel_dot``, ``panels.panel_dot_f32``).
 Also here, for the kernels' steps: ``flat``, a 1-d view of a C-contiguous array.
 """
 
