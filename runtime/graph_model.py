@@ -78,6 +78,10 @@ class GraphModel:
         # (the fast ones): ``run_checked(feeds)`` -> outputs, or None to take the long path
         checked_run = getattr(engine, "checked_run", None)
         self.run_checked = checked_run(signature) if checked_run else None
+        # named axes two inputs share (``batch``, ``time``): the ONNX spec's same size
+        shared = [(name, axis, dim) for name, i in self.inputs.items()
+                  for axis, dim in enumerate(i["shape"]) if isinstance(dim, str) and dim]
+        self.shared_axes = [e for e in shared if sum(e[2] == f[2] for f in shared) > 1]
         self.output_names = [o["name"] for o in signature["outputs"]]
         self.states_source = "metadata" if states is not None else "inferred"
         self.states = dict(states) if states is not None else infer_states(signature)
@@ -90,7 +94,14 @@ class GraphModel:
         if type(feeds) is not dict or len(feeds) != len(self.inputs) or any(
                 n not in feeds for n in self.inputs):  # the common case skips the two lists
             self._check_names(feeds)
-        return {name: self.check_one(name, feeds[name]) for name in self.inputs}
+        arrays = {name: self.check_one(name, feeds[name]) for name in self.inputs}
+        sizes = {}
+        for name, axis, dim in self.shared_axes:  # onnxruntime would broadcast some of these
+            first, size = sizes.setdefault(dim, (name, arrays[name].shape[axis]))
+            if arrays[name].shape[axis] != size:
+                raise InputError(f"{name} has {dim} {arrays[name].shape[axis]} on axis {axis} "
+                                 f"where {first} has {size}: inputs must agree on {dim}")
+        return arrays
 
     def _check_names(self, feeds):
         if not isinstance(feeds, dict):
