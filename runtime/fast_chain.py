@@ -1,293 +1,25 @@
 """The fast engine of streaming recurrent graphs: a layer chain and a linear head, fused.
 
-``FastChainEngine(onnx_model, quantize=None | "int8")`` runs a chain of forward LSTM, GRU
-or RNN layers (one cell type) over frames (B, T, F) or embedded token ids (B, T), with a
-linear head on every step's top output (B, T, C) or on the last one (B, C) and optional
-state inputs and outputs (L, B, H): what ``torch.onnx.export(..., dynamo=False)`` emits
-for ``nn.Embedding``, ``nn.GRU/LSTM/RNN(batch_first=True)`` and ``nn.Linear``. ``run(feeds)
--> {output name: array}`` is one numba call (ops/fused_chain.py), fp32 or int8.
-
-``read_chain`` gives each value a symbol, following it through the ops that only move
-data (Transpose, Squeeze, Unsqueeze, Slice, Gather, Concat, Identity, Shape ->
-ConstantOfShape zero states); a recurrent node's input or a graph output it cannot name
-exactly raises ``UnsupportedError`` saying what did not match (the caller then falls back
-to the interpreter). Not thread-safe (one set of work buffers); not fast.py's charlm engine.
+``FastChainEngine(onnx_model, quantize=None | "int8")`` runs what ``chain_graph.read_chain``
+finds (a chain of forward LSTM, GRU or RNN layers over frames or token ids, a linear head,
+optional states): ``run(feeds) -> {output name: array}`` is one numba call
+(ops/fused_chain.py), fp32 or int8; ``run_checked`` takes the common streamed call in one
+pass (``feeds.py``). A graph it cannot read raises ``UnsupportedError`` (the caller then
+falls back to the interpreter). Not thread-safe (one set of work buffers); not fast.py's
+charlm engine.
 """
 
-from typing import NamedTuple
-
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
 
-from .errors import InputError, UnsupportedError
-from .feeds import all_finite
-from .feeds import split_sequence
-from .ops import common, fused_chain
-from .ops.fused_node import CELLS, DEFAULT_ACTIVATIONS
+from .chain_graph import read_chain
+from .errors import InputError
+from .feeds import (all_finite, checked_sequence, checked_states, copy_finite4,
+                    split_sequence, takes_declared)
+from .ops import fused_chain
+from .ops.fused_node import CELLS
 
-ALLOWED = {"direction": ("forward",), "layout": (0,), "linear_before_reset": (0, 1),
-           "input_forget": (0,)}  # beside hidden_size and activations; no clip
-FLIP = {"bt": "tb", "tb": "bt"}  # the layouts of a sequence: batch-major, time-major
-
-
-class Chain(NamedTuple):
-    """What ``read_chain`` found: names, weights in ONNX layout, where the head sits."""
-
-    sequence: str    # the graph input of frames (B, T, F) or token ids (B, T)
-    embedding: object  # (V, E) table, or None for frames
-    op: str          # "LSTM", "GRU" or "RNN"
-    activation: int  # RNN's activation code
-    lbr: int         # GRU's linear_before_reset
-    layers: list     # [(W (G*H, I), R (G*H, H), B (2*G*H,))]
-    states: dict     # "h"/"c" -> the graph input holding it, or None for zeros
-    outputs: dict    # graph output -> "y", "h" or "c"
-    every: bool      # the head runs on every step (y (B, T, C)), else on the last
-    fc: np.ndarray   # (C, H)
-    fc_bias: np.ndarray  # (C,)
-
-
-def _fail(message):
-    raise UnsupportedError(f"fast chain engine: {message}")
-
-
-def _attrs(node):
-    """A node's attributes, strings decoded, tensors as numpy arrays."""
-    out = {}
-    for a in node.attribute:
-        value = helper.get_attribute_value(a)
-        if isinstance(value, bytes):
-            value = value.decode()
-        elif isinstance(value, list) and value and isinstance(value[0], bytes):
-            value = [v.decode() for v in value]
-        out[a.name] = numpy_helper.to_array(value) if a.name == "value" else value
-    return out
-
-
-def _is(v, kind):
-    return v is not None and v[0] == kind
-
-
-def _axes(c, a):
-    """Squeeze's and Unsqueeze's axes: an input from opset 13, an attribute before."""
-    return list(c[1] if len(c) > 1 and c[1] is not None else a.get("axes", []))
-
-
-def _take(extent, starts, ends, axes, steps):
-    """Rows (lo, hi) a Slice takes along axis 0 of ``extent`` rows (None: checked at run)."""
-    if list([0] if axes is None else axes) != [0] or list([1] if steps is None else steps) != [1]:
-        return None
-    lo, hi = int(starts[0]), int(ends[0])
-    if extent is not None:
-        lo, hi, _ = slice(lo, hi).indices(extent)
-    return (lo, hi) if 0 <= lo < hi else None
-
-
-def _vector(bias, size):
-    """A bias broadcast along the last axis as (size,), or None."""
-    return bias.ravel() if bias is not None and bias.size == bias.shape[-1] == size else None
-
-
-class _Reader:
-    """Symbols of the graph's values, in node order: ("in", name) a graph input; ("seq",
-    source, "bt" | "tb") a sequence (B, T, .) or (T, B, .) of ("in", frames), ("emb", table,
-    ids) or layer i; ("Y", i) layer i's Y; ("fin", "h" | "c", lo, hi) layers lo..hi-1's final
-    states; ("vec", "h" | "c", i) layer i's (B, H); ("state", input, lo, hi) its rows;
-    ("zeros", n, H); ("shape", v), ("dim", v, k), ("dims", (...)) shapes; ("lin", v, fc,
-    bias or None) a linear map of v; ("?", node) what it does not follow."""
-
-    def __init__(self, model):
-        g = model.graph
-        self.const = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-        self.inputs = {i.name: i for i in g.input if i.name not in self.const}
-        self.sym = {name: ("in", name) for name in self.inputs}
-        self.rows = {name: next((d.dim_value if d.HasField("dim_value") else None  # axis 0
-                                 for d in i.type.tensor_type.shape.dim), None)
-                     for name, i in self.inputs.items()}
-        self.layers, self.zero_owners, self.from_state = [], [], {"h": [], "c": []}
-
-    def constant(self, name, what):
-        if name not in self.const:
-            _fail(f"{what} ({name!r}) is not a constant")
-        return self.const[name]
-
-    def visit(self, node):
-        op, a, ins = node.op_type, _attrs(node), list(node.input)
-        if op == "Constant" or op == "Identity" and ins[0] in self.const:
-            self.const[node.output[0]] = self.const[ins[0]] if ins else a.get("value", np.array(
-                a.get("value_int", a.get("value_ints", a.get("value_float")))))
-        elif op in CELLS:
-            self.recurrent(node, a, ins + [""] * (8 - len(ins)))
-        else:
-            s, c = [self.sym.get(n) for n in ins], [self.const.get(n) for n in ins]
-            out = s[0] if op == "Identity" else getattr(self, op, lambda *_: None)(s, c, a, ins)
-            self.sym[node.output[0]] = out or ("?", f"{op} {node.name!r}")
-
-    def Transpose(self, s, c, a, ins):
-        if list(a.get("perm", [])) == [1, 0, 2] and (_is(s[0], "in") or _is(s[0], "seq")):
-            return ("seq", s[0], "tb") if _is(s[0], "in") else ("seq", s[0][1], FLIP[s[0][2]])
-
-    def Squeeze(self, s, c, a, ins):
-        if _is(s[0], "Y") and _axes(c, a) == [1]:
-            return ("seq", s[0][1], "tb")
-        if _is(s[0], "fin") and s[0][3] - s[0][2] == 1 and _axes(c, a) == [0]:
-            return ("vec", s[0][1], s[0][2])
-
-    def Unsqueeze(self, s, c, a, ins):
-        return ("dims", (s[0][1:],)) if _is(s[0], "dim") and _axes(c, a) == [0] else None
-
-    def Shape(self, s, c, a, ins):
-        return ("shape", s[0]) if (_is(s[0], "in") or _is(s[0], "seq")) and not a else None
-
-    def Gather(self, s, c, a, ins):
-        axis, index, v = a.get("axis", 0), c[1], s[0]
-        if c[0] is not None and c[0].ndim == 2 and _is(s[1], "in") and axis == 0:
-            return ("seq", ("emb", ins[0], s[1][1]), "bt")  # an embedding lookup
-        if index is None or index.size != 1:
-            return None
-        k = int(index.ravel()[0])
-        if _is(v, "shape") and index.ndim == 0:
-            return ("dim", v[1], k)
-        if _is(v, "fin") and axis == 0 and -(v[3] - v[2]) <= k < v[3] - v[2]:
-            j = range(v[2], v[3])[k]
-            return ("vec", v[1], j) if index.ndim == 0 else ("fin", v[1], j, j + 1)
-        if (_is(v, "seq") and isinstance(v[1], int) and index.ndim == 0 and k == -1
-                and axis == {"bt": 1, "tb": 0}[v[2]]):
-            return ("vec", "h", v[1])  # the last step's output is the final state
-
-    def Concat(self, s, c, a, ins):
-        parts = [("dims", tuple(int(v) for v in k)) if k is not None and k.ndim == 1 else v
-                 for v, k in zip(s, c)]
-        if all(_is(p, "dims") for p in parts):
-            return ("dims", sum((p[1] for p in parts), ()))
-        if (a["axis"] == 0 and all(_is(p, "fin") and p[1] == parts[0][1] for p in parts)
-                and all(p[3] == q[2] for p, q in zip(parts, parts[1:]))):
-            return ("fin", parts[0][1], parts[0][2], parts[-1][3])
-
-    def ConstantOfShape(self, s, c, a, ins):
-        value, d = a.get("value", np.zeros(1, np.float32)), s[0][1] if _is(s[0], "dims") else ()
-        if (len(d) == 3 and value.dtype == np.float32 and not value.any()
-                and isinstance(d[0], int) and isinstance(d[1], tuple) and isinstance(d[2], int)):
-            self.zero_owners.append(d[1])  # (value, axis) the batch size comes from
-            return ("zeros", d[0], d[2])
-
-    def Slice(self, s, c, a, ins):
-        state = _is(s[0], "in")
-        if not (state or _is(s[0], "zeros")) or c[1] is None or c[2] is None:
-            return None
-        take = _take(self.rows[s[0][1]] if state else s[0][1], *(c + [None] * 2)[1:5])
-        if take:
-            return ("state", s[0][1], *take) if state else ("zeros", take[1] - take[0], s[0][2])
-
-    def MatMul(self, s, c, a, ins):
-        ok = (_is(s[0], "seq") or _is(s[0], "vec")) and c[1] is not None and c[1].ndim == 2
-        return ("lin", s[0], c[1].T, None) if ok else None
-
-    def Add(self, s, c, a, ins):
-        for lin, bias in ((s[0], c[1]), (s[1], c[0])):
-            if _is(lin, "lin") and lin[3] is None and _vector(bias, lin[2].shape[0]) is not None:
-                return ("lin", lin[1], lin[2], _vector(bias, lin[2].shape[0]))
-
-    def Gemm(self, s, c, a, ins):
-        if (_is(s[0], "vec") and c[1] is not None and a.get("alpha", 1.0) == 1.0
-                and a.get("beta", 1.0) == 1.0 and not a.get("transA", 0)):
-            fc = c[1] if a.get("transB", 0) else c[1].T
-            bias = _vector(c[2] if len(c) > 2 else np.zeros(fc.shape[0], np.float32), len(fc))
-            return None if bias is None else ("lin", s[0], fc, bias)
-
-    def recurrent(self, node, a, ins):
-        i, op = len(self.layers), node.op_type
-        where = f"{op} node {node.name!r} (layer {i})"
-        if i and op != self.layers[0][0]:
-            _fail(f"{where} follows {self.layers[0][0]} layers; it runs one cell type")
-        for name, value in a.items():
-            if name not in ("hidden_size", "activations") and value not in ALLOWED.get(name, ()):
-                _fail(f"{where} has {name}={value!r}; it runs forward, layout 0, no clip")
-        acts = [v.lower() for v in a.get("activations", [])]  # the ONNX names, any case
-        default = DEFAULT_ACTIVATIONS.get(op)
-        if acts and not (acts == default if default else
-                         len(acts) == 1 and acts[0] in common.ACTIVATIONS):
-            _fail(f"{where} has activations {acts}; it runs LSTM's and GRU's defaults, RNN's "
-                  "Tanh, Relu or Sigmoid")
-        if ins[4] or ins[7]:
-            _fail(f"{where} takes sequence_lens or peepholes P")
-        X = self.sym.get(ins[0])
-        if not (_is(X, "seq") and X[2] == "tb" and (X[1] == i - 1 if i else
-                                                    not isinstance(X[1], int))):
-            _fail(f"{where} reads {_describe(X)}, not time-major "
-                  + (f"outputs of layer {i - 1}" if i else "frames or embeddings"))
-        H = a["hidden_size"]
-        for k, state in ((5, "h"), (6, "c"))[:2 if op == "LSTM" else 1]:
-            self.initial(self.sym.get(ins[k]) if ins[k] else ("zeros", 1, H), state, i, H, where)
-        W, R, B = (self.constant(name, f"{where} {k}")[0] if name else
-                   np.zeros(2 * common.GATES[CELLS[op]] * H, np.float32)  # B omitted: zeros
-                   for k, name in zip("WRB", ins[1:4]))
-        self.layers.append((op, acts[0] if acts else "tanh", a.get("linear_before_reset", 0),
-                            X[1], (W, R, B)))
-        for name, value in zip(node.output, (("Y", i), ("fin", "h", i, i + 1),
-                                             ("fin", "c", i, i + 1))):
-            self.sym[name] = value
-
-    def initial(self, value, state, i, H, where):
-        """Layer i's initial state: zeros (1, B, H), or row i of one state input."""
-        if _is(value, "in") and self.rows[value[1]] == 1:
-            value = ("state", value[1], 0, 1)
-        if _is(value, "state") and value[2:] == (i, i + 1):
-            self.from_state[state].append(value[1])
-        elif value != ("zeros", 1, H):
-            _fail(f"{where} starts from {_describe(value)}, not zeros or row {i} of a state input")
-
-
-def read_chain(model):
-    """The ``Chain`` of an ONNX graph, or ``UnsupportedError`` naming what did not match."""
-    r = _Reader(model)
-    for node in model.graph.node:
-        r.visit(node)
-    L = len(r.layers)
-    if not L:
-        _fail("found no LSTM, GRU or RNN node")
-    if len({layer[1:3] for layer in r.layers}) > 1:
-        _fail("the layers mix RNN activations or GRU linear_before_reset")
-    op, activation, lbr, source, _ = r.layers[0]  # source ("in", frames) or ("emb", table, ids)
-    sequence = source[-1] if source[0] == "emb" else source[1]
-    for owner in r.zero_owners:  # the zero states' batch must be the input's
-        if owner not in ((("in", sequence), 0), (("seq", source, "bt"), 0),
-                         (("seq", source, "tb"), 1)):
-            _fail(f"a zero state takes its batch size from {owner}, not from the input")
-    states = {}
-    for state, names in r.from_state.items():
-        if names and (len(names) != L or len(set(names)) > 1
-                      or r.rows[names[0]] not in (L, None)):
-            _fail(f"the initial {state} of the {L} layers come from {names}, not from the rows "
-                  "of one (L, B, H) input or all zeros")
-        states[state] = names[0] if names else None
-    outputs, heads = {}, []
-    for o in model.graph.output:
-        v = r.sym.get(o.name)
-        if _is(v, "fin") and v[2:] == (0, L):
-            outputs[o.name] = v[1]
-        elif _is(v, "lin") and v[1] in (("seq", L - 1, "bt"), ("vec", "h", L - 1)):
-            outputs[o.name] = "y"
-            heads.append(v)
-        else:
-            _fail(f"output {o.name!r} is {_describe(v)}, not a linear head on the top layer "
-                  "or the stacked final states")
-    if len(heads) != 1:
-        _fail(f"found {len(heads)} linear heads; it runs one")
-    for name, value in r.inputs.items():  # what the kernels read: float32 or integer ids
-        ids = name == sequence and source[0] == "emb"
-        if name not in (sequence, *states.values()) or value.type.tensor_type.elem_type not in (
-                (TensorProto.INT32, TensorProto.INT64) if ids else (TensorProto.FLOAT,)):
-            _fail(f"input {name!r} is not the float32 frames, integer ids or float32 states")
-    _, head, fc, fc_bias = heads[0]
-    return Chain(sequence, r.const[source[1]] if source[0] == "emb" else None, op,
-                 common.ACTIVATIONS[activation], int(lbr), [layer[4] for layer in r.layers],
-                 states, outputs, head[0] == "seq", fc,
-                 np.zeros(len(fc), np.float32) if fc_bias is None else fc_bias)
-
-
-def _describe(v):
-    return ("a value it does not know" if v is None
-            else f"the result of {v[1]}" if v[0] == "?" else f"{v[:2]}")
+NO_STATE = fused_chain.NO_STATE  # c of a GRU or RNN: never read by the kernels
+NO_SUM = np.zeros((0, 0), np.float32)  # the pooled sums this engine has not
 
 
 class FastChainEngine:
@@ -320,7 +52,12 @@ class FastChainEngine:
         X, tokens = self._sequence(np.asarray(feeds[c.sequence]))
         B, T = X.shape[:2]
         h = _state(feeds, c.states["h"], (self.L, B, self.H))
-        cn = _state(feeds, c.states["c"], h.shape) if c.op == "LSTM" else fused_chain.NO_STATE
+        cn = _state(feeds, c.states["c"], h.shape) if c.op == "LSTM" else NO_STATE
+        return self._outputs(X, tokens, h, cn)
+
+    def _outputs(self, X, tokens, h, cn):
+        """The kernel on checked inputs and state copies it updates in place."""
+        c, (B, T) = self.chain, X.shape[:2]
         y = np.empty((B, T if c.every else 1, c.fc.shape[0]), np.float32)
         bad = self.kernel(X, tokens, h, cn, y, *self.arguments)
         if bad >= 0:
@@ -329,6 +66,32 @@ class FastChainEngine:
                              f"is outside the embedding [0, {c.embedding.shape[0]})")
         values = {"y": y if c.every else y[:, 0], "h": h, "c": cn}
         return {name: values[c.outputs[name]] for name in self.outputs}
+
+    def checked_run(self, signature):
+        """``run_checked`` when the graph declares the inputs it checks, else None: for
+        ``GraphModel``, whose ``check`` it then skips on the common case."""
+        c = self.chain
+        takes = {c.sequence: ("int64", 2, set()) if c.embedding is not None else
+                 ("float32", 3, {(2, self.F)})}
+        takes.update({name: ("float32", 3, {(0, self.L), (2, self.H)})
+                      for name in c.states.values() if name is not None})
+        return self.run_checked if takes_declared(signature, takes) else None
+
+    def run_checked(self, feeds):
+        """``run`` of the common case (the sequence in the graph's dtype, finite float32 states
+        of the model's shapes, all C-contiguous) with every check of ``GraphModel.check``, in
+        one pass (``feeds.py``); None for anything else (the long path says what is wrong)."""
+        c, seq = self.chain, feeds.get(self.chain.sequence)
+        X, tokens = checked_sequence(seq, c.embedding is not None, self.F, self.no_tokens)
+        if X is None:
+            return None
+        shape = (self.L, seq.shape[0], self.H)
+        given, st = checked_states(feeds, {k: v for k, v in c.states.items() if v is not None},
+                                   {"h": shape, "c": shape if c.op == "LSTM" else NO_STATE.shape})
+        if given is None or not copy_finite4(X, *given, NO_SUM, NO_SUM, *st.values(), NO_SUM,
+                                             NO_SUM):
+            return None
+        return self._outputs(X, tokens, st["h"], st["c"])
 
     def _sequence(self, seq):
         return split_sequence(seq, self.chain.embedding is not None, self.F,

@@ -190,3 +190,54 @@ def test_typed_input_errors():
         frames.run({"x": np.zeros((3, 2, F), np.float32), "h": h})
     with pytest.raises(InputError, match="quantize"):
         FastChainEngine(export("GRU", 1), quantize="int4")
+
+
+def outcome(run, feeds):
+    """What a call gives: ("ok", outputs) or (error type, message)."""
+    try:
+        return "ok", run(feeds)
+    except Exception as error:  # noqa: BLE001 - compared, not swallowed
+        return type(error), str(error)
+
+
+@pytest.mark.parametrize("case", ["kws-gru", "lstm2-forecaster", "rnn2-tanh-tokens",
+                                  "lstm1-tokens-last"])
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_the_one_pass_common_case_gives_what_the_long_path_gives(case, quantize):
+    """``FastChainEngine.run_checked`` skips ``GraphModel.check`` on the common case: the same
+    outputs, bit for bit, the caller's states untouched; anything else goes the long way,
+    and bad feeds get the long path's typed error."""
+    from rnnedge.runtime.graph_model import GraphModel
+    from rnnedge.runtime.model import signature
+
+    model = export(*CASES[case])
+    fast, slow = (GraphModel(FastChainEngine(model, quantize), signature(model)) for _ in "ab")
+    slow.run_checked = None
+    assert fast.run_checked is not None
+    rng = np.random.default_rng(5)
+    for batch, time in SHAPES:
+        feeds = feeds_for(model, batch, time, rng)
+        feeds["x"] = feeds["x"].astype(np.int64) if feeds["x"].ndim == 2 else feeds["x"]
+        given = {k: v.copy() for k, v in feeds.items()}
+        assert fast.engine.run_checked(feeds) is not None
+        got, want = fast.run(feeds), slow.run(feeds)
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name])
+        for k, v in given.items():
+            np.testing.assert_array_equal(feeds[k], v)
+        wide = {k: np.asfortranarray(v, np.float64) if v.dtype == np.float32 else
+                v.astype(np.int32) for k, v in feeds.items()}
+        assert fast.engine.run_checked(wide) is None
+        for name in want:  # converted on the long path: the same values
+            np.testing.assert_array_equal(fast.run(wide)[name], want[name])
+    feeds = feeds_for(model, 1, 2, rng)
+    feeds["x"] = feeds["x"].astype(np.int64) if feeds["x"].ndim == 2 else feeds["x"]
+    floats = any(v.dtype == np.float32 for v in feeds.values())
+    bad = [("nan", {k: np.full_like(v, np.nan) if v.dtype == np.float32 else v
+                    for k, v in feeds.items()})] * floats + [
+           ("batch", {k: np.concatenate([v, v], axis=1) if k != "x" else v
+                      for k, v in feeds.items()})] * (len(feeds) > 1) + [
+           ("empty", {**feeds, "x": feeds["x"][:, :0]})]
+    for what, feeds in bad:
+        got = outcome(fast.run, feeds)
+        assert got[0] is InputError and got == outcome(slow.run, feeds), (what, got)
