@@ -102,3 +102,32 @@ def test_fp16_on_cuda_scales_the_loss_and_steps(tmp_path, reviews):
                     echo=None)
     ckpt = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert ckpt["trained_on"]["device"] == "cuda" and ckpt["scaler"]["scale"] > 0
+
+
+def test_the_cuda_random_states_go_into_the_checkpoint_and_come_back(monkeypatch):
+    """Dropout on a GPU draws from each device's generator: a resumed run must continue
+    them (stand-in devices here; ``benchmarks/gpu_check.sh`` resumes on a real one)."""
+    from rnnedge.train import checkpoint
+
+    devices = {0: torch.tensor([1, 2], dtype=torch.uint8), 1: torch.tensor([3], dtype=torch.uint8)}
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: list(devices.values()))
+    saved = checkpoint.rng_state()
+    assert [t.tolist() for t in saved["cuda_rng"]] == [[1, 2], [3]]
+    assert torch.equal(saved["torch_rng"], torch.get_rng_state())
+
+    restored = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # resumed on fewer GPUs
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, d: restored.__setitem__(d, s))
+    model = nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), **saved, "history": []}
+    checkpoint.restore(ckpt, model, opt)
+    assert list(restored) == [0] and restored[0].tolist() == [1, 2]
+    restored.clear()
+    checkpoint.restore({**ckpt, "cuda_rng": None}, model, opt)  # saved on a CPU: nothing to set
+    assert restored == {}
+
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    assert checkpoint.rng_state()["cuda_rng"] is None  # CUDA never used: no state saved

@@ -181,7 +181,7 @@ def train_charlm(out, text=None, data_dir=None, max_minutes=None, device="auto",
             payload = {"task": TASK, "config": asdict(config), "train_config": asdict(tc),
                        "vocab": list(corpus.vocab), "model": model.state_dict(),
                        "optimizer": opt.state_dict(), "epoch": epoch, "metrics": record,
-                       "history": history, "torch_rng": torch.get_rng_state(),
+                       "history": history, **checkpoint.rng_state(),
                        "scaler": amp.state_dict(),
                        "trained_on": distributed.trained_on(device, tc.precision, world)}
             is_best = best is None or val_nats < best

@@ -137,14 +137,28 @@ def _read(path, task):
     return ckpt, data
 
 
+def rng_state():
+    """torch's random states for a checkpoint: the CPU generator's, and each CUDA device's
+    when CUDA has been used (dropout on a GPU draws from those), else None."""
+    import torch
+
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    return {"torch_rng": torch.get_rng_state(), "cuda_rng": cuda}
+
+
 def restore(ckpt, model, opt):
-    """Continue from ``ckpt``: the weights, the optimizer's moments and torch's RNG state (so
-    dropout goes on as if never stopped); returns the run's history so far, a new list."""
+    """Continue from ``ckpt``: the weights, the optimizer's moments and torch's RNG states,
+    CPU and CUDA (so dropout goes on as if never stopped; on as many devices as both runs
+    have); returns the run's history so far, a new list."""
     import torch
 
     model.load_state_dict(ckpt["model"])
     opt.load_state_dict(ckpt["optimizer"])
     torch.set_rng_state(ckpt["torch_rng"])
+    cuda = ckpt.get("cuda_rng")  # None: saved without CUDA, or by an older rnnedge
+    if cuda is not None and torch.cuda.is_available():
+        for device, state in enumerate(cuda[:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, device)
     return list(ckpt.get("history", []))
 
 

@@ -156,7 +156,7 @@ def _payload(config, tc, tokenizer, model, opt, epoch, record, history, run):
     return {"task": TASK, "config": asdict(config), "train_config": asdict(tc),
             "vocab": tokenizer.to_dict(), "model": model.state_dict(),
             "optimizer": opt.state_dict(), "epoch": epoch, "metrics": record,
-            "history": history, "torch_rng": torch.get_rng_state(),
+            "history": history, **checkpoint.rng_state(),
             "scaler": run[0].state_dict(), "trained_on": run[1]}
 
 
