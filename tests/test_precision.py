@@ -106,7 +106,7 @@ def test_fp16_on_cuda_scales_the_loss_and_steps(tmp_path, reviews):
 
 def test_the_cuda_random_states_go_into_the_checkpoint_and_come_back(monkeypatch):
     """Dropout on a GPU draws from each device's generator: a resumed run must continue
-    them (stand-in devices here; ``benchmarks/gpu_check.sh`` resumes on a real one)."""
+    them (stand-in devices: the plumbing; a resume on a real GPU has not run)."""
     from rnnedge.train import checkpoint
 
     devices = {0: torch.tensor([1, 2], dtype=torch.uint8), 1: torch.tensor([3], dtype=torch.uint8)}
