@@ -37,7 +37,7 @@ def streaming_section(results):
            f"`{s['model']}`; floor: numpy matvecs over the {s['floor_bytes'] / 1e6:.2f} MB "
            "of weights a step reads; panel-floor: the same products on the row panels the fast "
            "fp32 engine reads; int8 floor: the same products in int8 (per-row scales, the "
-           "runtime's int8 panels on AVX2).", ""]
+           "runtime's int8 panels: VNNI where the CPU has it, else AVX2).", ""]
     out += stream_table(s, "per-step latency")
     return out + [""] + throughput_table(results["streaming_throughput"], "chars_per_s",
                                          "characters per second (streams x steps / s)")

@@ -5,9 +5,10 @@ carried by ``stream()``; without them (or with ``whole``), whole sequences at ba
 Inputs are the golden bundle's first case (its row 0), else random ones from the signature.
 Each engine is checked against onnxruntime at its precision's tolerance before it is timed,
 in interleaved rounds; engines that cannot run the file are named with the reason. For an
-rnnedge classifier (what ``runtime/fast_seq.py`` reads) the floor joins them: numpy
-matrix-vector products over the weights of each frame ([W | R] of every layer and
-direction; R alone for token ids, whose input projection is a row gather) and the head.
+rnnedge classifier (what ``runtime/fast_seq.py`` reads) or a streaming chain (a user's
+model that ``runtime/chain_graph.py`` reads) the floor joins them: numpy matrix-vector
+products over the weights of each frame ([W | R] of every layer and direction; R alone for
+token ids, whose input projection is a row gather) and the head.
 """
 
 import numpy as np
@@ -78,29 +79,42 @@ def bench_generic(model_path, steps=500, warmup=50, rounds=5, threads=1, engines
 
 def seq_floor_matrices(model_path):
     """(what each frame reads: [W | R] of every layer and direction, R alone for layer 0 of
-    token ids; the head's weight), float32 contiguous; ``UnsupportedError`` for a graph
-    that is not an rnnedge classifier (``fast_seq.read_seq``)."""
+    token ids; the head's weight; the sequence input's name; whether the head runs on every
+    frame), float32 contiguous, for an rnnedge classifier (``fast_seq.read_seq``) or a
+    streaming chain (``chain_graph.read_chain``, users' models); ``UnsupportedError`` for a
+    graph that is neither, with the reasons of both."""
+    from rnnedge.runtime.chain_graph import read_chain
+    from rnnedge.runtime.errors import UnsupportedError
     from rnnedge.runtime.fast_seq import read_seq
     from rnnedge.runtime.files import read_onnx
 
-    seq = read_seq(read_onnx(model_path))
+    model = read_onnx(model_path)
+    try:
+        s = read_seq(model)
+        layers, every = [list(zip(W, R)) for W, R, _ in s.layers], False
+    except UnsupportedError as not_seq:
+        try:
+            s = read_chain(model)
+        except UnsupportedError as not_chain:
+            raise UnsupportedError(f"{not_seq}; {not_chain}") from None
+        layers, every = [[(W, R)] for W, R, _ in s.layers], s.every
     cat = lambda W, R: np.ascontiguousarray(R if W is None else np.concatenate([W, R], axis=1),
                                             np.float32)  # (G*H, K)
-    mats = [cat(None if i == 0 and seq.embedding is not None else W[d], R[d])
-            for i, (W, R, _) in enumerate(seq.layers) for d in range(seq.directions)]
-    return mats, cat(None, seq.fc), seq.sequence
+    mats = [cat(None if i == 0 and s.embedding is not None else W, R)
+            for i, directions in enumerate(layers) for W, R in directions]
+    return mats, cat(None, s.fc), s.sequence, every
 
 
 def seq_floor(model_path, call, skipped):
-    """The floor's maker over what one call reads (its frames, then the head), or None
-    (-> ``skipped``) for a graph that is not an rnnedge classifier."""
+    """The floor's maker over what one call reads (its frames, then the head: after each
+    frame or once), or None (-> ``skipped``) for a graph the fast engines do not read whole."""
     from rnnedge.runtime.errors import UnsupportedError
 
     try:
-        mats, fc, sequence = seq_floor_matrices(model_path)
+        mats, fc, sequence, every = seq_floor_matrices(model_path)
     except UnsupportedError as exc:
-        skipped[FLOOR] = ("measured for rnnedge's own classifiers only, whose weights the fast "
-                          f"sequence engine reads ({exc})")
+        skipped[FLOOR] = ("measured for rnnedge's classifiers and streaming chains, whose "
+                          f"weights the fast engines read whole ({exc})")
         return None
     frames = int(np.asarray(call[sequence]).shape[1])
     recurrent, head = floor_maker(mats)(), floor_maker([fc])()
@@ -109,7 +123,9 @@ def seq_floor(model_path, call, skipped):
         def step(ids):
             for _ in range(frames):
                 recurrent(ids)
-            return head(ids)
+                if every:
+                    head(ids)
+            return None if every else head(ids)
         return step
     return make
 

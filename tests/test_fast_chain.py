@@ -241,3 +241,21 @@ def test_the_one_pass_common_case_gives_what_the_long_path_gives(case, quantize)
     for what, feeds in bad:
         got = outcome(fast.run, feeds)
         assert got[0] is InputError and got == outcome(slow.run, feeds), (what, got)
+
+
+@pytest.mark.parametrize("case, every, sizes", [
+    ("lstm2-forecaster", True, [(4 * H, F + H), (4 * H, 2 * H)]),
+    ("lstm1-tokens-last", False, [(4 * H, H)]),  # token ids: layer 0's input is a row gather
+    ("gru3-tokens-hn-lbr0", False, [(3 * H, H), (3 * H, 2 * H), (3 * H, 2 * H)])])
+def test_the_bench_floor_reads_what_each_frame_of_a_chain_reads(tmp_path, case, every, sizes):
+    from rnnedge.deploy.bench_generic import seq_floor_matrices
+
+    model = export(*CASES[case])
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    mats, fc, sequence, head_every = seq_floor_matrices(tmp_path / "m.onnx")
+    assert [m.shape for m in mats] == sizes and fc.shape == (C, H)
+    assert (sequence, head_every) == ("x", every)
+    layer = next(n for n in model.graph.node if n.op_type in ("LSTM", "GRU"))
+    R = onnx.numpy_helper.to_array(next(t for t in model.graph.initializer
+                                        if t.name == layer.input[2]))[0]
+    np.testing.assert_array_equal(mats[0][:, -H:], R)  # the recurrent columns, ONNX order
