@@ -80,7 +80,7 @@ def bench_generic(model_path, steps=500, warmup=50, rounds=5, threads=1, engines
 def seq_floor_matrices(model_path):
     """(what each frame reads: [W | R] of every layer and direction, R alone for layer 0 of
     token ids; the head's weight; the sequence input's name; whether the head runs on every
-    frame), float32 contiguous, for an rnnedge classifier (``fast_seq.read_seq``) or a
+    frame; the sequence's time axis), float32 contiguous, for an rnnedge classifier (``fast_seq.read_seq``) or a
     streaming chain (``chain_graph.read_chain``, users' models); ``UnsupportedError`` for a
     graph that is neither, with the reasons of both."""
     from rnnedge.runtime.chain_graph import read_chain
@@ -91,18 +91,18 @@ def seq_floor_matrices(model_path):
     model = read_onnx(model_path)
     try:
         s = read_seq(model)
-        layers, every = [list(zip(W, R)) for W, R, _ in s.layers], False
+        layers, every, time_axis = [list(zip(W, R)) for W, R, _ in s.layers], False, 1
     except UnsupportedError as not_seq:
         try:
             s = read_chain(model)
         except UnsupportedError as not_chain:
             raise UnsupportedError(f"{not_seq}; {not_chain}") from None
-        layers, every = [[(W, R)] for W, R, _ in s.layers], s.every
+        layers, every, time_axis = [[(W, R)] for W, R, _ in s.layers], s.every, 1 - s.time_major
     cat = lambda W, R: np.ascontiguousarray(R if W is None else np.concatenate([W, R], axis=1),
                                             np.float32)  # (G*H, K)
     mats = [cat(None if i == 0 and s.embedding is not None else W, R)
             for i, directions in enumerate(layers) for W, R in directions]
-    return mats, cat(None, s.fc), s.sequence, every
+    return mats, cat(None, s.fc), s.sequence, every, time_axis
 
 
 def seq_floor(model_path, call, skipped):
@@ -111,12 +111,12 @@ def seq_floor(model_path, call, skipped):
     from rnnedge.runtime.errors import UnsupportedError
 
     try:
-        mats, fc, sequence, every = seq_floor_matrices(model_path)
+        mats, fc, sequence, every, time_axis = seq_floor_matrices(model_path)
     except UnsupportedError as exc:
         skipped[FLOOR] = ("measured for rnnedge's classifiers and streaming chains, whose "
                           f"weights the fast engines read whole ({exc})")
         return None
-    frames = int(np.asarray(call[sequence]).shape[1])
+    frames = int(np.asarray(call[sequence]).shape[time_axis])
     recurrent, head = floor_maker(mats)(), floor_maker([fc])()
 
     def make(batch=1, threads=1):

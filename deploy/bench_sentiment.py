@@ -62,7 +62,7 @@ def check_parity(makers, rows, precisions=None):
 
 def floor_maker(model_path):
     """``make(threads) -> run(tokens, lengths)``: the floor's products, row by row."""
-    mats, fc, _, _ = seq_floor_matrices(model_path)
+    mats, fc = seq_floor_matrices(model_path)[:2]
     recurrent, head = timing_floor(mats)(), timing_floor([fc])()
 
     def run(ids, lengths):

@@ -4,7 +4,8 @@
 over frames (B, T, F) or embedded token ids (B, T), with a linear head on every step's top
 output or on the last one, and its optional state inputs and outputs (L, B, H): what
 ``torch.onnx.export(..., dynamo=False)`` emits for ``nn.Embedding``,
-``nn.GRU/LSTM/RNN(batch_first=True)`` and ``nn.Linear``. It gives each value a symbol,
+``nn.GRU/LSTM/RNN`` (``batch_first`` or PyTorch's default time-major layout: the input,
+and an every-step head's output, may be (T, B, .)) and ``nn.Linear``. It gives each value a symbol,
 following it through the ops that only move data (Transpose, Squeeze, Unsqueeze, Slice,
 Gather, Concat, Identity, Shape -> ConstantOfShape zero states); a recurrent node's input or
 a graph output it cannot name exactly raises ``UnsupportedError`` saying what did not match
@@ -39,6 +40,8 @@ class Chain(NamedTuple):
     every: bool      # the head runs on every step (y (B, T, C)), else on the last
     fc: np.ndarray   # (C, H)
     fc_bias: np.ndarray  # (C,)
+    time_major: bool = False    # the sequence input is (T, B, .) (PyTorch's default layout)
+    y_time_major: bool = False  # the every-step head's output is (T, B, C)
 
 
 def _fail(message):
@@ -99,6 +102,7 @@ class _Reader:
                                  for d in i.type.tensor_type.shape.dim), None)
                      for name, i in self.inputs.items()}
         self.layers, self.zero_owners, self.from_state = [], [], {"h": [], "c": []}
+        self.time_major = False  # layer 0 reads the input with no Transpose
 
     def constant(self, name, what):
         if name not in self.const:
@@ -206,6 +210,9 @@ class _Reader:
         if ins[4] or ins[7]:
             _fail(f"{where} takes sequence_lens or peepholes P")
         X = self.sym.get(ins[0])
+        if not i and (_is(X, "in") or _is(X, "seq") and X[1][0] == "emb" and X[2] == "bt"):
+            # the input itself, or its embedding, with no Transpose: already (T, B, .)
+            X, self.time_major = ("seq", X if _is(X, "in") else X[1], "tb"), True
         if not (_is(X, "seq") and X[2] == "tb" and (X[1] == i - 1 if i else
                                                     not isinstance(X[1], int))):
             _fail(f"{where} reads {_describe(X)}, not time-major "
@@ -244,8 +251,9 @@ def read_chain(model):
         _fail("the layers mix RNN activations or GRU linear_before_reset")
     op, activation, lbr, source, _ = r.layers[0]  # source ("in", frames) or ("emb", table, ids)
     sequence = source[-1] if source[0] == "emb" else source[1]
+    batch = 1 if r.time_major else 0  # the input's batch axis
     for owner in r.zero_owners:  # the zero states' batch must be the input's
-        if owner not in ((("in", sequence), 0), (("seq", source, "bt"), 0),
+        if owner not in ((("in", sequence), batch), (("seq", source, "bt"), batch),
                          (("seq", source, "tb"), 1)):
             _fail(f"a zero state takes its batch size from {owner}, not from the input")
     states = {}
@@ -260,7 +268,8 @@ def read_chain(model):
         v = r.sym.get(o.name)
         if _is(v, "fin") and v[2:] == (0, L):
             outputs[o.name] = v[1]
-        elif _is(v, "lin") and v[1] in (("seq", L - 1, "bt"), ("vec", "h", L - 1)):
+        elif _is(v, "lin") and v[1] in (("seq", L - 1, "bt"), ("seq", L - 1, "tb"),
+                                        ("vec", "h", L - 1)):
             outputs[o.name] = "y"
             heads.append(v)
         else:
@@ -277,7 +286,8 @@ def read_chain(model):
     return Chain(sequence, r.const[source[1]] if source[0] == "emb" else None, op,
                  common.ACTIVATIONS[activation], int(lbr), [layer[4] for layer in r.layers],
                  states, outputs, head[0] == "seq", fc,
-                 np.zeros(len(fc), np.float32) if fc_bias is None else fc_bias)
+                 np.zeros(len(fc), np.float32) if fc_bias is None else fc_bias,
+                 r.time_major, head == ("seq", L - 1, "tb"))
 
 
 def _describe(v):

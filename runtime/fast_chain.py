@@ -1,8 +1,8 @@
 """The fast engine of streaming recurrent graphs: a layer chain and a linear head, fused.
 
 ``FastChainEngine(onnx_model, quantize=None | "int8")`` runs what ``chain_graph.read_chain``
-finds (a chain of forward LSTM, GRU or RNN layers over frames or token ids, a linear head,
-optional states): ``run(feeds) -> {output name: array}`` is one numba call
+finds (a chain of forward LSTM, GRU or RNN layers over frames or token ids, batch- or
+time-major, a linear head, optional states): ``run(feeds) -> {output name: array}`` is one numba call
 (ops/fused_chain.py), fp32 or int8; ``run_checked`` takes the common streamed call in one
 pass (``feeds.py``). A graph it cannot read raises ``UnsupportedError`` (the caller then
 falls back to the interpreter). Not thread-safe (one set of work buffers); not fast.py's
@@ -64,6 +64,8 @@ class FastChainEngine:
             raise InputError(f"token id {tokens.flat[bad]} at "
                              f"{tuple(int(i) for i in np.unravel_index(bad, tokens.shape))} "
                              f"is outside the embedding [0, {c.embedding.shape[0]})")
+        if c.y_time_major:  # an every-step head whose output is (T, B, C)
+            y = np.ascontiguousarray(y.swapaxes(0, 1))
         values = {"y": y if c.every else y[:, 0], "h": h, "c": cn}
         return {name: values[c.outputs[name]] for name in self.outputs}
 
@@ -82,10 +84,12 @@ class FastChainEngine:
         of the model's shapes, all C-contiguous) with every check of ``GraphModel.check``, in
         one pass (``feeds.py``); None for anything else (the long path says what is wrong)."""
         c, seq = self.chain, feeds.get(self.chain.sequence)
+        if c.time_major and type(seq) is np.ndarray and seq.ndim > 1:  # the kernels read
+            seq = np.ascontiguousarray(seq.swapaxes(0, 1))  # (B, T, .): a copy unless T or B is 1
         X, tokens = checked_sequence(seq, c.embedding is not None, self.F, self.no_tokens)
         if X is None:
             return None
-        shape = (self.L, seq.shape[0], self.H)
+        shape = (self.L, X.shape[0], self.H)
         given, st = checked_states(feeds, {k: v for k, v in c.states.items() if v is not None},
                                    {"h": shape, "c": shape if c.op == "LSTM" else NO_STATE.shape})
         if given is None or not copy_finite4(X, *given, NO_SUM, NO_SUM, *st.values(), NO_SUM,
@@ -95,7 +99,7 @@ class FastChainEngine:
 
     def _sequence(self, seq):
         return split_sequence(seq, self.chain.embedding is not None, self.F,
-                              self.chain.sequence, self.no_tokens)
+                              self.chain.sequence, self.no_tokens, self.chain.time_major)
 
 
 def _state(feeds, name, shape):

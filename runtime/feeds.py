@@ -114,14 +114,16 @@ def checked_states(feeds, names, shapes):
     return given, new
 
 
-def split_sequence(seq, ids, F, name, no_tokens):
+def split_sequence(seq, ids, F, name, no_tokens, time_major=False):
     """(X (B, T, F) float32, tokens (B, T) int64) of the fused kernels, the one not given empty
-    (``no_tokens`` for frames): token ids when ``ids``, else frames of F channels."""
+    (``no_tokens`` for frames): token ids when ``ids``, else frames of F channels; a
+    ``time_major`` sequence is given (T, B, .)."""
     fits = seq.ndim == 2 if ids else seq.ndim == 3 and seq.shape[2] == F
-    if not fits or seq.shape[1] < 1 or ids != (seq.dtype.kind in "iu"):
+    if not fits or seq.shape[0 if time_major else 1] < 1 or ids != (seq.dtype.kind in "iu"):
+        axes = "time >= 1, batch" if time_major else "batch, time >= 1"
         raise InputError(f"{name} is {seq.dtype} {seq.shape}; expected "
-                         + ("token ids (batch, time >= 1)" if ids else
-                            f"frames (batch, time >= 1, {F})"))
+                         + (f"token ids ({axes})" if ids else f"frames ({axes}, {F})"))
+    seq = seq.swapaxes(0, 1) if time_major else seq
     if ids:
         return np.empty((*seq.shape, 0), np.float32), np.ascontiguousarray(seq, np.int64)
     return common.f32(seq), no_tokens

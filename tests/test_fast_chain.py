@@ -27,37 +27,42 @@ SHAPES = [(1, 1), (3, 5), (2, 1), (1, 7)]
 
 
 class Chain(nn.Module):
-    """frames or token ids -> nn.GRU/LSTM/RNN(batch_first) -> nn.Linear, the head on every
-    step ("all"), on out[:, -1] ("last") or on h[-1] ("hn"); states in and out if ``state``."""
+    """frames or token ids -> nn.GRU/LSTM/RNN -> nn.Linear, the head on every step ("all"),
+    on the last step's output ("last") or on h[-1] ("hn"); states in and out if ``state``;
+    batch-first, or PyTorch's default time-major layout (input and "all" output (T, B, .))."""
 
-    def __init__(self, kind, layers, head, state, tokens, nonlinearity, head_bias):
+    def __init__(self, kind, layers, head, state, tokens, nonlinearity, head_bias,
+                 batch_first=True):
         super().__init__()
         self.kind, self.head_on, self.state = kind, head, state
         self.embed = nn.Embedding(V, F) if tokens else None
         extra = {"nonlinearity": nonlinearity} if kind == "RNN" else {}
-        self.rnn = getattr(nn, kind)(F, H, num_layers=layers, batch_first=True, **extra)
+        self.rnn = getattr(nn, kind)(F, H, num_layers=layers, batch_first=batch_first, **extra)
         self.head = nn.Linear(H, C, bias=head_bias)
+        self.last = (slice(None), -1) if batch_first else -1
 
     def forward(self, x, *states):
         x = self.embed(x) if self.embed is not None else x
         given = (states if self.kind == "LSTM" else states[0]) if states else None
         out, final = self.rnn(x, given)
         h = final[0] if self.kind == "LSTM" else final
-        y = self.head({"all": out, "last": out[:, -1], "hn": h[-1]}[self.head_on])
+        y = self.head({"all": out, "last": out[self.last], "hn": h[-1]}[self.head_on])
         if not self.state:
             return y
         return (y, *final) if self.kind == "LSTM" else (y, final)
 
 
 def export(kind, layers, head="all", state=True, tokens=False, nonlinearity="tanh", lbr=1,
-           head_bias=True):
+           head_bias=True, batch_first=True):
     torch.manual_seed(layers)
-    module = Chain(kind, layers, head, state, tokens, nonlinearity, head_bias).eval()
+    module = Chain(kind, layers, head, state, tokens, nonlinearity, head_bias, batch_first).eval()
     names = ["x"] + (["h", "c"] if kind == "LSTM" else ["h"]) * state
-    x = torch.randint(0, V, (2, 4)) if tokens else torch.randn(2, 4, F)
-    args = (x, *(torch.randn(layers, 2, H) for _ in names[1:]))
+    x = torch.randint(0, V, (2, 3)) if tokens else torch.randn(2, 3, F)  # (B, T) or (T, B)
+    args = (x, *(torch.randn(layers, 3 - batch_first, H) for _ in names[1:]))
     outs = ["y"] + (["h_new", "c_new"] if kind == "LSTM" else ["h_new"]) * state
-    axes = {"x": {0: "batch", 1: "time"}, **{n: {1: "batch"} for n in names[1:] + outs[1:]}}
+    seq = {0: "batch", 1: "time"} if batch_first else {0: "time", 1: "batch"}
+    axes = {"x": seq, "y": seq if head == "all" else {0: "batch"},
+            **{n: {1: "batch"} for n in names[1:] + outs[1:]}}
     buf = io.BytesIO()
     torch.onnx.export(module, args, buf, input_names=names, output_names=outs,
                       dynamic_axes=axes, opset_version=17, dynamo=False)
@@ -71,10 +76,12 @@ def feeds_for(model, batch, time, rng):
     feeds = {}
     for i in model.graph.input:
         dims = [d.dim_value for d in i.type.tensor_type.shape.dim]
+        first = i.type.tensor_type.shape.dim[0].dim_param
+        seq = (time, batch) if i.name == "x" and first == "time" else (batch, time)
         if i.name == "x" and len(dims) == 2:
-            feeds["x"] = rng.integers(0, V, (batch, time))
+            feeds["x"] = rng.integers(0, V, seq)
         elif i.name == "x":
-            feeds["x"] = rng.standard_normal((batch, time, F)).astype(np.float32)
+            feeds["x"] = rng.standard_normal((*seq, F)).astype(np.float32)
         else:
             feeds[i.name] = rng.uniform(-1, 1, (dims[0], batch, H)).astype(np.float32)
     return feeds
@@ -90,6 +97,11 @@ CASES = {  # name: export arguments
     "gru3-tokens-hn-lbr0": ("GRU", 3, "hn", True, True, "tanh", 0),
     "lstm3-hn": ("LSTM", 3, "hn"),
     "rnn1-last-no-bias": ("RNN", 1, "last", True, False, "relu", 1, False),
+    # PyTorch's default layout, time-major: (T, B, .) in, and out of an every-step head
+    "tm-gru2": ("GRU", 2, "all", True, False, "tanh", 1, True, False),
+    "tm-lstm1-tokens-last": ("LSTM", 1, "last", False, True, "tanh", 1, True, False),
+    "tm-rnn2-hn-zero-states": ("RNN", 2, "hn", False, False, "relu", 1, True, False),
+    "tm-lstm2-tokens-all": ("LSTM", 2, "all", True, True, "tanh", 1, True, False),
 }
 
 
@@ -174,6 +186,23 @@ def test_refuses_what_the_kernels_do_not_compute():
         FastChainEngine(model)
 
 
+def test_a_time_major_model_reads_and_answers_in_its_own_layout():
+    """PyTorch's default layout: the engine takes (T, B, F) and returns (T, B, C), as the
+    graph does, and says so when the sequence does not fit."""
+    model = export("GRU", 2, "all", True, False, "tanh", 1, True, False)
+    chain = FastChainEngine(model)
+    assert chain.chain.time_major and chain.chain.y_time_major
+    feeds = feeds_for(model, 2, 5, np.random.default_rng(4))
+    assert feeds["x"].shape == (5, 2, F)
+    got = chain.run(feeds)
+    assert got["y"].shape == (5, 2, C) and got["y"].flags.c_contiguous
+    assert_close("time-major y", got["y"], OrtEngine(model).run(feeds)["y"], FP32)
+    with pytest.raises(InputError, match=r"expected frames \(time >= 1, batch, 6\)"):
+        chain.run({**feeds, "x": np.zeros((0, 2, F), np.float32)})
+    batch_first = FastChainEngine(export("GRU", 2))
+    assert not batch_first.chain.time_major and not batch_first.chain.y_time_major
+
+
 def test_typed_input_errors():
     tokens = FastChainEngine(export("RNN", 2, "all", True, True))
     h = np.zeros((2, 1, H), np.float32)
@@ -201,7 +230,7 @@ def outcome(run, feeds):
 
 
 @pytest.mark.parametrize("case", ["kws-gru", "lstm2-forecaster", "rnn2-tanh-tokens",
-                                  "lstm1-tokens-last"])
+                                  "lstm1-tokens-last", "tm-gru2", "tm-lstm2-tokens-all"])
 @pytest.mark.parametrize("quantize", [None, "int8"])
 def test_the_one_pass_common_case_gives_what_the_long_path_gives(case, quantize):
     """``FastChainEngine.run_checked`` skips ``GraphModel.check`` on the common case: the same
@@ -245,6 +274,7 @@ def test_the_one_pass_common_case_gives_what_the_long_path_gives(case, quantize)
 
 @pytest.mark.parametrize("case, every, sizes", [
     ("lstm2-forecaster", True, [(4 * H, F + H), (4 * H, 2 * H)]),
+    ("tm-gru2", True, [(3 * H, F + H), (3 * H, 2 * H)]),
     ("lstm1-tokens-last", False, [(4 * H, H)]),  # token ids: layer 0's input is a row gather
     ("gru3-tokens-hn-lbr0", False, [(3 * H, H), (3 * H, 2 * H), (3 * H, 2 * H)])])
 def test_the_bench_floor_reads_what_each_frame_of_a_chain_reads(tmp_path, case, every, sizes):
@@ -252,9 +282,9 @@ def test_the_bench_floor_reads_what_each_frame_of_a_chain_reads(tmp_path, case, 
 
     model = export(*CASES[case])
     onnx.save(model, str(tmp_path / "m.onnx"))
-    mats, fc, sequence, head_every = seq_floor_matrices(tmp_path / "m.onnx")
+    mats, fc, sequence, head_every, time_axis = seq_floor_matrices(tmp_path / "m.onnx")
     assert [m.shape for m in mats] == sizes and fc.shape == (C, H)
-    assert (sequence, head_every) == ("x", every)
+    assert (sequence, head_every, time_axis) == ("x", every, 0 if case.startswith("tm") else 1)
     layer = next(n for n in model.graph.node if n.op_type in ("LSTM", "GRU"))
     R = onnx.numpy_helper.to_array(next(t for t in model.graph.initializer
                                         if t.name == layer.input[2]))[0]
