@@ -1,15 +1,17 @@
-"""Reading a streaming recurrent graph into a ``Chain``: what fast_chain.py's engine runs.
+"""Reading a user's recurrent graph into a ``Chain``: what fast_chain.py's engines run.
 
-``read_chain(onnx_model)`` finds a chain of forward LSTM, GRU or RNN layers (one cell type)
-over frames (B, T, F) or embedded token ids (B, T), with a linear head on every step's top
-output or on the last one, and its optional state inputs and outputs (L, B, H): what
-``torch.onnx.export(..., dynamo=False)`` emits for ``nn.Embedding``,
-``nn.GRU/LSTM/RNN`` (``batch_first`` or PyTorch's default time-major layout: the input,
-and an every-step head's output, may be (T, B, .)) and ``nn.Linear``. It gives each value a symbol,
-following it through the ops that only move data (Transpose, Squeeze, Unsqueeze, Slice,
-Gather, Concat, Identity, Shape -> ConstantOfShape zero states); a recurrent node's input or
-a graph output it cannot name exactly raises ``UnsupportedError`` saying what did not match
-(the caller then falls back to the interpreter).
+``read_chain(onnx_model)`` finds a chain of LSTM, GRU or RNN layers (one cell type) over
+frames (B, T, F) or embedded token ids (B, T), in ``batch_first`` or PyTorch's default
+time-major layout (T, B, .), and a linear head: forward layers with the head on every
+step's top output or on the last one and optional state inputs and outputs (L, B, H)
+(``FastChainEngine``), or forward or bidirectional layers with the head on the top outputs'
+mean or max over time (``FastPooledEngine``): what ``torch.onnx.export(..., dynamo=False)``
+emits for ``nn.Embedding``, ``nn.GRU/LSTM/RNN`` and ``nn.Linear``. It gives each value a
+symbol, following it through the ops that only move data (Transpose, Squeeze, Reshape,
+Unsqueeze, Slice, Gather, Concat, Identity, Shape -> ConstantOfShape zero states) and the
+pooling (ReduceMean, ReduceMax); a recurrent node's input or a graph output it cannot name
+exactly raises ``UnsupportedError`` saying what did not match (the caller then falls back to
+the interpreter).
 """
 
 from typing import NamedTuple
@@ -21,7 +23,7 @@ from .errors import UnsupportedError
 from .ops import common
 from .ops.fused_node import CELLS, DEFAULT_ACTIVATIONS
 
-ALLOWED = {"direction": ("forward",), "layout": (0,), "linear_before_reset": (0, 1),
+ALLOWED = {"direction": ("forward", "bidirectional"), "layout": (0,), "linear_before_reset": (0, 1),
            "input_forget": (0,)}  # beside hidden_size and activations; no clip
 FLIP = {"bt": "tb", "tb": "bt"}  # the layouts of a sequence: batch-major, time-major
 
@@ -42,6 +44,9 @@ class Chain(NamedTuple):
     fc_bias: np.ndarray  # (C,)
     time_major: bool = False    # the sequence input is (T, B, .) (PyTorch's default layout)
     y_time_major: bool = False  # the every-step head's output is (T, B, C)
+    directions: int = 1         # 2: bidirectional layers, each reading [fwd; bwd] below
+    pool: str = ""              # "mean" or "max": the head reads the top outputs pooled over time
+    onnx_layers: list = None    # [(W (D, G*H, I), R (D, G*H, H), B (D, 2*G*H))] as in the file
 
 
 def _fail(message):
@@ -122,6 +127,8 @@ class _Reader:
             self.sym[node.output[0]] = out or ("?", f"{op} {node.name!r}")
 
     def Transpose(self, s, c, a, ins):
+        if list(a.get("perm", [])) == [0, 2, 1, 3] and _is(s[0], "Y"):
+            return ("Yt", s[0][1])  # (T, B, D, H): Reshape to (T, B, D*H) next
         if list(a.get("perm", [])) == [1, 0, 2] and (_is(s[0], "in") or _is(s[0], "seq")):
             return ("seq", s[0], "tb") if _is(s[0], "in") else ("seq", s[0][1], FLIP[s[0][2]])
 
@@ -130,6 +137,23 @@ class _Reader:
             return ("seq", s[0][1], "tb")
         if _is(s[0], "fin") and s[0][3] - s[0][2] == 1 and _axes(c, a) == [0]:
             return ("vec", s[0][1], s[0][2])
+
+    def Reshape(self, s, c, a, ins):
+        shape = c[1]
+        if _is(s[0], "Yt") and shape is not None and list(shape) == [0, 0, -1]:
+            return ("seq", s[0][1], "tb")  # [fwd; bwd] of each step, as the layer above reads
+
+    def ReduceMean(self, s, c, a, ins):
+        return self._pool("mean", s, c, a)
+
+    def ReduceMax(self, s, c, a, ins):
+        return self._pool("max", s, c, a)
+
+    def _pool(self, kind, s, c, a):
+        """Mean or max over the time axis of a layer's outputs, that axis dropped."""
+        if (_is(s[0], "seq") and isinstance(s[0][1], int) and not a.get("keepdims", 1) == 1
+                and _axes(c, a) == [{"bt": 1, "tb": 0}[s[0][2]]]):
+            return ("pool", kind, s[0][1])
 
     def Unsqueeze(self, s, c, a, ins):
         return ("dims", (s[0][1:],)) if _is(s[0], "dim") and _axes(c, a) == [0] else None
@@ -178,7 +202,8 @@ class _Reader:
             return ("state", s[0][1], *take) if state else ("zeros", take[1] - take[0], s[0][2])
 
     def MatMul(self, s, c, a, ins):
-        ok = (_is(s[0], "seq") or _is(s[0], "vec")) and c[1] is not None and c[1].ndim == 2
+        ok = (_is(s[0], "seq") or _is(s[0], "vec") or _is(s[0], "pool")) and c[1] is not None \
+            and c[1].ndim == 2
         return ("lin", s[0], c[1].T, None) if ok else None
 
     def Add(self, s, c, a, ins):
@@ -187,7 +212,7 @@ class _Reader:
                 return ("lin", lin[1], lin[2], _vector(bias, lin[2].shape[0]))
 
     def Gemm(self, s, c, a, ins):
-        if (_is(s[0], "vec") and c[1] is not None and a.get("alpha", 1.0) == 1.0
+        if ((_is(s[0], "vec") or _is(s[0], "pool")) and c[1] is not None and a.get("alpha", 1.0) == 1.0
                 and a.get("beta", 1.0) == 1.0 and not a.get("transA", 0)):
             fc = c[1] if a.get("transB", 0) else c[1].T
             bias = _vector(c[2] if len(c) > 2 else np.zeros(fc.shape[0], np.float32), len(fc))
@@ -202,6 +227,11 @@ class _Reader:
             if name not in ("hidden_size", "activations") and value not in ALLOWED.get(name, ()):
                 _fail(f"{where} has {name}={value!r}; it runs forward, layout 0, no clip")
         acts = [v.lower() for v in a.get("activations", [])]  # the ONNX names, any case
+        D = 2 if a.get("direction") == "bidirectional" else 1
+        if i and D != self.layers[0][6]:
+            _fail(f"{where} has {D} direction(s) where layer 0 has {self.layers[0][6]}")
+        if D == 2 and acts[:len(acts) // 2] == acts[len(acts) // 2:]:
+            acts = acts[:len(acts) // 2]  # the same for both directions, as PyTorch's
         default = DEFAULT_ACTIVATIONS.get(op)
         if acts and not (acts == default if default else
                          len(acts) == 1 and acts[0] in common.ACTIVATIONS):
@@ -219,24 +249,26 @@ class _Reader:
                   + (f"outputs of layer {i - 1}" if i else "frames or embeddings"))
         H = a["hidden_size"]
         for k, state in ((5, "h"), (6, "c"))[:2 if op == "LSTM" else 1]:
-            self.initial(self.sym.get(ins[k]) if ins[k] else ("zeros", 1, H), state, i, H, where)
-        W, R, B = (self.constant(name, f"{where} {k}")[0] if name else
-                   np.zeros(2 * common.GATES[CELLS[op]] * H, np.float32)  # B omitted: zeros
-                   for k, name in zip("WRB", ins[1:4]))
+            self.initial(self.sym.get(ins[k]) if ins[k] else ("zeros", D, H), state, i, H, where,
+                         D)
+        full = [self.constant(name, f"{where} {k}") if name else
+                np.zeros((D, 2 * common.GATES[CELLS[op]] * H), np.float32)  # B omitted: zeros
+                for k, name in zip("WRB", ins[1:4])]
         self.layers.append((op, acts[0] if acts else "tanh", a.get("linear_before_reset", 0),
-                            X[1], (W, R, B)))
+                            X[1], tuple(w[0] for w in full), tuple(full), D))
         for name, value in zip(node.output, (("Y", i), ("fin", "h", i, i + 1),
                                              ("fin", "c", i, i + 1))):
             self.sym[name] = value
 
-    def initial(self, value, state, i, H, where):
-        """Layer i's initial state: zeros (1, B, H), or row i of one state input."""
+    def initial(self, value, state, i, H, where, D=1):
+        """Layer i's initial state: zeros (D, B, H), or row i of one state input (D = 1)."""
         if _is(value, "in") and self.rows[value[1]] == 1:
             value = ("state", value[1], 0, 1)
-        if _is(value, "state") and value[2:] == (i, i + 1):
+        if D == 1 and _is(value, "state") and value[2:] == (i, i + 1):
             self.from_state[state].append(value[1])
-        elif value != ("zeros", 1, H):
-            _fail(f"{where} starts from {_describe(value)}, not zeros or row {i} of a state input")
+        elif value != ("zeros", D, H):
+            _fail(f"{where} starts from {_describe(value)}, not zeros"
+                  + (f" or row {i} of a state input" if D == 1 else ""))
 
 
 def read_chain(model):
@@ -249,7 +281,7 @@ def read_chain(model):
         _fail("found no LSTM, GRU or RNN node")
     if len({layer[1:3] for layer in r.layers}) > 1:
         _fail("the layers mix RNN activations or GRU linear_before_reset")
-    op, activation, lbr, source, _ = r.layers[0]  # source ("in", frames) or ("emb", table, ids)
+    op, activation, lbr, source, _, _, D = r.layers[0]  # source ("in", frames) or ("emb", ...)
     sequence = source[-1] if source[0] == "emb" else source[1]
     batch = 1 if r.time_major else 0  # the input's batch axis
     for owner in r.zero_owners:  # the zero states' batch must be the input's
@@ -266,15 +298,17 @@ def read_chain(model):
     outputs, heads = {}, []
     for o in model.graph.output:
         v = r.sym.get(o.name)
-        if _is(v, "fin") and v[2:] == (0, L):
+        if _is(v, "fin") and v[2:] == (0, L) and D == 1:
             outputs[o.name] = v[1]
-        elif _is(v, "lin") and v[1] in (("seq", L - 1, "bt"), ("seq", L - 1, "tb"),
-                                        ("vec", "h", L - 1)):
+        elif _is(v, "lin") and (v[1] in (("seq", L - 1, "bt"), ("seq", L - 1, "tb"),
+                                         ("vec", "h", L - 1)) and D == 1
+                                or v[1] in (("pool", "mean", L - 1), ("pool", "max", L - 1))):
             outputs[o.name] = "y"
             heads.append(v)
         else:
             _fail(f"output {o.name!r} is {_describe(v)}, not a linear head on the top layer "
-                  "or the stacked final states")
+                  "(its mean or max over time for bidirectional layers) or the stacked final "
+                  "states of forward ones")
     if len(heads) != 1:
         _fail(f"found {len(heads)} linear heads; it runs one")
     for name, value in r.inputs.items():  # what the kernels read: float32 or integer ids
@@ -287,7 +321,8 @@ def read_chain(model):
                  common.ACTIVATIONS[activation], int(lbr), [layer[4] for layer in r.layers],
                  states, outputs, head[0] == "seq", fc,
                  np.zeros(len(fc), np.float32) if fc_bias is None else fc_bias,
-                 r.time_major, head == ("seq", L - 1, "tb"))
+                 r.time_major, head == ("seq", L - 1, "tb"), D,
+                 head[1] if head[0] == "pool" else "", [layer[5] for layer in r.layers])
 
 
 def _describe(v):

@@ -3,7 +3,8 @@
 ``ort`` is onnxruntime on the CPU with an explicit thread count, ``numba`` the reference
 interpreter (``interpreter.py``), ``fast``/``fast-int8`` the fused kernels (``fast.py``
 charlm graphs, ``fast_seq.py`` sentiment and series classifiers, ``fast_chain.py``
-streaming chains, else the interpreter with fused recurrent nodes). Not here: reading
+streaming chains and users' pooled or bidirectional classifiers, else the interpreter with
+fused recurrent nodes). Not here: reading
 files or metadata.
 """
 
@@ -68,13 +69,13 @@ def make_engine(name, model, threads=1, task=None):
                          f"{os.cpu_count()} CPUs), not {threads!r}")
     if name in ("fast", "fast-int8") and task != "charlm":
         from .errors import UnsupportedError
-        from .fast_chain import FastChainEngine
+        from .fast_chain import FastChainEngine, FastPooledEngine
         from .fast_seq import FastSeqEngine
 
         quantize = "int8" if name == "fast-int8" else None
         # rnnedge's classifiers (sentiment, series), then a chain of recurrent layers with a
-        # linear head: one numba call per model call
-        for fused in (FastSeqEngine, FastChainEngine):
+        # linear head, then one with bidirectional layers or pooling: one numba call a run
+        for fused in (FastSeqEngine, FastChainEngine, FastPooledEngine):
             try:
                 return fused(model, quantize=quantize)
             except UnsupportedError:

@@ -12,9 +12,10 @@ charlm engine.
 import numpy as np
 
 from .chain_graph import read_chain
-from .errors import InputError
+from .errors import InputError, UnsupportedError
 from .feeds import (all_finite, checked_sequence, checked_states, copy_finite4,
                     split_sequence, takes_declared)
+from .fast_seq import FastSeqEngine, Seq
 from .ops import fused_chain
 from .ops.fused_node import CELLS
 
@@ -31,6 +32,9 @@ class FastChainEngine:
         if quantize not in (None, "int8"):
             raise InputError(f"quantize must be None or 'int8', not {quantize!r}")
         self.chain = c = read_chain(model)
+        if c.directions != 1 or c.pool:
+            raise UnsupportedError("fast chain engine: bidirectional layers or a pooled head "
+                                   "run on FastPooledEngine")
         packed = fused_chain.pack(CELLS[c.op], c.activation, c.lbr, c.layers, c.embedding,
                                   c.fc, c.fc_bias)
         self.name = "fast-int8" if quantize else "fast"
@@ -111,3 +115,23 @@ def _state(feeds, name, shape):
         raise InputError(f"state {name} is {'missing' if state is None else state.shape}, "
                          f"expected {shape} (layers, batch, hidden)")
     return state
+
+
+class FastPooledEngine(FastSeqEngine):
+    """Users' whole-sequence classifiers the chain engine does not run, bidirectional layers
+    or a head on the top outputs' mean or max over time (``chain_graph.read_chain``), on the
+    sequence engine's kernel (ops/fused_seq.py); every case runs its whole time (the graph
+    has no lengths input)."""
+
+    def __init__(self, model, quantize=None, twin=False):
+        c = read_chain(model)
+        if c.directions == 1 and not c.pool:
+            raise UnsupportedError("fast pooled engine: a forward chain with a linear head "
+                                   "runs on FastChainEngine")
+        F = None if c.embedding is not None else c.onnx_layers[0][0].shape[2]
+        seq = Seq(c.sequence, False, c.embedding, None if F is None else np.zeros(F, np.float32),
+                  None if F is None else np.ones(F, np.float32), c.op, c.activation, c.lbr,
+                  c.directions, c.onnx_layers, c.pool or "last", {},
+                  {name: "logit" for name in c.outputs}, False, False, c.fc, c.fc_bias, "",
+                  c.time_major)
+        super().__init__(model, quantize, twin, seq)

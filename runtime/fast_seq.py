@@ -6,17 +6,16 @@
 with the forward models' states ``h`` [, ``c``] (L, B, H) [, ``pooled`` (B, H), ``seen``
 (B, 1)] in and out) write: per-channel normalisation or an embedding, LSTM/GRU/RNN layers
 stopped at each case's true length (``sequence_lens``), maybe bidirectional, a last, mean
-or max head, a linear layer, sigmoid or softmax. ``run(feeds) -> {output name: array}`` is
-one numba call (ops/fused_seq.py), fp32 or int8, then the sigmoid or softmax.
+or max head, a linear layer, sigmoid or softmax: ``run(feeds)`` is one numba call
+(ops/fused_seq.py), fp32 or int8.
 
-``read_seq`` does not trace every operator (the torch exporter sorts the batch by length
-and back around the recurrent nodes): the file's metadata says which exporter wrote it
-and with what config, and the graph must agree with it where the answer depends on it:
-the recurrent nodes (count, operator, direction, hidden size, attributes, weights, each
-reading the one below and ``sequence_lens``), the embedding or the normalisation
-constants, the head's reduction, the linear layer and the output activation. What does
-not agree raises ``UnsupportedError`` naming it (``make_engine`` then falls back). Not
-thread-safe; not fast_chain.py's streaming chains.
+``read_seq`` does not trace every operator (the exporter sorts the batch by length and
+back around the recurrent nodes): the metadata says which exporter wrote the file and with
+what config, and the graph must agree with it where the answer depends on it (recurrent
+nodes, embedding or normalisation, the head's reduction, the linear layer, the output
+activation), else ``UnsupportedError`` names what differs (``make_engine`` falls back).
+Users' pooled or bidirectional graphs come through ``chain_graph.read_chain`` instead
+(``fast_chain.FastPooledEngine``). Not thread-safe.
 """
 
 import json
@@ -57,6 +56,8 @@ class Seq(NamedTuple):
     sigmoid: bool     # prob = sigmoid(logit), else softmax over the classes
     fc: np.ndarray    # (C, D*H)
     fc_bias: np.ndarray
+    lengths: str = "lengths"  # the lengths input, or "" (every case runs its whole time)
+    time_major: bool = False  # the sequence is (T, B, .)
 
 
 def _fail(message):
@@ -248,10 +249,10 @@ class FastSeqEngine:
 
     all_finite = staticmethod(all_finite)  # for ``GraphModel.check``: compiled, one call
 
-    def __init__(self, model, quantize=None, twin=False):
+    def __init__(self, model, quantize=None, twin=False, seq=None):
         if quantize not in (None, "int8"):
             raise InputError(f"quantize must be None or 'int8', not {quantize!r}")
-        self.seq = s = read_seq(model)
+        self.seq = s = seq or read_seq(model)  # ``seq``: what another reader found
         none = np.zeros(0, np.float32)
         packed = fused_seq.pack(CELLS[s.op], s.activation, s.lbr, s.layers, s.embedding,
                                 none if s.mean is None else s.mean,
@@ -272,13 +273,13 @@ class FastSeqEngine:
     def run(self, feeds):
         """The graph's outputs from ``feeds``: logit(s), prob(s) and the states; new arrays."""
         s = self.seq
-        for name in (s.sequence, "lengths"):
-            if name not in feeds:
+        for name in (s.sequence, s.lengths):
+            if name and name not in feeds:
                 raise InputError(f"feeds lack {name}")
         X, tokens = split_sequence(np.asarray(feeds[s.sequence]), s.embedding is not None, self.F,
-                                   s.sequence, self.no_tokens)
+                                   s.sequence, self.no_tokens, s.time_major)
         B = X.shape[0]
-        lengths = np.asarray(feeds["lengths"])
+        lengths = np.asarray(feeds[s.lengths]) if s.lengths else np.full(B, X.shape[1])
         if lengths.shape != (B,) or lengths.dtype.kind not in "iu":
             raise InputError(f"lengths is {lengths.dtype} {lengths.shape}; expected ({B},) "
                              "integers")
@@ -290,7 +291,8 @@ class FastSeqEngine:
         ``GraphModel``, whose ``check`` it then skips on the common case."""
         s = self.seq
         takes = {s.sequence: ("int64", 2, set()) if s.embedding is not None else
-                 ("float32", 3, {(2, self.F)}), "lengths": ("int64", 1, set())}
+                 ("float32", 3, {(2, self.F)}), **({s.lengths: ("int64", 1, set())}
+                                                     if s.lengths else {})}
         for key, shape in self._shapes(0).items():
             if key in s.states:  # the sizes it checks: all but the batch axis
                 takes[s.states[key]] = ("float32", len(shape),
@@ -303,11 +305,16 @@ class FastSeqEngine:
         ``GraphModel.check``, in one pass (``feeds.py``); None for anything else: the caller
         then takes the long path (``check``, ``run``), which says what is wrong."""
         s = self.seq
-        seq, lengths = feeds.get(s.sequence), feeds.get("lengths")
+        seq = feeds.get(s.sequence)
+        if s.time_major and type(seq) is np.ndarray and seq.ndim > 1:
+            seq = np.ascontiguousarray(seq.swapaxes(0, 1))  # the kernel reads (B, T, .)
         X, tokens = checked_sequence(seq, s.embedding is not None, self.F, self.no_tokens)
-        if X is None or not is_array(lengths, INT64, seq.shape[:1]):
+        if X is None:
             return None
-        given, st = checked_states(feeds, s.states, self._shapes(seq.shape[0]))
+        lengths = feeds.get(s.lengths) if s.lengths else np.full(X.shape[0], X.shape[1])
+        if not is_array(lengths, INT64, X.shape[:1]):
+            return None
+        given, st = checked_states(feeds, s.states, self._shapes(X.shape[0]))
         if given is None or not copy_finite4(X, *given, *st.values()):
             return None
         return self._outputs(X, tokens, lengths, st)
@@ -336,9 +343,8 @@ class FastSeqEngine:
     def _error(self, bad, lengths, tokens, T):
         """The InputError of the kernel's code ``bad`` (``fused_seq.run``)."""
         if bad < len(lengths):
-            return InputError(f"lengths[{bad}] is {lengths[bad]}; lengths must lie in [1, {T}] "
-                              + ("(above T means T here)" if self.seq.clamp else
-                                 "(the padded time)"))
+            rule = "(above T means T here)" if self.seq.clamp else "(the padded time)"
+            return InputError(f"lengths[{bad}] is {lengths[bad]}; lengths must lie in [1, {T}] {rule}")
         where = tuple(int(i) for i in np.unravel_index(bad - len(lengths), tokens.shape))
         return InputError(f"token id {tokens[where]} at {where} is outside the embedding "
                           f"[0, {len(self.seq.embedding)})")

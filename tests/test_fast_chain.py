@@ -157,10 +157,10 @@ def test_runs_rnnedge_charlm_graph_like_the_char_engine():
 
 
 @pytest.mark.parametrize("factory,message", [
-    ("packed_gru_tagger", "direction='bidirectional'"),
+    ("packed_gru_tagger", "takes sequence_lens"),  # a bidirectional GRU over packed sequences
     ("conv_gru", "not time-major frames"),
     ("attention_lstm", "not a linear head"),
-    ("token_lstm", "not a linear head"),
+    ("token_lstm", "run on FastPooledEngine"),  # mean-pooled: the pooled engine runs it
     ("scripted_cell_loop", "no LSTM, GRU or RNN"),
 ])
 def test_refuses_what_it_cannot_map(factory, message):
