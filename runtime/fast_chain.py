@@ -128,10 +128,13 @@ class FastPooledEngine(FastSeqEngine):
         if c.directions == 1 and not c.pool:
             raise UnsupportedError("fast pooled engine: a forward chain with a linear head "
                                    "runs on FastChainEngine")
+        if any(c.states.values()) or set(c.outputs.values()) != {"y"}:
+            raise UnsupportedError("fast pooled engine: it runs whole cases from zero states "
+                                   "to the pooled head alone, not state inputs or outputs")
         F = None if c.embedding is not None else c.onnx_layers[0][0].shape[2]
         seq = Seq(c.sequence, False, c.embedding, None if F is None else np.zeros(F, np.float32),
                   None if F is None else np.ones(F, np.float32), c.op, c.activation, c.lbr,
-                  c.directions, c.onnx_layers, c.pool or "last", {},
+                  c.directions, c.onnx_layers, c.pool, {},
                   {name: "logit" for name in c.outputs}, False, False, c.fc, c.fc_bias, "",
                   c.time_major)
         super().__init__(model, quantize, twin, seq)

@@ -133,3 +133,31 @@ def test_the_bench_floor_reads_each_direction(tmp_path, case, sizes):
     mats, fc, sequence, every, time_axis = seq_floor_matrices(tmp_path / "m.onnx")
     assert [m.shape for m in mats] == sizes and fc.shape == (C, 2 * H)
     assert (sequence, every, time_axis) == ("x", False, 1)
+
+
+def test_a_pooled_model_with_state_inputs_or_outputs_is_not_taken():
+    """Its states would be read as zeros and its final states returned as logits: refused,
+    and the fast engine falls back to the interpreter, which runs it as the graph says."""
+    class WithState(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn, self.fc = nn.GRU(F, H, batch_first=True), nn.Linear(H, C)
+
+        def forward(self, x, h):
+            y, hn = self.rnn(x, h)
+            return self.fc(y.mean(1)), hn
+    buf = io.BytesIO()
+    torch.onnx.export(WithState().eval(), (torch.randn(2, 3, F), torch.randn(1, 2, H)), buf,
+                      input_names=["x", "h"], output_names=["y", "h_new"],
+                      dynamic_axes={"x": {0: "batch", 1: "time"}, "h": {1: "batch"}},
+                      opset_version=17, dynamo=False)
+    model = onnx.load_from_string(buf.getvalue())
+    with pytest.raises(UnsupportedError, match="not state inputs or outputs"):
+        FastPooledEngine(model)
+    engine = make_engine("fast", model)
+    assert not isinstance(engine, FastPooledEngine)
+    f = {"x": np.random.default_rng(0).standard_normal((1, 4, F)).astype(np.float32),
+         "h": np.full((1, 1, H), 0.5, np.float32)}
+    want = OrtEngine(model).run(f)
+    for name, value in engine.run(f).items():
+        assert_close(f"fallback {name}", value, want[name], FP32)
