@@ -87,10 +87,9 @@ class FastChainEngine:
         """``run`` of the common case (the sequence in the graph's dtype, finite float32 states
         of the model's shapes, all C-contiguous) with every check of ``GraphModel.check``, in
         one pass (``feeds.py``); None for anything else (the long path says what is wrong)."""
-        c, seq = self.chain, feeds.get(self.chain.sequence)
-        if c.time_major and type(seq) is np.ndarray and seq.ndim > 1:  # the kernels read
-            seq = np.ascontiguousarray(seq.swapaxes(0, 1))  # (B, T, .): a copy unless T or B is 1
-        X, tokens = checked_sequence(seq, c.embedding is not None, self.F, self.no_tokens)
+        c = self.chain
+        X, tokens = checked_sequence(feeds.get(c.sequence), c.embedding is not None, self.F,
+                                     self.no_tokens, c.time_major)
         if X is None:
             return None
         shape = (self.L, X.shape[0], self.H)

@@ -305,10 +305,8 @@ class FastSeqEngine:
         ``GraphModel.check``, in one pass (``feeds.py``); None for anything else: the caller
         then takes the long path (``check``, ``run``), which says what is wrong."""
         s = self.seq
-        seq = feeds.get(s.sequence)
-        if s.time_major and type(seq) is np.ndarray and seq.ndim > 1:
-            seq = np.ascontiguousarray(seq.swapaxes(0, 1))  # the kernel reads (B, T, .)
-        X, tokens = checked_sequence(seq, s.embedding is not None, self.F, self.no_tokens)
+        X, tokens = checked_sequence(feeds.get(s.sequence), s.embedding is not None, self.F,
+                                     self.no_tokens, s.time_major)
         if X is None:
             return None
         lengths = feeds.get(s.lengths) if s.lengths else np.full(X.shape[0], X.shape[1])

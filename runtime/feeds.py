@@ -84,9 +84,12 @@ def _copy_one(src, dst):
     return finite
 
 
-def checked_sequence(seq, ids, F, no_tokens):
+def checked_sequence(seq, ids, F, no_tokens, time_major=False):
     """``split_sequence`` of the common case: (X, tokens) of a C-contiguous non-empty int64
-    (B, T) of ids (``ids``) or float32 (B, T, F) of frames, else (None, None)."""
+    (B, T) of ids (``ids``) or float32 (B, T, F) of frames, else (None, None). A
+    ``time_major`` sequence (T, B, .) is read as (B, T, .): a copy unless T or B is 1."""
+    if time_major and type(seq) is np.ndarray and seq.ndim > 1:
+        seq = np.ascontiguousarray(seq.swapaxes(0, 1))
     if not (type(seq) is np.ndarray and seq.size and seq.flags.c_contiguous):
         return None, None
     if ids:
