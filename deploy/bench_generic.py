@@ -91,14 +91,14 @@ def seq_floor_matrices(model_path):
     model = read_onnx(model_path)
     try:
         s = read_seq(model)
-        layers, every, time_axis = [list(zip(W, R)) for W, R, _ in s.layers], False, 1
+        every, time_axis = False, 1
     except UnsupportedError as not_seq:
         try:
             s = read_chain(model)
         except UnsupportedError as not_chain:
             raise UnsupportedError(f"{not_seq}; {not_chain}") from None
-        layers = [list(zip(W, R)) for W, R, _ in s.onnx_layers]  # each direction
         every, time_axis = s.every, 1 - s.time_major
+    layers = [list(zip(W, R)) for W, R, _ in s.layers]  # each direction, as the file has them
     cat = lambda W, R: np.ascontiguousarray(R if W is None else np.concatenate([W, R], axis=1),
                                             np.float32)  # (G*H, K)
     mats = [cat(None if i == 0 and s.embedding is not None else W, R)

@@ -36,7 +36,7 @@ class Chain(NamedTuple):
     op: str          # "LSTM", "GRU" or "RNN"
     activation: int  # RNN's activation code
     lbr: int         # GRU's linear_before_reset
-    layers: list     # [(W (G*H, I), R (G*H, H), B (2*G*H,))]
+    layers: list     # [(W (D, G*H, I), R (D, G*H, H), B (D, 2*G*H))], as in the file
     states: dict     # "h"/"c" -> the graph input holding it, or None for zeros
     outputs: dict    # graph output -> "y", "h" or "c"
     every: bool      # the head runs on every step (y (B, T, C)), else on the last
@@ -46,7 +46,6 @@ class Chain(NamedTuple):
     y_time_major: bool = False  # the every-step head's output is (T, B, C)
     directions: int = 1         # 2: bidirectional layers, each reading [fwd; bwd] below
     pool: str = ""              # "mean" or "max": the head reads the top outputs pooled over time
-    onnx_layers: list = None    # [(W (D, G*H, I), R (D, G*H, H), B (D, 2*G*H))] as in the file
 
 
 def _fail(message):
@@ -228,8 +227,8 @@ class _Reader:
                 _fail(f"{where} has {name}={value!r}; it runs forward, layout 0, no clip")
         acts = [v.lower() for v in a.get("activations", [])]  # the ONNX names, any case
         D = 2 if a.get("direction") == "bidirectional" else 1
-        if i and D != self.layers[0][6]:
-            _fail(f"{where} has {D} direction(s) where layer 0 has {self.layers[0][6]}")
+        if i and D != self.layers[0][5]:
+            _fail(f"{where} has {D} direction(s) where layer 0 has {self.layers[0][5]}")
         if D == 2 and acts[:len(acts) // 2] == acts[len(acts) // 2:]:
             acts = acts[:len(acts) // 2]  # the same for both directions, as PyTorch's
         default = DEFAULT_ACTIVATIONS.get(op)
@@ -255,7 +254,7 @@ class _Reader:
                 np.zeros((D, 2 * common.GATES[CELLS[op]] * H), np.float32)  # B omitted: zeros
                 for k, name in zip("WRB", ins[1:4])]
         self.layers.append((op, acts[0] if acts else "tanh", a.get("linear_before_reset", 0),
-                            X[1], tuple(w[0] for w in full), tuple(full), D))
+                            X[1], tuple(full), D))
         for name, value in zip(node.output, (("Y", i), ("fin", "h", i, i + 1),
                                              ("fin", "c", i, i + 1))):
             self.sym[name] = value
@@ -281,7 +280,7 @@ def read_chain(model):
         _fail("found no LSTM, GRU or RNN node")
     if len({layer[1:3] for layer in r.layers}) > 1:
         _fail("the layers mix RNN activations or GRU linear_before_reset")
-    op, activation, lbr, source, _, _, D = r.layers[0]  # source ("in", frames) or ("emb", ...)
+    op, activation, lbr, source, _, D = r.layers[0]  # source ("in", frames) or ("emb", ...)
     sequence = source[-1] if source[0] == "emb" else source[1]
     batch = 1 if r.time_major else 0  # the input's batch axis
     for owner in r.zero_owners:  # the zero states' batch must be the input's
@@ -322,7 +321,7 @@ def read_chain(model):
                  states, outputs, head[0] == "seq", fc,
                  np.zeros(len(fc), np.float32) if fc_bias is None else fc_bias,
                  r.time_major, head == ("seq", L - 1, "tb"), D,
-                 head[1] if head[0] == "pool" else "", [layer[5] for layer in r.layers])
+                 head[1] if head[0] == "pool" else "")
 
 
 def _describe(v):

@@ -35,7 +35,8 @@ class FastChainEngine:
         if c.directions != 1 or c.pool:
             raise UnsupportedError("fast chain engine: bidirectional layers or a pooled head "
                                    "run on FastPooledEngine")
-        packed = fused_chain.pack(CELLS[c.op], c.activation, c.lbr, c.layers, c.embedding,
+        forward = [tuple(w[0] for w in layer) for layer in c.layers]  # the one direction
+        packed = fused_chain.pack(CELLS[c.op], c.activation, c.lbr, forward, c.embedding,
                                   c.fc, c.fc_bias)
         self.name = "fast-int8" if quantize else "fast"
         self.kernel = getattr(fused_chain, ("run8" if quantize else "run")
@@ -130,10 +131,10 @@ class FastPooledEngine(FastSeqEngine):
         if any(c.states.values()) or set(c.outputs.values()) != {"y"}:
             raise UnsupportedError("fast pooled engine: it runs whole cases from zero states "
                                    "to the pooled head alone, not state inputs or outputs")
-        F = None if c.embedding is not None else c.onnx_layers[0][0].shape[2]
+        F = None if c.embedding is not None else c.layers[0][0].shape[2]
         seq = Seq(c.sequence, False, c.embedding, None if F is None else np.zeros(F, np.float32),
                   None if F is None else np.ones(F, np.float32), c.op, c.activation, c.lbr,
-                  c.directions, c.onnx_layers, c.pool, {},
+                  c.directions, c.layers, c.pool, {},
                   {name: "logit" for name in c.outputs}, False, False, c.fc, c.fc_bias, "",
                   c.time_major)
         super().__init__(model, quantize, twin, seq)
