@@ -58,7 +58,7 @@ demo-sentiment: $(STAMP)
 	$(BIN)/rnnedge classify $(RUNS)/sentiment.onnx \
 	  "One of the finest films I have seen: moving, funny and beautifully acted." \
 	  "A tedious mess. The plot makes no sense and I wanted my two hours back."
-	OPENBLAS_NUM_THREADS=1 $(BIN)/rnnedge bench $(RUNS)/sentiment.onnx --checkpoint $(RUNS)/sentiment/best.pt --reviews 64
+	OPENBLAS_NUM_THREADS=1 $(BIN)/rnnedge bench $(RUNS)/sentiment.onnx --checkpoint $(RUNS)/sentiment/best.pt --cases 64
 
 # Your own model: a user-style streaming GRU (examples/kws.py) exported behind the parity
 # gate, verified torch-free against its golden bundle, benchmarked, and given int8 weights.
@@ -78,7 +78,7 @@ bench: $(RUNS)/charlm.onnx $(RUNS)/sentiment.onnx
 	  --sentiment $(RUNS)/sentiment.onnx --sentiment-checkpoint $(RUNS)/sentiment/best.pt \
 	  --cells-dir runs/cells --work $(RUNS)/bench --out benchmarks/results
 
-# The issue-14 ratios (fast and fast-int8 against onnxruntime and the floors; the classifier's
+# The headline ratios (fast and fast-int8 against onnxruntime and the floors; the classifier's
 # reviews/s) over five runs, with their spread (a few minutes): benchmarks/results/spread.*
 spread: $(RUNS)/charlm.onnx $(RUNS)/sentiment.onnx
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/spread.py \

@@ -56,9 +56,10 @@ def log(message):
 
 
 def write_atomic(path, text):
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """``text`` to ``path`` through rnnedge's one writer (whole or not at all)."""
+    from rnnedge.runtime.atomic import write_atomic as write
+
+    write(path, text.encode())
 
 
 def environment():

@@ -15,7 +15,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Recurrent models from PyTorch training to a torch-free edge runtime.")
 
 ENGINE = typer.Option("ort", "--engine", help="ort (onnxruntime), numba (the reference), "
-                      "fast or fast-int8 (numba streaming, charlm only)")
+                      "fast or fast-int8 (the fused numba kernels, fp32 or int8; any model)")
 THREADS = typer.Option(1, "--threads", help="CPU threads; 1 is the low-power case")
 DATA_DIR = typer.Option(None, "--data-dir", help="data directory (default: $RNNEDGE_DATA)")
 AS_JSON = typer.Option(False, "--json", help="machine-readable")
@@ -38,8 +38,10 @@ def run_app(application, argv=None):
 
 
 def check_task(model, task, path):
-    if model.task != task:
-        raise InputError(f"{path} is a {model.task} model; this command needs a {task} model")
+    from rnnedge.runtime.metadata import KIND_NAMES
+
+    if model.kind != task:
+        raise InputError(f"{path} is {KIND_NAMES[model.kind]}; this command needs a {task} model")
 
 
 def torch_checkpoint(checkpoint: Optional[object]):

@@ -17,15 +17,17 @@ from .app import AS_JSON, DATA_DIR, app, torch_checkpoint
 def verify(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="source checkpoint"),
            data_dir: Optional[Path] = DATA_DIR, as_json: bool = AS_JSON,
            verbose: bool = typer.Option(False, "--verbose", "-v", help="every comparison, not the summary")):
-    """Compare PyTorch (checkpoint or golden bundle), onnxruntime and numba; exit 1 on a failure."""
-    from rnnedge.deploy.verify import model_task, verify as run
+    """Check every engine (ort, numba, fast, fast-int8) against the golden bundle, onnxruntime
+    and the checkpoint; exit 1 on a failure."""
+    from rnnedge.deploy.verify import verify as run
+    from rnnedge.runtime.model import file_kind
 
     checkpoint = torch_checkpoint(checkpoint)
     reference = None
     if checkpoint is not None:
         from rnnedge.export.torch_engines import reference as torch_reference
 
-        reference = torch_reference(checkpoint, task=model_task(model))
+        reference = torch_reference(checkpoint, task=file_kind(model))
     notes = []
     diffs = run(model, reference=reference, data_dir=data_dir, notes=notes)
     if as_json:
@@ -47,10 +49,10 @@ def verify(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="so
 def bench(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="adds PyTorch eager"),
           variant: Optional[List[Path]] = typer.Option(None, help="a file written by `rnnedge "
                                                        "optimize`, run on onnxruntime (repeatable)"),
-          steps: int = typer.Option(500, help="charlm: timed streaming steps"),
-          warmup: int = typer.Option(50, help="charlm: untimed steps first"),
-          threads: int = typer.Option(1, help="charlm: CPU threads"),
-          reviews: int = typer.Option(128, help="sentiment: IMDb test reviews per pass"),
+          steps: int = typer.Option(500, help="streaming models: timed steps (one frame a call)"),
+          warmup: int = typer.Option(50, help="streaming models: untimed steps first"),
+          threads: int = typer.Option(1, help="CPU threads (1 is the low-power case)"),
+          cases: int = typer.Option(128, help="whole-sequence classifiers: real cases per pass"),
           data_dir: Optional[Path] = DATA_DIR, as_json: bool = AS_JSON):
     """Latency or throughput of every engine that runs the model, side by side, parity first."""
     import os
@@ -61,12 +63,12 @@ def bench(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="add
     checkpoint = torch_checkpoint(checkpoint)
     torch_maker = None
     if checkpoint is not None:
-        from rnnedge.deploy.verify import model_task
         from rnnedge.export.torch_engines import maker
+        from rnnedge.runtime.model import file_kind
 
-        torch_maker = maker(checkpoint, task=model_task(model))
+        torch_maker = maker(checkpoint, task=file_kind(model))
     report, text = run(model, torch_maker, steps=steps, warmup=warmup, threads=threads,
-                       reviews=reviews, data_dir=data_dir, variants=tuple(variant or ()))
+                       cases=cases, data_dir=data_dir, variants=tuple(variant or ()))
     typer.echo(json.dumps(report, indent=2) if as_json else text)
 
 
@@ -87,7 +89,7 @@ def evaluate(model: Path, data_dir: Optional[Path] = DATA_DIR,
     from rnnedge.train.common import progress
 
     m = load_classifier(model, engine, threads)
-    if m.task == "series":
+    if m.kind == "series":
         from .series import series_report
 
         result = evaluate_series(m, data, split, data_dir, limit, batch_size, missing)

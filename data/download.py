@@ -7,12 +7,12 @@ complete, so an interrupted download never leaves a half file behind. Torch-free
 """
 
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from rnnedge.runtime.errors import DataError
+from rnnedge.runtime.atomic import writing
+from rnnedge.runtime.errors import DataError, OutputError
 
 ENV_VAR = "RNNEDGE_DATA"
 
@@ -36,9 +36,9 @@ def fetch(url, dest, timeout=30.0):
     except OSError as exc:
         raise DataError(f"cannot create data directory {dest.parent}: {exc}; "
                         f"set --data-dir or {ENV_VAR} to a writable folder") from exc
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+        with writing(dest) as tmp, open(tmp, "wb") as out, \
+                urllib.request.urlopen(url, timeout=timeout) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
             columns = (*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn())
             with Progress(*columns, transient=True) as bar:
@@ -46,12 +46,8 @@ def fetch(url, dest, timeout=30.0):
                 while chunk := resp.read(1 << 16):
                     out.write(chunk)
                     bar.advance(task, len(chunk))
-        os.replace(tmp, dest)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+    except (urllib.error.URLError, OutputError, OSError, TimeoutError) as exc:
         raise DataError(f"{dest.name} is not in {dest.parent} and downloading it from {url} "
                         f"failed ({exc}); put the file there or point --data-dir / "
                         f"{ENV_VAR} at a folder that has it") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest

@@ -17,23 +17,23 @@ from .bench_charlm import bench_charlm, markdown
 from .bench_sentiment import bench_sentiment, markdown_sentiment
 
 
-def bench(model_path, torch_maker=None, steps=500, warmup=50, threads=1, reviews=128, data_dir=None,
+def bench(model_path, torch_maker=None, steps=500, warmup=50, threads=1, cases=128, data_dir=None,
           variants=()):
     """What ``rnnedge bench`` reports: (report, markdown) for the file's task.
 
-    charlm: streaming latency per character; sentiment: throughput on ``reviews`` IMDb test
+    charlm: streaming latency per character; sentiment: throughput on ``cases`` IMDb test
     reviews; any other file: latency per call of every engine that runs it (``bench_generic``). ``torch_maker`` (``rnnedge.export.torch_engines.maker``) adds PyTorch eager.
     """
     from rnnedge.runtime.errors import InputError
 
-    from .verify import model_task
+    from rnnedge.runtime.model import file_kind
 
     for name, value, low in (("steps", steps, 1), ("warmup", warmup, 0), ("threads", threads, 1),
-                             ("reviews", reviews, 1)):
+                             ("cases", cases, 1)):
         if value < low:
             raise InputError(f"--{name} must be >= {low}, not {value}")
     extra = {"torch": torch_maker} if torch_maker else {}
-    task = model_task(model_path)
+    task = file_kind(model_path)
     if task not in ("charlm", "sentiment"):
         from .bench_generic import bench_generic, markdown_generic
 
@@ -45,6 +45,6 @@ def bench(model_path, torch_maker=None, steps=500, warmup=50, threads=1, reviews
         return report, markdown(report)
     from rnnedge.data.imdb import load_imdb
 
-    texts = [r.text for r in load_imdb("test", data_dir)[::max(1, 25000 // reviews)][:reviews]]
+    texts = [r.text for r in load_imdb("test", data_dir)[::max(1, 25000 // cases)][:cases]]
     report = bench_sentiment(model_path, texts, extra, variants=variants)
     return report, markdown_sentiment(report)

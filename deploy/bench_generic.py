@@ -14,11 +14,12 @@ token ids, whose input projection is a row gather) and the head.
 import numpy as np
 
 from rnnedge.runtime.errors import ParityError
+from rnnedge.runtime.graph_model import is_time_axis
 from rnnedge.runtime.tolerances import compare
 
 from .makers import tolerance
 from .timing import FLOOR, floor_maker, interleaved, percentiles
-from .verify_generic import is_time_axis, load_engines, random_feeds
+from .verify import load_engines, random_feeds
 
 ENGINES = ("ort", "numba", "fast", "fast-int8")
 

@@ -26,8 +26,10 @@ def load_classifier(path, engine="ort", threads=2):
     from rnnedge.runtime.model import load
 
     m = load(path, engine=engine, threads=threads)
-    if m.task not in TASKS:
-        raise InputError(f"{path} is a {m.task} model; this command needs a sentiment model or a "
+    if m.kind not in TASKS:
+        from rnnedge.runtime.metadata import KIND_NAMES
+
+        raise InputError(f"{path} is {KIND_NAMES[m.kind]}; this command needs a sentiment model or a "
                          f"series model")
     return m
 

@@ -32,14 +32,81 @@ class Gates:
 GATES = Gates()
 
 
-def run_gate(source, variant, task, data_dir=None, limit=None, gates=GATES,
-             reference_engine="ort", candidate_engine="ort"):
-    """The variant against its source on the task's real data, each loaded on its engine."""
-    reference = load(source, engine=reference_engine, threads=EVAL_THREADS)
-    candidate = load(variant, engine=candidate_engine, threads=EVAL_THREADS)
-    gate = gate_charlm if task == "charlm" else gate_sentiment
-    return {**gate(reference, candidate, data_dir, limit, gates),
-            "engines": {"reference": reference.engine.name, "candidate": candidate.engine.name}}
+class Judge:
+    """``judge(path)`` -> the gate report of the variant at ``path`` against its source;
+    ``inputs`` says what it was gated on."""
+
+    def __init__(self, judge, engine, inputs):
+        self.judge, self.engine, self.inputs = judge, engine, inputs
+
+    def __call__(self, path):
+        candidate = load(path, engine=self.engine, threads=EVAL_THREADS)
+        return {**self.judge(candidate),
+                "engines": {"reference": "ort", "candidate": candidate.engine.name}}
+
+
+def judge_for(source, meta, engine, inputs=None, data=None, data_dir=None, limit=None, gates=None):
+    """The ``Judge`` of a variant of ``source`` run on ``engine``, by the file's kind: bits per
+    character on Hamlet (charlm), accuracy on IMDb (sentiment) or on labelled frames (series,
+    ``data``), output agreement on the golden bundle or ``inputs`` (a user's file, or any file
+    given ``inputs``). The source runs on onnxruntime in fp32."""
+    from rnnedge.runtime.golden import from_props
+
+    from .gate_generic import GENERIC_GATES, gate_generic, read_inputs
+
+    reference = load(source, engine="ort", threads=EVAL_THREADS)
+    by_outputs = inputs is not None or meta.kind == "user"
+    if data is not None and (meta.kind != "series" or by_outputs):
+        raise InputError("--data gates a series classifier on labelled frames; this file is not "
+                         "one, or --inputs was given too")
+    if by_outputs:
+        cases = (read_inputs(inputs, reference.core.signature) if inputs
+                 else [c.inputs for c in from_props(meta.props)])
+        if not cases:
+            names = ", ".join(i["name"] for i in reference.core.signature["inputs"])
+            raise InputError(f"{source} has no golden bundle to gate on; give --inputs FILE.npz "
+                             f"with real inputs ({names})")
+        gates = gates or GENERIC_GATES
+        return Judge(lambda c: gate_generic(reference.core, c.core, cases, gates), engine,
+                     str(inputs) if inputs else "golden bundle")
+    if meta.kind == "series":
+        from .evaluate import labelled_frames
+        from .gate_series import SERIES_GATES, gate_series
+
+        cases, gates = labelled_frames(reference, data, "test", data_dir, limit), gates or SERIES_GATES
+        return Judge(lambda c: gate_series(reference, c, cases, gates), engine, cases[2])
+    gate = gate_charlm if meta.kind == "charlm" else gate_sentiment
+    gates = gates or GATES
+    return Judge(lambda c: gate(reference, c, data_dir, limit, gates), engine,
+                 "hamlet validation" if meta.kind == "charlm" else "imdb test")
+
+
+def summary_lines(gate):
+    """The gate's lines of ``rnnedge optimize``'s summary, by what it measured."""
+    engines = gate["engines"]
+    on = f"fp32 {engines['reference']} -> {engines['candidate']}"
+    if "bpc" in gate:
+        return [f"gate on {gate['chars']} Hamlet validation characters ({on}): "
+                f"{gate['bpc_fp32']:.4f} -> {gate['bpc']:.4f} bits/char "
+                f"({gate['bpc_rise']:+.2%}, at most {gate['max_bpc_rise']:+.2%}), "
+                f"top-1 agreement {gate['top1_agreement']:.2%}"]
+    if "reviews" in gate:
+        return [f"gate on {gate['reviews']} IMDb test reviews ({on}): accuracy "
+                f"{gate['accuracy_fp32']:.4f} -> {gate['accuracy']:.4f} (drop "
+                f"{gate['accuracy_drop'] * 100:.2f} points, at most "
+                f"{gate['max_accuracy_drop'] * 100:.2f}), labels agree on "
+                f"{gate['agreement']:.2%} (at least {gate['min_agreement']:.0%})"]
+    if "drop_points" in gate:
+        from .gate_series import summary_lines as series_lines
+
+        return series_lines(gate)
+    rows = []
+    for name, o in gate["outputs"].items():
+        agree = (f", argmax agrees on {o['argmax_agreement']:.2%}" if "argmax_agreement" in o else "")
+        rows.append(f"  {name}: max abs {o['max_abs']:.3g} ({o['range_error']:.2%} of its range){agree}")
+    return [f"gate on {gate['cases']} input case(s), {on} (at most "
+            f"{gate['max_range_error']:.0%} of each output's range, argmax agreement at least "
+            f"{gate['min_argmax_agreement']:.0%}):"] + rows
 
 
 def bits_per_char(model, ids):

@@ -2,7 +2,7 @@
 
 The variants (``variants.py``): int8 (onnxruntime dynamic quantization; GRU and RNN keep fp32
 weights, and the report names them), fp16 weights computed in fp32, numba int8 (the fp32 graph,
-gated as the ``fast-int8`` engine runs it; charlm models only), and the ORT format of the int8
+gated as the ``fast-int8`` engine runs it, any kind), and the ORT format of the int8
 or fp32 graph. fp16 weights are refused in the ORT format: onnxruntime runs no constant folding
 on an ORT-format model at load, so every call would cast every weight (1.6-2.0x slower a step).
 
@@ -16,14 +16,13 @@ static (calibrated) quantization, fp16 compute, and variants of variants (none i
 
 import contextlib
 import json
-from functools import partial
 from pathlib import Path
 
-from rnnedge.runtime.errors import InputError, UnsupportedError, write_error
+from rnnedge.runtime.errors import InputError, write_error
 from rnnedge.runtime.files import read_onnx, sha256
-from rnnedge.runtime.metadata import is_rnnedge, props_of, read_metadata
+from rnnedge.runtime.metadata import read_metadata
 
-from .gates import GATES, run_gate
+from .gates import judge_for
 from .variants import (NUMBA_INT8_SETTINGS, ORT_FORMAT_LEVEL, build, fp32_weight_nodes,
                        initializer_bytes, op_types, set_props, write_gated)
 
@@ -32,39 +31,22 @@ def optimize(model, out, int8=False, fp16=False, ort_format=False, numba_int8=Fa
              data_dir=None, limit=None, gates=None, inputs=None, data=None):
     """Write the variant of ``model`` to ``out`` when it passes its gate (or ``force``); the report.
 
-    ``limit`` caps the reviews or validation characters the gate reads (default: all of them).
-    ``gates``: ``gates.Gates`` for rnnedge's tasks, ``gate_generic.GenericGates`` for others
-    (None: the defaults). A file that is not rnnedge's charlm or sentiment model goes to ``optimize_generic``, gated
-    on its golden bundle or on ``inputs`` (an ``.npz`` of real inputs); a series classifier on
-    its accuracy on ``data`` (labelled frames; default the Japanese Vowels test split).
+    One path for every kind; the gate is the kind's (``gates.judge_for``): Hamlet bits per
+    character, IMDb or series accuracy on real data, or, for a user's file or with ``inputs``
+    (an ``.npz`` of real inputs), output agreement on its golden bundle. ``limit`` caps the
+    real cases the gate reads; ``data``: a series classifier's labelled frames; ``gates``:
+    the thresholds (None: the kind's defaults).
     """
     source, out = Path(model), Path(out)
     _check_request(source, out, int8, fp16, ort_format, numba_int8, limit)
     proto = read_onnx(source)
-    props = props_of(proto)
-    if "rnnedge.variant" in props:
-        raise InputError(f"{source} is already a variant ({props['rnnedge.variant']}); "
-                         f"optimize the fp32 export it was made from")
-    if not is_rnnedge(props) or props["rnnedge.task"] not in ("charlm", "sentiment"):
-        from .optimize_generic import optimize_generic
-
-        with _writing(out):
-            return optimize_generic(source, out, proto, props, int8=int8, fp16=fp16,
-                                    ort_format=ort_format, numba_int8=numba_int8, force=force,
-                                    inputs=inputs, gates=gates, data=data, data_dir=data_dir,
-                                    limit=limit)
-    if data is not None:
-        raise InputError("--data is for series classifiers; rnnedge's charlm and sentiment models "
-                         "are gated on their data sets (--data-dir)")
-    if inputs is not None:
-        raise InputError("--inputs is for your own models; rnnedge's charlm and sentiment models "
-                         "are gated on their data sets")
     meta = read_metadata(proto, source)
-    gates = gates or GATES
-    if numba_int8 and meta.task != "charlm":
-        raise UnsupportedError(f"{source} is a {meta.task} model; --numba-int8 gates the numba "
-                               f"int8 engine (fast-int8), which runs charlm models only; use "
-                               f"--int8 (onnxruntime) for it")
+    if meta.variant:
+        raise InputError(f"{source} is already a variant ({meta.variant}); optimize the fp32 "
+                         f"export it was made from")
+    engine = NUMBA_INT8_SETTINGS["engine"] if numba_int8 else "ort"
+    judge = judge_for(source, meta, engine, inputs=inputs, data=data, data_dir=data_dir,
+                      limit=limit, gates=gates)  # the real data is read before any work
     variant, settings = build(proto, int8, fp16, numba_int8)
     if ort_format:
         settings = {**settings, "ort_optimization_level": ORT_FORMAT_LEVEL}
@@ -74,18 +56,16 @@ def optimize(model, out, int8=False, fp16=False, ort_format=False, numba_int8=Fa
         settings = {**settings, "onnxruntime": onnxruntime.__version__}
     name = "+".join(n for n, on in (("int8", int8), ("fp16", fp16), ("numba-int8", numba_int8),
                                     ("ort", ort_format)) if on)
-    report = {"source": str(source), "out": str(out), "variant": name, "task": meta.task,
+    report = {"source": str(source), "out": str(out), "variant": name, "kind": meta.kind,
               "settings": settings, "source_bytes": source.stat().st_size,
               "initializer_bytes": {"before": initializer_bytes(proto),
                                     "after": initializer_bytes(variant)},
               "op_types": {"before": op_types(proto), "after": op_types(variant)},
-              "fp32_weight_nodes": fp32_weight_nodes(variant)}
+              "fp32_weight_nodes": fp32_weight_nodes(variant), "gate_inputs": judge.inputs}
     set_props(variant, {"rnnedge.variant": name, "rnnedge.variant_of": sha256(source),
                          "rnnedge.variant_settings": json.dumps(settings, sort_keys=True)})
-    gate = partial(run_gate, source, task=meta.task, data_dir=data_dir, limit=limit, gates=gates,
-                   candidate_engine=NUMBA_INT8_SETTINGS["engine"] if numba_int8 else "ort")
     with _writing(out):
-        report["gate"] = write_gated(variant, out, ort_format, force, gate,
+        report["gate"] = write_gated(variant, out, ort_format, force, judge,
                                       f"the {name} variant of {source}")
     report["out_bytes"] = out.stat().st_size
     return report
@@ -131,25 +111,10 @@ def _check_request(source, out, int8, fp16, ort_format, numba_int8, limit):
 
 def summary(report):
     """What ``rnnedge optimize`` prints: the file, what changed, the gate, what stayed fp32."""
-    gate, lines = report["gate"], _file_lines(report)
-    if report["task"] == "generic":
-        from .optimize_generic import summary_lines
+    from .gates import summary_lines
 
-        lines += summary_lines(gate)
-    elif report["task"] == "charlm":
-        engines = gate["engines"]
-        on = ("" if engines["candidate"] == engines["reference"] else
-              f" ({engines['reference']} fp32 source -> {engines['candidate']})")
-        lines.append(f"gate on {gate['chars']} Hamlet validation characters{on}: "
-                     f"{gate['bpc_fp32']:.4f} -> {gate['bpc']:.4f} bits/char "
-                     f"({gate['bpc_rise']:+.2%}, at most {gate['max_bpc_rise']:+.2%}), "
-                     f"top-1 agreement {gate['top1_agreement']:.2%}")
-    else:
-        lines.append(f"gate on {gate['reviews']} IMDb test reviews: accuracy "
-                     f"{gate['accuracy_fp32']:.4f} -> {gate['accuracy']:.4f} (drop "
-                     f"{gate['accuracy_drop'] * 100:.2f} points, at most "
-                     f"{gate['max_accuracy_drop'] * 100:.2f}), labels agree on "
-                     f"{gate['agreement']:.2%} (at least {gate['min_agreement']:.0%})")
+    gate = report["gate"]
+    lines = _file_lines(report) + summary_lines(gate)
     lines.append("gate passed" if gate["passed"] else
                  "GATE FAILED, written because of --force: " + "; ".join(gate["failures"]))
     if report["fp32_weight_nodes"] and report["variant"].startswith("int8"):

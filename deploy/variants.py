@@ -23,13 +23,13 @@ Not here: which combinations may be asked for, the gates, the report (``optimize
 import contextlib
 import json
 import logging
-import os
 import tempfile
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from rnnedge.runtime.atomic import writing
 from rnnedge.runtime.errors import GateError, InputError
 
 # Chosen to hold on every CPU the file may run on. onnxruntime stores LSTM weights as int8
@@ -178,11 +178,9 @@ def fp32_weight_nodes(model):
 
 
 def write_gated(variant, out, ort_format, force, gate, what):
-    """``gate(path)`` of ``variant`` saved to a temporary file, renamed to ``out`` if it passes."""
+    """``gate(path)`` of ``variant`` saved beside ``out``, renamed to ``out`` if it passes."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with writing(out) as tmp:
         save(variant, tmp, ort_format)
         report = gate(tmp)
         if not report["passed"] and not force:
@@ -192,8 +190,4 @@ def write_gated(variant, out, ort_format, force, gate, what):
         # the file evaluated differs from the one written by this one metadata string
         set_props(variant, {"rnnedge.variant_gate": json.dumps(report, sort_keys=True)})
         save(variant, tmp, ort_format)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return report

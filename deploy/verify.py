@@ -1,120 +1,207 @@
-"""``rnnedge verify``: PyTorch, onnxruntime and numba on the same inputs, every pair compared.
+"""``rnnedge verify``: every engine against onnxruntime, PyTorch's golden outputs and the
+checkpoint, for every kind of file; every failure collected into one report of ``Diff`` rows.
 
-PyTorch joins as the engine ``torch`` when the caller hands in ``reference``
-(``rnnedge.export.torch_engines.reference``: the command line does so for a checkpoint). Inputs: random feeds
-(several batch and time sizes, random states) and real text from the data set when
-it is available. For the character model the streamed run (one character per call)
-is also compared with the whole-prompt run on each runtime engine.
+1. node level: each LSTM/GRU/RNN node on the numba reference (``run_node``) against
+   onnxruntime's own tensors at that node;
+2. whole graph: every engine (``ort``, ``numba``, ``fast``, ``fast-int8``) on the golden
+   bundle's inputs and the kind's real data (``kinds.py``: Hamlet windows, IMDb reviews),
+   against onnxruntime, at the tolerance of the precision each computes in;
+3. every engine against the golden bundle, the outputs PyTorch computed at export
+   (``rnnedge.golden``): what catches an exporter that wrote the spec's math but not the
+   module's (a GRU with ``linear_before_reset=0``), which the first two cannot;
+4. PyTorch from the source checkpoint, when the caller hands it in (``reference``: the
+   command line does so for ``--checkpoint``), against every engine;
+5. streaming: with state pairs and a time axis, frame by frame equals whole on each engine;
+   a classifier's labels agree between fp32 engines on every real case.
+
+Without a golden bundle (a file rnnedge did not export) inputs are random, from the
+signature, and check 3 is reported as skipped. Torch-free: PyTorch is handed in.
 """
-
-import itertools
-import sys
 
 import numpy as np
 
+from rnnedge.runtime.engines import ENGINES
+from rnnedge.runtime.errors import InputError, UnsupportedError
+from rnnedge.runtime.graph_model import is_batch_axis, is_time_axis
+from rnnedge.runtime.parity import compare_outputs
 from rnnedge.runtime.tolerances import FP32
 
+from .kinds import ADAPTERS, agreement
+from .makers import tolerance
 
-def _engines(model_path, reference):
-    from rnnedge.runtime.engines import NumbaEngine, OrtEngine
+RECURRENT = ("LSTM", "GRU", "RNN")
+
+
+def verify(model_path, reference=None, data_dir=None, notes=None, engines=ENGINES, seed=0,
+           limit=None):
+    """The parity rows of any model file (the caller decides the exit code); what was skipped,
+    and why, is appended to ``notes``. ``reference``: PyTorch's ``run(feeds) -> outputs``;
+    ``limit``: real cases read (reviews), default the kind's own."""
     from rnnedge.runtime.files import read_onnx
+    from rnnedge.runtime.golden import from_props
+    from rnnedge.runtime.metadata import read_metadata
 
+    notes = [] if notes is None else notes
     proto = read_onnx(model_path)
-    engines = {"ort": OrtEngine(proto).run, "numba": NumbaEngine(proto).run}
-    return {"torch": reference, **engines} if reference is not None else engines
+    meta = read_metadata(proto, model_path)
+    skipped = {}
+    models = load_engines(model_path, engines, skipped)
+    notes += [f"engine {name} skipped: {why}" for name, why in skipped.items()]
+    cores = {name: m.core for name, m in models.items()}
+    adapter = ADAPTERS[meta.kind]
+    cases = from_props(meta.props)
+    feeds = {f"golden case {k}": [c.inputs] for k, c in enumerate(cases)}
+    if not cases:
+        named = {"layers": meta.config.get("num_layers")}  # a format-1 char model's state axis
+        feeds = {f"random case {k}": [f] for k, f in
+                 enumerate(random_feeds(cores["ort"].signature, seed, named=named))}
+        notes.append("no golden bundle (rnnedge.golden): engines are compared with each other on "
+                     "random inputs only; export with rnnedge to check against PyTorch")
+    feeds.update(adapter.real_feeds(models["ort"], data_dir, notes, limit))
+    diffs = node_level(proto, next(iter(feeds.values()))[0])
+    for label, group in feeds.items():
+        outs = {name: _concat([core.run(f) for f in group]) for name, core in cores.items()}
+        diffs += _against(label, outs, "ort", outs["ort"])
+        if label.startswith("golden"):
+            diffs += _against(label, outs, "golden (PyTorch)", cases[int(label.split()[-1])].outputs)
+        if adapter.label_output and not label.startswith(("golden", "random")):
+            diffs += [agreement(f"{label} {name} vs ort", adapter.label_output, out, outs["ort"])
+                      for name, out in outs.items() if name not in ("ort", "fast-int8")]
+    if reference is not None:
+        diffs += against_reference(reference, cores, adapter.reference_feeds(models["ort"]) or feeds,
+                                   adapter.label_output)
+    for name, core in cores.items():
+        diffs += streamed_vs_whole(core, next(iter(feeds.values()))[0], name, notes)
+    return diffs
 
 
-def _real_text_feed(model, data_dir, batch=4, time=200):
-    """Windows of the Hamlet validation text, or None when the file is not at hand."""
-    from rnnedge.data.download import data_dir as resolve
-    from rnnedge.data.hamlet import HAMLET_FILE, extract_play
-
-    path = resolve(data_dir) / HAMLET_FILE
-    if not path.is_file():
-        print(f"note: {path} is missing; verifying on random inputs only", file=sys.stderr)
-        return None
-    text = extract_play(path.read_text(encoding="utf-8", errors="replace"))
-    val = "".join(ch for ch in text[int(0.9 * len(text)):] if ch in model.index)
-    ids = model.encode(val[: batch * time]).reshape(batch, time)
-    state = model.zero_state(batch)
-    return {"tokens": ids, **state}
+def _against(label, outs, what, expected):
+    """Each engine's outputs (but ``what``'s own) against ``expected``, at its tolerance."""
+    return [d for name, out in outs.items() if name != what
+            for d in compare_outputs(f"{label} {name} vs {what}", out, expected, tolerance(name))]
 
 
-def _streamed(model, feed):
-    """Run row 0 of ``feed`` one token per call: logits (1, T, V) and the final state."""
-    state = {k: v[:, :1] for k, v in feed.items() if k != "tokens"}
-    steps = []
-    for t in range(feed["tokens"].shape[1]):
-        logits, state = model.run(feed["tokens"][:1, t:t + 1], state)
-        steps.append(logits)
-    out = {"logits": np.concatenate(steps, axis=1), "hn": state["h0"]}
-    if "c0" in state:
-        out["cn"] = state["c0"]
-    return out
-
-
-def verify_charlm(model_path, reference=None, data_dir=None, tol=FP32):
-    """Rows of the parity report: one per (input, pair of engines, output)."""
-    from rnnedge.runtime.model import load
-    from rnnedge.runtime.parity import charlm_inputs, compare_outputs
-
-    engines = _engines(model_path, reference)
-    models = {name: load(model_path, engine=name) for name in ("ort", "numba")}
-    feeds = {f"random B={f['tokens'].shape[0]} T={f['tokens'].shape[1]}": f
-             for f in charlm_inputs(models["ort"].config)}
-    real = _real_text_feed(models["ort"], data_dir)
-    if real is not None:
-        feeds["hamlet B=4 T=200"] = real
+def against_reference(reference, cores, feeds, label_output=None):
+    """Every engine against PyTorch from the checkpoint, on the outputs PyTorch gives; a
+    classifier's labels on real cases too (``label_output``)."""
     diffs = []
-    for label, feed in feeds.items():
-        outs = {name: run(feed) for name, run in engines.items()}
-        for a, b in itertools.combinations(outs, 2):
-            diffs += compare_outputs(f"{label} {b} vs {a}", outs[b], outs[a], tol)
-    stream_feed = real if real is not None else feeds["random B=5 T=64"]
-    for name, m in models.items():
-        whole = {k: v[:, :1] if k != "logits" else v[:1] for k, v in m.engine.run(stream_feed).items()}
-        diffs += compare_outputs(f"streamed vs whole {name}", _streamed(m, stream_feed), whole, tol)
+    for label, group in feeds.items():
+        expected = _concat([reference(f) for f in group])
+        outs = {name: _concat([core.run(f) for f in group]) for name, core in cores.items()}
+        diffs += _against(label, {n: {k: o[k] for k in expected} for n, o in outs.items()},
+                          "torch", expected)
+        if label_output and not label.startswith(("golden", "random")):
+            diffs += [agreement(f"{label} {name} vs torch", label_output, out, expected)
+                      for name, out in outs.items() if name != "fast-int8"]
     return diffs
 
 
-def verify(model_path, reference=None, data_dir=None, notes=None):
-    """Verify any model file; returns the diffs (the caller decides the exit code).
+def _concat(outs):
+    """One output dict of several batches (batch first); a single batch as it is."""
+    if len(outs) == 1:
+        return outs[0]
+    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
-    ``reference``: PyTorch's ``run(feeds) -> outputs`` for an rnnedge checkpoint's model, or
-    None. Files of the user's own models are checked against their golden bundle instead
-    (``verify_generic``); what was skipped is appended to ``notes``.
-    """
-    from rnnedge.runtime.errors import InputError
 
-    task = model_task(model_path)
-    if task == "charlm":
-        return verify_charlm(model_path, reference, data_dir)
-    if task == "sentiment":
-        from .verify_sentiment import verify_sentiment
+def load_engines(model_path, engines, skipped):
+    """{engine: loaded model} of each engine that can run the file; the others go to
+    ``skipped`` (engine -> why). onnxruntime runs any file: its errors are the file's."""
+    from rnnedge.runtime.model import load
 
-        return verify_sentiment(model_path, reference, data_dir)
-    if reference is not None and task != "series":
-        raise InputError(f"{model_path} is not an rnnedge charlm, sentiment or series model, so a "
-                         "--checkpoint cannot run beside it; its golden bundle holds PyTorch's outputs")
-    from .verify_generic import verify_generic
+    loaded = {}
+    for name in engines:
+        try:
+            loaded[name] = load(model_path, engine=name)
+        except UnsupportedError as exc:
+            if name == "ort":
+                raise
+            skipped[name] = str(exc)
+    return loaded
 
-    diffs, found = verify_generic(model_path, reference=reference)
-    if notes is not None:
-        notes.extend(found)
+
+def random_feeds(signature, seed=0, shapes=((1, 5), (3, 11)), named=None):
+    """Random inputs for a file without a golden bundle: floats N(0, 1), small integer ids;
+    ``named``: sizes of other named axes, where known."""
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for batch, time in shapes:
+        feed = {}
+        for spec in signature["inputs"]:
+            dims = [batch if is_batch_axis(d) else time if is_time_axis(d) else
+                    d if isinstance(d, int) and d > 0 else (named or {}).get(d)
+                    for d in spec["shape"]]
+            if None in dims:
+                raise InputError(f"input {spec['name']} has axes {spec['shape']} that are neither "
+                                 f"fixed nor named batch or time: give a golden bundle (export "
+                                 f"with rnnedge) to verify this file")
+            dtype = np.dtype(spec["type"])
+            if dtype.kind == "f":
+                feed[spec["name"]] = rng.standard_normal(dims).astype(dtype)
+            elif len(dims) == 1 and dims[0] == batch:  # lengths
+                feed[spec["name"]] = rng.integers(1, time + 1, dims).astype(dtype)
+            else:
+                feed[spec["name"]] = rng.integers(0, 2, dims).astype(dtype)
+        feeds.append(feed)
+    return feeds
+
+
+def node_level(proto, feed, tol=FP32):
+    """Each recurrent node on ``run_node`` against onnxruntime's tensors at that node."""
+    import onnx
+    import onnxruntime as rt
+
+    from rnnedge.runtime.reference import run_node
+
+    nodes = [n for n in proto.graph.node if n.op_type in RECURRENT]
+    if not nodes:
+        return []
+    constants = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    exposed = onnx.shape_inference.infer_shapes(proto)
+    known = {v.name for v in exposed.graph.output} | set(feed)
+    typed = {v.name: v for v in list(exposed.graph.value_info)}
+    wanted = [n for node in nodes for n in list(node.input) + list(node.output)
+              if n and n not in constants and n not in known]
+    for name in dict.fromkeys(wanted):
+        exposed.graph.output.append(typed.get(name) or onnx.helper.make_empty_tensor_value_info(name))
+    session = rt.InferenceSession(exposed.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    tensors = {**feed, **constants, **dict(zip(names, session.run(names, feed)))}
+    diffs = []
+    for node in nodes:
+        got = run_node(node, [tensors[n] if n else None for n in node.input])
+        actual = {f"{node.name or node.op_type} {o}": g for o, g in zip(node.output, got) if o}
+        expected = {f"{node.name or node.op_type} {o}": tensors[o] for o in node.output if o}
+        diffs += compare_outputs(f"node {node.op_type} reference vs ort", actual, expected, tol)
     return diffs
 
 
-def model_task(model_path):
-    """The ``rnnedge.task`` of a model file; "series" for a series classifier (a generic file
-    with a task of its own); "generic" for a file without rnnedge metadata."""
-    from rnnedge.runtime.files import read_onnx
-    from rnnedge.runtime.metadata import is_rnnedge, metadata_from_props, props_of
-    from rnnedge.runtime.series import is_series
-
-    props = props_of(read_onnx(model_path))
-    if is_series(props):
-        return "series"
-    return metadata_from_props(props, model_path).task if is_rnnedge(props) else "generic"
+def streamed_vs_whole(model, feed, name, notes):
+    """Feed ``feed`` frame by frame through ``stream()``; compare with one call."""
+    if not model.states:
+        if name == "ort":
+            notes.append("streaming not checked: the model has no state pairs")
+        return []
+    sig = {i["name"]: i["shape"] for i in model.signature["inputs"]}
+    time_axes = {n: next((a for a, d in enumerate(dims) if is_time_axis(d)), None)
+                 for n, dims in sig.items()}
+    if all(a is None for n, a in time_axes.items() if n not in model.states):
+        if name == "ort":
+            notes.append("streaming not checked: no input axis is named time")
+        return []
+    T = next(feed[n].shape[a] for n, a in time_axes.items() if a is not None and n not in model.states)
+    whole = model.run(feed)
+    stream = model.stream(1, {s: feed[s] for s in model.states})  # every row of the feed
+    steps = []
+    for t in range(T):
+        frame = {n: (np.take(v, [t], axis=time_axes[n]) if time_axes[n] is not None else v)
+                 for n, v in feed.items() if n not in model.states}
+        steps.append(stream.step(frame))
+    streamed = {}
+    for o in model.signature["outputs"]:
+        axis = next((a for a, d in enumerate(o["shape"]) if is_time_axis(d)), None)
+        streamed[o["name"]] = (np.concatenate([s[o["name"]] for s in steps], axis=axis)
+                               if axis is not None else steps[-1][o["name"]])
+    return compare_outputs(f"{name} streamed vs whole", streamed, whole, tolerance(name))
 
 
 def summarize(diffs):
@@ -123,7 +210,8 @@ def summarize(diffs):
 
     groups = {}
     for d in diffs:
-        words = [w for w in d.name.split()[:-1] if not re.fullmatch(r"[A-Z]=\d+|\d+|case|random", w)]
+        name = re.sub(r"^(golden|random) case \d+ ", "", d.name)
+        words = [w for w in name.split()[:-1] if not re.fullmatch(r"[A-Z]=\d+|\d+", w)]
         groups.setdefault(" ".join(words) or d.name, []).append(d)
     lines = [f"{key}: {len(rows)} comparisons, worst max abs {max(r.max_abs for r in rows):.2g} "
              f"{'ok' if all(r.ok for r in rows) else 'FAIL'}" for key, rows in groups.items()]

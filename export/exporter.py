@@ -2,7 +2,7 @@
 
 The model is checked with ``onnx.checker`` (full check, on the bytes to be written) and
 validated against PyTorch, and only then written: to a temporary name beside the target,
-renamed into place (``rundir.write_atomic``), so that a failure, SIGTERM or Ctrl-C leaves
+renamed into place (``runtime/atomic.py``), so that a failure, SIGTERM or Ctrl-C leaves
 nothing behind and a SIGKILL leaves a temp file that the next export to that target removes.
 Refused before any work: an ``out`` that is a directory, the checkpoint itself, or a file of
 a training run. Of a run's best.pt, what is exported is the checkpoint its manifest names.
@@ -17,17 +17,54 @@ from rnnedge.runtime.tolerances import FP32
 from . import metadata
 
 
-def build(ckpt, sha, linear_before_reset=1):
-    """The ONNX model of a loaded checkpoint."""
-    task = ckpt["task"]
-    props = metadata.build(task, ckpt, sha)
-    if task == "charlm":
-        from .models import charlm_graph
+GOLDEN_SHAPES = ((1, 1), (2, 7), (3, 16))  # (batch, time) of the golden bundle's cases
+STATES = {"charlm": {"h0": "hn", "c0": "cn"}, "sentiment": {}}  # c0/cn: an LSTM's only
 
-        return charlm_graph(ckpt["config"], ckpt["model"], props, linear_before_reset)
-    from .models import sentiment_graph
 
-    return sentiment_graph(ckpt["config"], ckpt["model"], props, linear_before_reset)
+def build(ckpt, sha, linear_before_reset=1, tol=FP32):
+    """The ONNX model of a loaded checkpoint, with the schema's metadata and a golden bundle."""
+    from rnnedge.runtime.golden import Case
+
+    from .models import charlm_graph, sentiment_graph
+    from .user_model import set_props, signature
+
+    task, config = ckpt["task"], ckpt["config"]
+    graph = charlm_graph if task == "charlm" else sentiment_graph
+    model = graph(config, ckpt["model"], {}, linear_before_reset)
+    reference, feeds = _reference(ckpt, GOLDEN_SHAPES)
+    golden = [Case(f, reference(f)) for f in feeds]
+    sig = signature(model)
+    names = {i["name"] for i in sig["inputs"]}
+    states = {i: o for i, o in STATES[task].items() if i in names}
+    export = {"exporter": "rnnedge graph builder", "opset": model.opset_import[0].version,
+              "tolerance": tol.name, "rewrites": [], "module": type(reference.args[0]).__name__}
+    set_props(model, metadata.props(
+        task, signature=sig, states=states, golden=golden, export=export, config=config,
+        vocab=ckpt["vocab"], metrics=ckpt["metrics"],
+        lengths="lengths" if "lengths" in names else None,
+        provenance=metadata.provenance(ckpt, sha)))
+    return model
+
+
+def _reference(ckpt, shapes):
+    """(PyTorch's ``run(feeds) -> outputs`` of the checkpoint, random feeds at ``shapes``)."""
+    from functools import partial
+
+    from rnnedge.runtime.parity import charlm_inputs, sentiment_inputs
+
+    if ckpt["task"] == "charlm":
+        from rnnedge.train.charlm import build_model
+
+        from .validate import torch_charlm as run
+
+        inputs = charlm_inputs
+    else:
+        from rnnedge.train.sentiment import build_model
+
+        from .validate import torch_sentiment as run
+
+        inputs = sentiment_inputs
+    return partial(run, build_model(ckpt)), inputs(ckpt["config"], shapes, seed=7)
 
 
 def validate(ckpt, onnx_model, tol=FP32):
@@ -57,8 +94,8 @@ def export(checkpoint, out, tol=FP32, linear_before_reset=1):
     """Export ``checkpoint`` to ``out``; return (path, diffs of the validation)."""
     import onnx
 
+    from rnnedge.runtime.atomic import write_atomic
     from rnnedge.train import checkpoint as ckpt_io
-    from rnnedge.train import rundir
 
     out = check_out(checkpoint, out)
     ckpt, sha = ckpt_io.read(checkpoint)  # of a run's best.pt: the bytes its manifest names
@@ -72,7 +109,7 @@ def export(checkpoint, out, tol=FP32, linear_before_reset=1):
 
         out.parent.mkdir(parents=True, exist_ok=True)
         return export_series(ckpt, out, sha, tol)
-    model = build(ckpt, sha, linear_before_reset)
+    model = build(ckpt, sha, linear_before_reset, tol)
     data = model.SerializeToString()
     onnx.checker.check_model(data, full_check=True)
     diffs = validate(ckpt, model, tol)
@@ -80,7 +117,7 @@ def export(checkpoint, out, tol=FP32, linear_before_reset=1):
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise write_error(out, exc) from exc
-    rundir.write_atomic(out, data)  # an OSError there is an OutputError, and no file is left
+    write_atomic(out, data)  # an OSError there is an OutputError, and no file is left
     return out, diffs
 
 

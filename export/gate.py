@@ -18,9 +18,9 @@ import numpy as np
 
 from rnnedge.runtime.errors import ParityError
 from rnnedge.runtime.golden import Case
+from rnnedge.runtime.graph_model import axis_role
 from rnnedge.runtime.tolerances import FP32, compare
 
-TIME_NAMES = ("time", "seq", "sequence", "length", "frames")
 GRU_LAYERS = ("GRU", "GRUCell")
 RECURRENT_LAYERS = ("LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell")
 GOLDEN_CASES = 3
@@ -32,9 +32,8 @@ FROZEN_BATCH = ("the batch axis was frozen at {n}: a batch size was traced as a 
 
 
 def axis_kind(name):
-    """"batch", "time" or None for an axis name of ``dynamic_axes``."""
-    name = str(name).lower()
-    return "batch" if name == "batch" else "time" if name in TIME_NAMES else None
+    """"batch", "time" or None for an axis name of ``dynamic_axes`` (the runtime's one rule)."""
+    return axis_role(str(name))
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ def charlm_graph(config, state_dict, metadata, linear_before_reset=1):
     linear_out = linear(g, out, sd["fc.weight"], sd["fc.bias"])
     g.op("Identity", [linear_out], outputs=["logits"])  # (B, T, V)
     g.op("Concat", hs, outputs=["hn"], axis=0)  # (L, B, H)
-    state = ["layers", "batch", H]
+    state = [L, "batch", H]  # a fixed layer count: stream() makes zero states from the graph
     inputs = [tensor("tokens", INT64, ["batch", "time"]), tensor("h0", FLOAT, state)]
     outputs = [tensor("logits", FLOAT, ["batch", "time", config["vocab_size"]]),
                tensor("hn", FLOAT, state)]

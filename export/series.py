@@ -4,8 +4,8 @@ The normalisation is in the graph: ``Normalised`` (``train/series_model.py``) su
 stored per-channel mean and divides by the stored std before the recurrent net, so the
 file takes raw frames (batch, time, channels) float32 with ``lengths`` (batch,) int64 and
 returns ``logits`` and ``probs`` (batch, classes). The constants are also in the
-``rnnedge.user`` metadata (with ``"task": "series"``, the class names, the channel count
-and the configs), for reading, not for applying a second time. After the gate, the file is
+``rnnedge.user`` metadata, for reading, not for applying a second time; the file is of kind
+``series``, its config and class names in the schema's ``rnnedge.config`` and ``rnnedge.vocab``. After the gate, the file is
 checked once more on the runtime for what the gate does not look at: each case alone
 against the same case in a padded, mixed-length batch.
 
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnedge.runtime.errors import ParityError
 from rnnedge.runtime.tolerances import FP32, Diff, compare
 
 from .user_model import export_model
@@ -29,13 +30,17 @@ AXES = {"frames": {0: "batch", 1: "time"}, "lengths": {0: "batch"},
         "logits": {0: "batch"}, "probs": {0: "batch"}}
 
 
-def series_metadata(ckpt, sha=None):
-    """What ``rnnedge.user`` holds for a series classifier (JSON-serialisable)."""
-    return {"task": "series", "classes": list(ckpt["vocab"]), "channels": ckpt["config"]["channels"],
-            "norm": ckpt["norm"], "normalisation": "in the graph: (frames - mean) / std",
-            "config": ckpt["config"], "train_config": ckpt.get("train_config", {}),
-            "metrics": ckpt.get("metrics", {}), "trained_on": ckpt.get("trained_on", {}),
-            "checkpoint_sha256": sha}
+def series_metadata(ckpt):
+    """What ``rnnedge.user`` holds for a series classifier: the normalisation in its graph."""
+    return {"norm": ckpt["norm"], "normalisation": "in the graph: (frames - mean) / std"}
+
+
+def series_schema(ckpt, sha=None):
+    """The schema's fields of a series file (``export/metadata.py``)."""
+    from .metadata import provenance
+
+    return {"kind": "series", "config": ckpt["config"], "vocab": list(ckpt["vocab"]),
+            "metrics": ckpt.get("metrics", {}), "provenance": provenance(ckpt, sha)}
 
 
 def example_inputs(ckpt, seed=0):
@@ -79,13 +84,23 @@ def export_series(ckpt, out, sha=None, tol=FP32):
     module = build_normalised(ckpt)
     inputs, outputs, axes, states = io_names(ckpt["config"])
     module = module if states is None else Streaming(module).eval()
+    padding = []
+
+    def check(path):  # on the written file, before it is published at ``out``
+        padding.extend(padding_invariance(path, ckpt, tol))
+        failed = [d for d in padding if not d.ok]
+        if failed:
+            raise ParityError("the export answers differently alone and in a padded batch: "
+                              + "; ".join(map(str, failed)) + "; nothing was written")
+
     report = export_model(module, example_inputs(ckpt), out, input_names=inputs,
                           output_names=outputs, dynamic_axes=axes, states=states,
-                          lengths="lengths", metadata=series_metadata(ckpt, sha), tol=tol)
+                          lengths="lengths", metadata=series_metadata(ckpt), tol=tol,
+                          kind=series_schema(ckpt, sha), check=check)
     diffs = [Diff("gate ort vs PyTorch B={} T={}".format(*c["shapes"]["frames"][:2]), c["max_abs"],
                   c["max_rel"], (), True, tol)
              for c in report.checked]
-    return Path(out), diffs + padding_invariance(out, ckpt, tol)
+    return Path(out), diffs + padding
 
 
 def padding_invariance(path, ckpt, tol=FP32, seed=1):

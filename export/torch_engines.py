@@ -67,6 +67,12 @@ def reference(checkpoint, task=None):
 
     from .validate import torch_charlm, torch_sentiment
 
+    if task == "user":
+        from rnnedge.runtime.errors import InputError
+
+        raise InputError("the file is your own model's export, not an rnnedge checkpoint's, so a "
+                         "--checkpoint cannot run beside it; its golden bundle holds PyTorch's "
+                         "outputs, which verify checks without one")
     ckpt = ckpt_io.load(checkpoint, task)
     if ckpt["task"] == "series":
         return series_reference(ckpt)

@@ -14,14 +14,12 @@ rnnedge's own models).
 """
 
 import json
-import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rnnedge.runtime.errors import InputError, ModelFileError, ParityError, write_error
+from rnnedge.runtime.atomic import temp_dir, writing
+from rnnedge.runtime.errors import InputError, ModelFileError, ParityError
 from rnnedge.runtime.tolerances import FP32
 
 from . import gate
@@ -29,7 +27,6 @@ from . import gate
 EXPORTERS = ("torchscript", "dynamo")
 MIN_OPSET = {"torchscript": 17, "dynamo": 18}
 PROTOBUF_LIMIT = 2**31 - 1
-FORMAT_VERSION = "1"
 
 
 @dataclass
@@ -50,10 +47,13 @@ class ExportReport:
 
 def export_model(module, example_inputs, out, *, input_names, output_names, dynamic_axes,
                  states=None, lengths=None, metadata=None, opset=None, exporter="auto", tol=FP32,
-                 require_recurrent=True, sources=()):
+                 require_recurrent=True, sources=(), kind=None, check=None):
     """Export ``module`` to ``out`` (one self-contained ONNX file) once it passes the parity gate.
 
     ``sources`` names files the export must not overwrite (the module's code, its weights).
+    ``kind``: rnnedge's own kinds exported through this gate (a series classifier) hand in
+    ``{"kind", "config", "vocab", "metrics", "provenance"}`` for the file's schema; None is a
+    user's module. ``check(path)``: a last check of the written file, before it is published.
     """
     from .user_spec import io_spec, check_out
 
@@ -73,17 +73,13 @@ def export_model(module, example_inputs, out, *, input_names, output_names, dyna
     training = module.training
     module.eval()
     try:
-        tmpdir = tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.")
-    except OSError as exc:
-        raise write_error(out, exc) from exc
-    try:
-        report, model = _export_checked(module, example_inputs, spec, Path(tmpdir), opset,
-                                        order, tol, dynamic_axes)
-        report.path = out
-        set_props(model, _props(module, spec, report, model, user, tol))
-        _write(model, Path(tmpdir) / out.name, out)
+        with temp_dir(out) as tmpdir:
+            report, model = _export_checked(module, example_inputs, spec, tmpdir, opset,
+                                            order, tol, dynamic_axes)
+            report.path = out
+            set_props(model, _props(module, spec, report, model, user, tol, kind or {}))
+            _write(model, out, check)
     finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
         module.train(training)
     return report
 
@@ -224,30 +220,17 @@ def _user_metadata(metadata):
         raise InputError(f"metadata must be JSON-serialisable: {exc}") from exc
 
 
-def _props(module, spec, report, model, user, tol):
-    import onnx
-    import onnxruntime
-    import torch
-
-    from rnnedge.runtime import __version__
-    from rnnedge.runtime.golden import encode
+def _props(module, spec, report, model, user, tol, kind):
+    from . import metadata
 
     export = {"exporter": report.exporter, "opset": report.opset, "rewrites": report.rewrites,
               "tolerance": tol.name, "checked": report.checked,
               "module": getattr(module, "original_name", type(module).__name__)}
-    return {
-        "rnnedge.format": FORMAT_VERSION,
-        "rnnedge.task": "generic",
-        "rnnedge.signature": json.dumps(signature(model)),
-        "rnnedge.states": json.dumps(dict(spec.states)),
-        "rnnedge.lengths": json.dumps(spec.lengths),
-        "rnnedge.user": user,
-        "rnnedge.export": json.dumps(export),
-        "rnnedge.versions": json.dumps({"torch": torch.__version__, "onnx": onnx.__version__,
-                                        "onnxruntime": onnxruntime.__version__,
-                                        "exporter": f"rnnedge {__version__}"}),
-        "rnnedge.golden": encode(report.golden),
-    }
+    return metadata.props(kind.get("kind", "user"), signature=signature(model),
+                          states=spec.states, golden=report.golden, export=export,
+                          lengths=spec.lengths, user=user, config=kind.get("config"),
+                          vocab=kind.get("vocab"), metrics=kind.get("metrics"),
+                          provenance=kind.get("provenance"))
 
 
 def set_props(model, props):
@@ -260,16 +243,16 @@ def set_props(model, props):
         entry.key, entry.value = key, value
 
 
-def _write(model, tmp, out):
-    """Check the model, save it as one file at ``tmp`` and rename it to ``out``."""
+def _write(model, out, check=None):
+    """Check the model, save it as one file beside ``out``, run ``check(path)`` on that file
+    (it raises to refuse it) and only then rename it to ``out``."""
     import onnx
 
     onnx.checker.check_model(model, full_check=True)
-    try:  # the temp folder is removed by the caller, so a full disk leaves no half file
+    with writing(out) as tmp:
         onnx.save(model, str(tmp))
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise write_error(out, exc) from exc
+        if check is not None:
+            check(tmp)
 
 
 def export_from_specs(model, out, *, weights=None, inputs=(), outputs=(), states=(), lengths=None,

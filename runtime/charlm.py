@@ -18,7 +18,7 @@ PROMPT_CHUNK = 4096  # prompt characters per graph call
 
 
 class CharModel:
-    task = "charlm"
+    kind = "charlm"
 
     def __init__(self, onnx_model, meta, core, path=None):
         """``core``: the ``GraphModel`` this task layer speaks to (feeds checked there)."""
@@ -46,12 +46,13 @@ class CharModel:
             raise ModelFileError(f"{self.path}: its metadata vocabulary has {len(self.vocab)} "
                                  f"characters but the graph's logits have {width}; the file was "
                                  f"altered after export: export it again")
-        hidden = {i["name"]: i["shape"][-1] for i in self.core.signature["inputs"] if i["shape"]}
-        width = hidden.get("h0")
-        if isinstance(width, int) and width != self.config.get("hidden_size"):
-            raise ModelFileError(f"{self.path}: its metadata config says hidden_size "
-                                 f"{self.config.get('hidden_size')!r} but the graph's states have "
-                                 f"{width}; the file was altered after export: export it again")
+        state = next((i["shape"] for i in self.core.signature["inputs"] if i["name"] == "h0"), [])
+        for key, axis in (("num_layers", 0), ("hidden_size", -1)):
+            size = state[axis] if len(state) == 3 else None
+            if isinstance(size, int) and size != self.config.get(key):
+                raise ModelFileError(f"{self.path}: its metadata config says {key} "
+                                     f"{self.config.get(key)!r} but the graph's states have "
+                                     f"{size}; the file was altered after export: export it again")
         if "c0" in inputs and self.config.get("cell") != "lstm":
             raise ModelFileError(f"{self.path}: its metadata config says cell "
                                  f"{self.config.get('cell')!r} but the graph takes an LSTM's c0; "

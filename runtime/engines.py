@@ -1,17 +1,16 @@
 """The engines: one ``run(feeds) -> {name: array}`` over the graph's inputs and outputs.
 
 ``ort`` is onnxruntime on the CPU with an explicit thread count, ``numba`` the reference
-interpreter (``interpreter.py``), ``fast``/``fast-int8`` the fused kernels (``fast.py``
-charlm graphs, ``fast_seq.py`` sentiment and series classifiers, ``fast_chain.py``
-streaming chains and users' pooled or bidirectional classifiers, else the interpreter with
-fused recurrent nodes). Not here: reading
-files or metadata.
+interpreter (``interpreter.py``), ``fast``/``fast-int8`` the fused kernels, chosen by the
+file's kind (``STACK_READERS``), not by trying engines: the reader of that kind describes the
+stack, or refuses it with a reason and the interpreter runs the graph with fused recurrent
+nodes. Not here: reading files or metadata.
 """
 
 import numbers
 import os
 
-from .errors import InputError
+from .errors import InputError, UnsupportedError
 
 ENGINES = ("ort", "numba", "fast", "fast-int8")
 # onnxruntime starts every thread at load: 100 take seconds, 100,000 never finish starting
@@ -59,30 +58,53 @@ class NumbaEngine:
         return self.interpreter.run(feeds)
 
 
-def make_engine(name, model, threads=1, task=None):
-    """Engine ``name`` over ``model``; ``task`` picks the fast engine (charlm: the whole-model one)."""
+def make_engine(name, model, threads=1, meta=None):
+    """Engine ``name`` over ``model`` (an ``onnx.ModelProto``, or a path or bytes for ort);
+    ``meta``: the file's ``metadata.Metadata``, whose kind picks the fused engine's reader."""
     if name not in ENGINES:
         raise InputError(f"engine must be one of {', '.join(ENGINES)}, not {name!r}")
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or \
             not 1 <= threads <= MAX_THREADS:
         raise InputError(f"threads must be an integer from 1 to {MAX_THREADS} (this machine has "
                          f"{os.cpu_count()} CPUs), not {threads!r}")
-    if name in ("fast", "fast-int8") and task != "charlm":
-        from .errors import UnsupportedError
-        from .fast_chain import FastChainEngine, FastPooledEngine
-        from .fast_seq import FastSeqEngine
-
-        quantize = "int8" if name == "fast-int8" else None
-        # rnnedge's classifiers (sentiment, series), then a chain of recurrent layers with a
-        # linear head, then one with bidirectional layers or pooling: one numba call a run
-        for fused in (FastSeqEngine, FastChainEngine, FastPooledEngine):
-            try:
-                return fused(model, quantize=quantize)
-            except UnsupportedError:
-                pass
-        return NumbaEngine(model, threads, kernel=name)  # the interpreter, fused nodes
     if name in ("fast", "fast-int8"):
-        from .fast import FastCharEngine
-
-        return FastCharEngine(model, quantize="int8" if name == "fast-int8" else None)
+        return fused_engine(model, meta, "int8" if name == "fast-int8" else None)[0]
     return (OrtEngine if name == "ort" else NumbaEngine)(model, threads)
+
+
+# The reader of each kind's stack (metadata.KINDS): rnnedge's char model and classifiers are
+# read by what their exporter writes; a user's graph by the chain reader, whose ``Chain`` says
+# which fused engine runs it (a streaming chain, or a pooled/bidirectional classifier).
+STACK_READERS = {"charlm": "char", "sentiment": "sequence", "series": "sequence", "user": "chain"}
+
+
+def fused_engine(model, meta, quantize):
+    """(engine, path): the fused whole-model engine of the file's stack, one numba call a run;
+    when the kind's reader refuses the graph, the interpreter with fused recurrent nodes and
+    the reader's reason (``rnnedge info`` shows it)."""
+    reader = STACK_READERS[meta.kind if meta is not None else "user"]
+    try:
+        if reader == "char":
+            from .fast import FastCharEngine
+
+            return FastCharEngine(model, quantize), "fused stack (char reader)"
+        if reader == "sequence":
+            from .fast_seq import FastSeqEngine, read_seq
+
+            seq = read_seq(model, meta)
+            return FastSeqEngine(model, quantize, seq=seq), "fused stack (sequence reader)"
+        from .chain_graph import read_chain
+        from .fast_chain import FastChainEngine, FastPooledEngine
+
+        chain = read_chain(model)
+        streaming = chain.directions == 1 and not chain.pool
+        engine = (FastChainEngine if streaming else FastPooledEngine)(model, quantize, chain=chain)
+        return engine, f"fused stack (chain reader, {'streaming' if streaming else 'pooled'})"
+    except UnsupportedError as refused:
+        engine = NumbaEngine(model, kernel="fast-int8" if quantize else "fast")
+        return engine, f"interpreter with fused recurrent nodes: {refused}"
+
+
+def engine_path(model, meta):
+    """What ``fast`` and ``fast-int8`` run for this file, and why (for ``rnnedge info``)."""
+    return fused_engine(model, meta, None)[1]

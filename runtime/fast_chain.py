@@ -28,10 +28,10 @@ class FastChainEngine:
 
     all_finite = staticmethod(all_finite)  # for ``GraphModel.check``: compiled, one call
 
-    def __init__(self, model, quantize=None, twin=False):
+    def __init__(self, model, quantize=None, twin=False, chain=None):
         if quantize not in (None, "int8"):
             raise InputError(f"quantize must be None or 'int8', not {quantize!r}")
-        self.chain = c = read_chain(model)
+        self.chain = c = chain or read_chain(model)  # ``chain``: already read
         if c.directions != 1 or c.pool:
             raise UnsupportedError("fast chain engine: bidirectional layers or a pooled head "
                                    "run on FastPooledEngine")
@@ -123,8 +123,8 @@ class FastPooledEngine(FastSeqEngine):
     sequence engine's kernel (ops/fused_seq.py); every case runs its whole time (the graph
     has no lengths input)."""
 
-    def __init__(self, model, quantize=None, twin=False):
-        c = read_chain(model)
+    def __init__(self, model, quantize=None, twin=False, chain=None):
+        c = chain or read_chain(model)
         if c.directions == 1 and not c.pool:
             raise UnsupportedError("fast pooled engine: a forward chain with a linear head "
                                    "runs on FastChainEngine")

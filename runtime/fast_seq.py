@@ -18,7 +18,6 @@ Users' pooled or bidirectional graphs come through ``chain_graph.read_chain`` in
 (``fast_chain.FastPooledEngine``). Not thread-safe.
 """
 
-import json
 from typing import NamedTuple
 
 import numpy as np
@@ -64,18 +63,12 @@ def _fail(message):
     raise UnsupportedError(f"fast sequence engine: {message}")
 
 
-def _config(model):
+def _config(meta):
     """(config, sequence input name, {state input: state output}) from the metadata, or fail."""
-    props = {p.key: p.value for p in model.metadata_props}
     try:
-        user = json.loads(props.get("rnnedge.user") or "{}")
-        if props.get("rnnedge.task") == "sentiment":
-            found = json.loads(props["rnnedge.config"]), "tokens", {}
-        elif isinstance(user, dict) and user.get("task") == "series":
-            found = user["config"], "frames", json.loads(props.get("rnnedge.states") or "{}")
-        else:
-            _fail("the file is not an rnnedge sentiment or series classifier (rnnedge.task / "
-                  "rnnedge.user metadata)")
+        if meta is None or meta.kind not in ("sentiment", "series"):
+            _fail("the file is not an rnnedge sentiment or series classifier (rnnedge.kind)")
+        found = meta.config, "tokens" if meta.kind == "sentiment" else "frames", meta.states or {}
         config = found[0]
         if config["cell"] not in OPS or config["head"] not in REDUCTIONS:
             _fail(f"its config has cell {config['cell']!r} and head {config['head']!r}")
@@ -192,9 +185,14 @@ def _head(g, output, squeeze):
     return (W if a.get("transB", 0) else W.T), g.constant(gemm.input[2], "the head's bias")
 
 
-def read_seq(model):
-    """The ``Seq`` of an rnnedge classifier, or ``UnsupportedError`` naming what did not match."""
-    config, sequence, state_map = _config(model)
+def read_seq(model, meta=None):
+    """The ``Seq`` of an rnnedge classifier, or ``UnsupportedError`` naming what did not match;
+    ``meta``: the file's ``Metadata`` (read from ``model`` when not given)."""
+    if meta is None:
+        from .metadata import read_metadata
+
+        meta = read_metadata(model)
+    config, sequence, state_map = _config(meta)
     g = _Graph(model)
     if sequence not in g.inputs or "lengths" not in g.inputs:
         _fail(f"the graph's inputs {g.inputs} lack {sequence} or lengths")

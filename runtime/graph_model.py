@@ -19,11 +19,27 @@ import numpy as np
 from .errors import InputError
 
 FLOAT_KINDS, INT_KINDS = "f", "iu"
+# The one rule for what a named axis is, used by the export gate, verify, bench and streaming
 BATCH_NAMES = ("batch", "batch_size", "n")
+TIME_NAMES = ("time", "seq", "sequence", "length", "frames", "steps")
+
+
+def axis_role(dim):
+    """"batch", "time" or None for an axis name (a fixed size is neither)."""
+    if not isinstance(dim, str) or not dim:
+        return None
+    name = dim.lower()
+    if name in BATCH_NAMES or "batch" in name:
+        return "batch"
+    return "time" if any(t in name for t in TIME_NAMES) else None
 
 
 def is_batch_axis(dim):
-    return isinstance(dim, str) and (dim.lower() in BATCH_NAMES or "batch" in dim.lower())
+    return axis_role(dim) == "batch"
+
+
+def is_time_axis(dim):
+    return axis_role(dim) == "time"
 
 
 def same_shape(a, b):
@@ -66,10 +82,9 @@ def all_finite(array):
 class GraphModel:
     """A loaded model: ``run``, ``signature``, ``stream`` (when state pairs are known)."""
 
-    task = "generic"
-
     def __init__(self, engine, signature, states=None, meta=None, path=None):
         self.engine, self.signature, self.meta, self.path = engine, signature, meta, path
+        self.kind = meta.kind if meta is not None else "user"
         self.inputs = {i["name"]: i for i in signature["inputs"]}
         self.specs = {}  # name -> ``_spec``, filled on first use
         # an engine may bring a faster finiteness check of its own (the fast ones: numba)
@@ -88,6 +103,11 @@ class GraphModel:
         bad = [k for k, v in self.states.items() if k not in self.inputs or v not in self.output_names]
         if bad:
             raise InputError(f"state pairs {bad} name inputs or outputs the graph does not have")
+
+    @property
+    def core(self):
+        """The ``GraphModel`` under a task layer: for a user's file, the model itself."""
+        return self
 
     def check(self, feeds):
         """The feeds as contiguous arrays of the graph's dtypes; typed errors for anything else."""
@@ -174,19 +194,20 @@ class GraphModel:
             out[name] = np.zeros(dims, np.dtype(spec["type"]))
         return out
 
-    def stream(self, batch=1):
+    def stream(self, batch=1, states=None):
+        """A ``GraphStream`` from ``states`` (default: zeros of ``batch`` rows)."""
         if not self.states:
             raise InputError("this model has no state pairs (no rnnedge.states metadata and no input "
                              "and output of equal shape): it runs whole sequences only, with run()")
-        return GraphStream(self, batch)
+        return GraphStream(self, batch, states)
 
 
 class GraphStream:
     """One stream through a model: ``step(feeds)`` carries the states between calls."""
 
-    def __init__(self, model, batch=1):
+    def __init__(self, model, batch=1, states=None):
         self.model, self.batch = model, batch
-        self.reset()
+        self.reset(states)
 
     def reset(self, states=None):
         self.states = self.model.zero_states(self.batch) if states is None else dict(states)

@@ -1,19 +1,18 @@
 """Loading any ONNX file into its model object, and describing a file.
 
-``load(path, engine="ort"|"numba"|"fast"|"fast-int8", threads=1)`` returns a ``CharModel``,
-``SentimentModel`` or ``SeriesModel`` by the file's rnnedge metadata, and a ``GraphModel``
-for any other file; ``describe`` is what ``rnnedge info`` shows. Files are read by ``files.py``, metadata by ``metadata.py``,
+``load(path, engine="ort"|"numba"|"fast"|"fast-int8", threads=1)`` returns the task layer
+that the file's ``rnnedge.kind`` names (``TASK_LAYERS``: ``CharModel``, ``SentimentModel``,
+``SeriesModel``) over the one ``GraphModel``, or the ``GraphModel`` itself for a user's file; ``describe`` is what ``rnnedge info`` shows. Files are read by ``files.py``, metadata by ``metadata.py``,
 engines made by ``engines.py``.
 """
 
-import json
 from pathlib import Path
 
 from .engines import make_engine
 from .errors import ModelFileError
 from .files import is_ort_format, read_onnx, read_ort_format, read_with_session
 from .graph_model import GraphModel
-from .metadata import is_rnnedge, metadata_from_props, props_of
+from .metadata import parse, props_of
 
 
 def signature(model):
@@ -56,51 +55,51 @@ def open_file(path, engine="ort", threads=1):
         return model, props, built, session_signature(built.session)
     model = read_onnx(path)
     props = props_of(model)
-    task = props.get("rnnedge.task")
-    return model, props, make_engine(engine, model, threads, task), signature(model)
+    return model, props, make_engine(engine, model, threads, parse(props, path)), signature(model)
 
 
-def declared_signature(props, graph_signature):
-    """The signature with the axis names the exporter was given (``rnnedge.signature``), if any."""
-    if "rnnedge.signature" not in props:
-        return graph_signature
-    declared = json.loads(props["rnnedge.signature"])
-    as_runtime = lambda v: {"name": v["name"], "type": v.get("dtype", v.get("type")), "shape": v["shape"]}
-    return {side: [as_runtime(v) for v in declared[side]] for side in ("inputs", "outputs")}
+def _graph(source, built, sig, meta, path):
+    return GraphModel(built, sig, meta.states, meta, path)
 
 
-CHARLM_STATES = {True: {"h0": "hn", "c0": "cn"}, False: {"h0": "hn"}}  # by "is an LSTM"
+def _char(source, built, sig, meta, path):
+    from .charlm import CharModel
+
+    return CharModel(source, meta, _graph(source, built, sig, meta, path), path)
+
+
+def _reviews(source, built, sig, meta, path):
+    from .sentiment import SentimentModel
+
+    return SentimentModel(source, meta, _graph(source, built, sig, meta, path), path)
+
+
+def _series(source, built, sig, meta, path):
+    from .series import SeriesModel
+
+    return SeriesModel(built, sig, meta, path)
+
+
+# the task layer of each kind (metadata.KINDS): a thin adapter over the one GraphModel
+TASK_LAYERS = {"charlm": _char, "sentiment": _reviews, "series": _series, "user": _graph}
 
 
 def load(path, engine="ort", threads=1):
-    """Load any ONNX model; rnnedge's own tasks get their task layer, anything else a ``GraphModel``.
+    """Load any ONNX model: the task layer its ``rnnedge.kind`` names over a ``GraphModel``.
 
     ``engine``: ort, numba (the reference interpreter), fast or fast-int8 (the fused numba
-    kernels: the whole-model engine for char models, fused recurrent nodes otherwise).
+    kernels; see ``engines.py``). A file without rnnedge metadata is a ``GraphModel``.
     """
     model, props, built, sig = open_file(path, engine, threads)
-    meta = metadata_from_props(props, path) if is_rnnedge(props) else None
-    task = meta.task if meta else "generic"
-    if meta and not isinstance(model, (bytes, str)):  # the ort engine reads no proto
+    meta = parse(props, path)
+    if meta.rnnedge and not isinstance(model, (bytes, str)):  # the ort engine reads no proto
         check_config(meta, model, path)
-    sig = declared_signature(props, sig)
-    if task == "charlm":
-        from .charlm import CharModel
+    return TASK_LAYERS[meta.kind](model, built, meta.signature or sig, meta, path)
 
-        lstm = meta.config.get("cell") == "lstm"
-        return CharModel(model, meta, GraphModel(built, sig, CHARLM_STATES[lstm], meta, path), path)
-    if task == "sentiment":
-        from .sentiment import SentimentModel
 
-        return SentimentModel(model, meta, GraphModel(built, sig, {}, meta, path), path)
-    if task != "generic":
-        raise ModelFileError(f"{path} has task {task!r}, which this runtime does not know")
-    from .series import SeriesModel, is_series
-
-    if meta is not None and is_series(props):  # a generic export with "task": "series"
-        return SeriesModel(built, sig, meta, path)
-    states = json.loads(props["rnnedge.states"]) if "rnnedge.states" in props else None
-    return GraphModel(built, sig, states, meta, path)
+def file_kind(path):
+    """The ``rnnedge.kind`` of an ONNX file (``user`` for a file without rnnedge metadata)."""
+    return parse(props_of(read_onnx(path)), path).kind
 
 
 def describe(path):
@@ -111,35 +110,34 @@ def describe(path):
     """
     if Path(path).is_file() and is_ort_format(path):
         _, props, built = read_ort_format(path)
-        file_format, opset, sig, nodes = "ort", None, session_signature(built.session), None
+        file_format, opset, sig, nodes, model = "ort", None, session_signature(built.session), None, None
     else:
         model = read_onnx(path)
         props, file_format, sig = props_of(model), "onnx", signature(model)
         opset = {o.domain or "ai.onnx": o.version for o in model.opset_import}
         nodes = recurrent_nodes(model)
+    meta = parse(props, path)
     report = {"path": str(path), "file_format": file_format, "opset": opset,
-              "file_bytes": Path(path).stat().st_size, "signature": sig, "recurrent_nodes": nodes}
-    if not is_rnnedge(props):
+              "file_bytes": Path(path).stat().st_size, "signature": meta.signature or sig,
+              "recurrent_nodes": nodes, "kind": meta.kind, "rnnedge_metadata": meta.rnnedge}
+    if model is not None:
+        from .engines import engine_path
+
+        report["fast_engine"] = engine_path(model, meta)
+    if not meta.rnnedge:
         from .graph_model import infer_states
 
-        return {**report, "task": None, "rnnedge_metadata": False, "states": infer_states(sig),
-                "states_source": "inferred", "metadata": props}
-    meta = metadata_from_props(props, path)
+        return {**report, "states": infer_states(sig), "states_source": "inferred",
+                "metadata": props}
     if file_format == "onnx":
         check_config(meta, model, path)
-    if meta.task == "generic":
-        loads = lambda key, default: json.loads(props[key]) if key in props else default
-        return {**report, "task": "generic", "rnnedge_metadata": True,
-                "states": loads("rnnedge.states", {}), "states_source": "metadata",
-                "lengths": loads("rnnedge.lengths", None), "user": loads("rnnedge.user", {}),
-                "export": loads("rnnedge.export", {}), "versions": loads("rnnedge.versions", {}),
-                "golden_cases": golden_count(props)}
-    vocab = meta.vocab if meta.task == "charlm" else meta.vocab.get("vocab", [])
-    return {**report, "task": meta.task, "rnnedge_metadata": True,
-            "format": meta.props["rnnedge.format"], "variant": meta.props.get("rnnedge.variant"),
+    vocab = meta.vocab.get("vocab", []) if isinstance(meta.vocab, dict) else meta.vocab
+    return {**report, "format": props["rnnedge.format"], "variant": meta.variant,
             "config": meta.config, "metrics": meta.metrics, "vocab_size": len(vocab),
-            "checkpoint_sha256": meta.props.get("rnnedge.checkpoint_sha256"),
-            "versions": json.loads(meta.props.get("rnnedge.versions", "{}"))}
+            "states": meta.states or {}, "states_source": "metadata", "lengths": meta.lengths,
+            "user": meta.user, "export": meta.export, "versions": meta.versions,
+            "checkpoint_sha256": props.get("rnnedge.checkpoint_sha256"),
+            "golden_cases": golden_count(props)}
 
 
 def check_config(meta, model, path):
@@ -149,7 +147,7 @@ def check_config(meta, model, path):
     ``rnnedge info`` a model it is not.
     """
     nodes, config = recurrent_nodes(model), meta.config
-    if meta.task not in ("charlm", "sentiment") or not nodes:
+    if meta.kind not in ("charlm", "sentiment") or not nodes:
         return
     have = {"cell": sorted({n["cell"].lower() for n in nodes}),
             "hidden_size": sorted({n["hidden_size"] for n in nodes}), "num_layers": len(nodes)}

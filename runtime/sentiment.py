@@ -13,7 +13,7 @@ from .tokenizer import Tokenizer, pad_batch
 
 
 class SentimentModel:
-    task = "sentiment"
+    kind = "sentiment"
 
     def __init__(self, onnx_model, meta, core, path=None):
         """``core``: the ``GraphModel`` this task layer speaks to (feeds checked there)."""

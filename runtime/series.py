@@ -1,8 +1,9 @@
 """Classifiers of real-valued frames at run time: raw variable-length cases in, class probabilities out.
 
-A series file is a generic export (``rnnedge.task`` "generic", so every generic tool reads
-it) whose ``rnnedge.user`` metadata says ``"task": "series"`` and carries the class names,
-the channel count, the normalisation constants and the training config. The graph takes
+A series file is of kind ``series``: its config (the channel count among it) and class names
+are the schema's ``rnnedge.config`` and ``rnnedge.vocab``, the normalisation constants its
+``rnnedge.user`` (``runtime/metadata.py``), and it goes through every path a user's file
+goes through (golden bundle, state pairs, signature). The graph takes
 raw frames (batch, time, channels) float32 and ``lengths`` (batch,) int64 and returns
 ``logits`` and ``probs`` (batch, classes): the per-channel ``(x - mean) / std`` is inside
 the graph, so callers never normalise, and the recurrent net stops each case at its true
@@ -17,34 +18,43 @@ returning the class probabilities of the frames so far. A bidirectional model ha
 states and refuses to stream.
 """
 
-import json
 
 import numpy as np
 
 from .errors import InputError
 from .graph_model import GraphModel, GraphStream
 
-TASK = "series"
-
-
-def is_series(props):
-    """Whether a file's metadata properties describe a series classifier."""
-    try:
-        return json.loads(props.get("rnnedge.user") or "{}").get("task") == TASK
-    except (ValueError, AttributeError):
-        return False
-
-
 class SeriesModel(GraphModel):
-    task = TASK
-
     def __init__(self, engine, signature, meta, path=None):
-        states = json.loads(meta.props.get("rnnedge.states") or "{}")  # none when bidirectional
-        super().__init__(engine, signature, states, meta, path)
-        user = json.loads(meta.props["rnnedge.user"])
-        self.classes = tuple(user["classes"])
-        self.channels = int(user["channels"])
-        self.norm, self.config = user["norm"], user["config"]
+        super().__init__(engine, signature, meta.states or {}, meta, path)  # {}: bidirectional
+        self.classes, self.config = tuple(meta.vocab), meta.config
+        self.channels, self.norm = meta.config.get("channels"), meta.user.get("norm")
+        self._check_metadata(path)
+
+    def _check_metadata(self, path):
+        """The metadata must describe the graph: class names, channels, normalisation."""
+        outputs = {o["name"]: o["shape"] for o in self.signature["outputs"]}
+        inputs = {i["name"]: i["shape"] for i in self.signature["inputs"]}
+        width = (outputs.get("probs") or [None])[-1]
+        channels = (inputs.get("frames") or [None])[-1]
+        norm = self.norm if isinstance(self.norm, dict) else {}
+        wrong = [what for what, bad in (
+            (f"{len(self.classes)} class names for {width} outputs",
+             not all(isinstance(c, str) for c in self.classes) or
+             (isinstance(width, int) and width != len(self.classes))),
+            (f"{self.channels!r} channels where the graph takes {channels}",
+             not isinstance(self.channels, int) or isinstance(self.channels, bool)
+             or (isinstance(channels, int) and channels != self.channels)),
+            ("no per-channel mean and std of that length",
+             not all(isinstance(norm.get(k), list) and len(norm[k]) == self.channels
+                     for k in ("mean", "std"))),
+            ("no frames and lengths inputs", not {"frames", "lengths"} <= set(inputs)))
+            if bad]
+        if wrong:
+            from .errors import ModelFileError
+
+            raise ModelFileError(f"{path}: its series metadata says {'; '.join(wrong)}; the file "
+                                 f"was altered after export: export it again")
 
     def run(self, feeds):
         """One call of the graph; the states not in ``feeds`` start from zeros."""
@@ -54,17 +64,18 @@ class SeriesModel(GraphModel):
             feeds = {**{n: zeros[n] for n in missing}, **feeds}
         return super().run(feeds)
 
-    def stream(self, batch=1):
-        """A ``SeriesStream`` over one case; refused for a bidirectional model."""
+    def stream(self, batch=1, states=None):
+        """A ``SeriesStream`` over one case (from ``states``, default zeros); refused for a
+        bidirectional model."""
         if self.config.get("bidirectional"):
             raise InputError("a bidirectional model reads each case whole, backwards too, so it "
                              "cannot stream; classify whole cases with predict(), or train a "
                              "forward model (no --bidirectional) to stream")
         if not self.states:  # a forward model exported without its states: GraphModel refuses
-            return super().stream(batch)
+            return super().stream(batch, states)
         if batch != 1:
             raise InputError(f"a series stream runs one case (batch 1), not {batch}")
-        return SeriesStream(self)
+        return SeriesStream(self, 1, states)
 
     def check_cases(self, cases):
         """The cases as (T_i, C) float32 arrays; typed errors for any other shape or value."""

@@ -265,7 +265,7 @@ MATRIX = [
     (["verify", "{files}/dir"], "is a directory, not a file"),
     # bench
     (["bench", "{charlm}", "--warmup", "-1"], "--warmup must be >= 0, not -1"),
-    (["bench", "{sentiment}", "--reviews", "0"], "--reviews must be >= 1, not 0"),
+    (["bench", "{sentiment}", "--cases", "0"], "--cases must be >= 1, not 0"),
     (["bench", "{charlm}", "--steps", "-7"], "--steps must be >= 1, not -7"),
     (["bench", "{charlm}", "--threads", "-3"], "--threads must be >= 1, not -3"),
     (["bench", "{charlm}", "--steps", "2", "--warmup", "0", "--variant", "{files}/dir"], "is a directory, not a file"),
@@ -324,7 +324,6 @@ MATRIX = [
     (["optimize", "{charlm}", "--out", "{files}/v.onnx", "--ort-format"], "must end in .ort"),
     (["optimize", "{charlm_ckpt}", "--out", "{files}/v.onnx", "--int8"], "it is a zip archive"),
     (["optimize", "{files}/dir", "--out", "{files}/v.onnx", "--int8"], "is a directory, not a file"),
-    (["optimize", "{sentiment}", "--out", "{files}/v.onnx", "--numba-int8"], "runs charlm models only"),
     # train charlm
     (["train", "charlm", "--out", "{files}/afile", *TINY], "is a file; a training run writes a folder"),
     (["train", "charlm", "--out", "{tmp}/t", "--lr", "nan"], "lr must be a number in (0, 10], not nan"),

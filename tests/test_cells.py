@@ -29,7 +29,7 @@ def test_charlm_cell_trains_exports_and_verifies(tmp_path, data_dir, cell, nonli
                          [("gru", "tanh", False), ("rnn", "relu", False), ("lstm", "tanh", True)])
 def test_sentiment_cell_trains_exports_verifies_and_evaluates(tmp_path, imdb_subset, data_dir, cell,
                                                                nonlinearity, bidirectional):
-    from rnnedge.deploy.verify_sentiment import verify_sentiment
+    from rnnedge.deploy.verify import verify
     from rnnedge.runtime.sentiment import evaluate
     from rnnedge.data.imdb import load_imdb
     from rnnedge.train.sentiment import train_sentiment
@@ -37,7 +37,7 @@ def test_sentiment_cell_trains_exports_verifies_and_evaluates(tmp_path, imdb_sub
     train_sentiment(tmp_path / "run", data=imdb_subset, echo=None, cell=cell, nonlinearity=nonlinearity,
                     bidirectional=bidirectional, **{**TINY_SENTIMENT, "num_layers": 1})
     path, _ = export(tmp_path / "run" / "best.pt", tmp_path / "m.onnx")
-    diffs = verify_sentiment(path, reference(tmp_path / "run" / "best.pt"), data_dir, n=64)
+    diffs = verify(path, reference(tmp_path / "run" / "best.pt"), data_dir, limit=64)
     assert all(d.ok for d in diffs), [str(d) for d in diffs if not d.ok]
     reviews = load_imdb("test", data_dir)[::250]  # 100 reviews, both labels
     scores = {engine: evaluate(rt.load(path, engine=engine), [r.text for r in reviews],

@@ -19,9 +19,9 @@ def test_graph_uses_native_lstm_nodes_with_dynamic_batch_and_time(charlm):
     assert ops.count("LSTM") == 2 and not {"Loop", "Scan"} & set(ops)
     dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
             for v in [*model.graph.input, *model.graph.output]}
-    assert dims == {"tokens": ["batch", "time"], "h0": ["layers", "batch", 32],
-                    "c0": ["layers", "batch", 32], "logits": ["batch", "time", 65],
-                    "hn": ["layers", "batch", 32], "cn": ["layers", "batch", 32]}
+    assert dims == {"tokens": ["batch", "time"], "h0": [2, "batch", 32],
+                    "c0": [2, "batch", 32], "logits": ["batch", "time", 65],
+                    "hn": [2, "batch", 32], "cn": [2, "batch", 32]}
 
 
 def test_metadata_makes_the_file_self_describing(charlm):
@@ -29,7 +29,7 @@ def test_metadata_makes_the_file_self_describing(charlm):
 
     props = {p.key: p.value for p in onnx.load(str(charlm[1])).metadata_props}
     ckpt = torch.load(charlm[0], weights_only=True)
-    assert props["rnnedge.format"] == "1" and props["rnnedge.task"] == "charlm"
+    assert props["rnnedge.format"] == "2" and props["rnnedge.kind"] == "charlm"
     assert json.loads(props["rnnedge.config"]) == ckpt["config"]
     assert json.loads(props["rnnedge.vocab"]) == ckpt["vocab"]
     assert json.loads(props["rnnedge.metrics"])["val_nats"] == ckpt["metrics"]["val_nats"]

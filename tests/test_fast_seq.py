@@ -43,7 +43,7 @@ def random_sentiment(cell, head, layers, bidirectional, nonlinearity="tanh", see
     config = {"cell": cell, "hidden_size": H, "num_layers": layers, "head": head,
               "bidirectional": bidirectional, "nonlinearity": nonlinearity, "embed_dim": E,
               "vocab_size": V}
-    return sentiment_graph(config, sd, {"rnnedge.task": "sentiment",
+    return sentiment_graph(config, sd, {"rnnedge.format": "2", "rnnedge.kind": "sentiment",
                                         "rnnedge.config": json.dumps(config)}, lbr)
 
 
@@ -192,24 +192,27 @@ def test_graphs_it_does_not_read_are_refused_by_name():
     with pytest.raises(UnsupportedError, match="the head is 'mean'"):
         FastSeqEngine(model)
     model = random_sentiment("lstm", "mean", 2, False)
-    config = json.loads(model.metadata_props[1].value)
-    onnx.helper.set_model_props(model, {"rnnedge.task": "sentiment",
+    config = json.loads({p.key: p.value for p in model.metadata_props}["rnnedge.config"])
+    onnx.helper.set_model_props(model, {"rnnedge.format": "2", "rnnedge.kind": "sentiment",
                                         "rnnedge.config": json.dumps({**config, "num_layers": 1})})
     with pytest.raises(UnsupportedError, match="1 x LSTM"):
         FastSeqEngine(model)
-    onnx.helper.set_model_props(model, {"rnnedge.task": "charlm"})
+    onnx.helper.set_model_props(model, {"rnnedge.format": "2", "rnnedge.kind": "charlm"})
     with pytest.raises(UnsupportedError, match="not an rnnedge sentiment or series"):
         FastSeqEngine(model)
 
 
-def test_make_engine_picks_it_and_falls_back_when_it_refuses():
+def test_make_engine_picks_it_by_kind_and_malformed_metadata_is_refused():
+    from rnnedge.runtime.errors import ModelFileError
+    from rnnedge.runtime.metadata import read_metadata
+
     model = random_sentiment("lstm", "max", 1, True)
-    assert isinstance(make_engine("fast", model, task="sentiment"), FastSeqEngine)
-    assert make_engine("fast-int8", model, task="sentiment").name == "fast-int8"
-    onnx.helper.set_model_props(model, {"rnnedge.task": "sentiment",
+    assert isinstance(make_engine("fast", model, meta=read_metadata(model)), FastSeqEngine)
+    assert make_engine("fast-int8", model, meta=read_metadata(model)).name == "fast-int8"
+    onnx.helper.set_model_props(model, {"rnnedge.format": "2", "rnnedge.kind": "sentiment",
                                         "rnnedge.config": "{not json"})
-    engine = make_engine("fast", model, task="sentiment")
-    assert not isinstance(engine, FastSeqEngine) and engine.name == "fast"
+    with pytest.raises(ModelFileError, match="metadata rnnedge.config is not JSON"):
+        read_metadata(model)
 
 
 @pytest.mark.parametrize("feeds, message", [

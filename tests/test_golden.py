@@ -47,7 +47,7 @@ def run(model, name, inputs):
 
 def test_the_golden_files_are_small():
     sizes = {p.name: p.stat().st_size for p in GOLDEN.iterdir() if p.suffix in (".onnx", ".npz")}
-    assert set(sizes) == {"tiny_charlm.onnx", "tiny_kws.onnx", "io.npz"}
+    assert set(sizes) == {"tiny_charlm.onnx", "tiny_kws.onnx", "io.npz", "format1_charlm.onnx"}
     assert max(sizes.values()) < 50_000, sizes
 
 
@@ -61,6 +61,43 @@ def test_every_engine_reproduces_the_bundle(name, engine):
         assert sorted(actual) == sorted(expected)
         for output, want in expected.items():
             assert_close(f"{name} case {i} {output} on {engine}", actual[output], want, tol)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_format_1_file_still_loads_and_answers_as_the_bundle_says(engine):
+    """``format1_charlm.onnx`` is ``tiny_charlm.onnx`` (same weights) as rnnedge wrote it before
+    the one schema: ``rnnedge.task`` and no states, signature or golden keys."""
+    model = rt.load(GOLDEN / "format1_charlm.onnx", engine=engine)
+    assert model.kind == "charlm" and model.core.states == {"h0": "hn", "c0": "cn"}
+    for i, (inputs, expected) in enumerate(cases("charlm")):
+        actual = run(model, "charlm", inputs)
+        for output, want in expected.items():
+            assert_close(f"format 1 case {i} {output} on {engine}", actual[output], want,
+                         tolerance(engine))
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_every_file_streams_through_its_graph_model_from_zero_states(name):
+    """``GraphModel.stream()`` (no task layer) on every file with state pairs, the char model
+    included: its layer axis is fixed in the file, so zero states are made from the graph."""
+    core = rt.load(FILES[name], engine="fast").core
+    stream = core.stream()
+    inputs = cases(name)[-1][0]
+    sequence = next(k for k in inputs if k not in core.states)
+    frame = inputs[sequence][:1, :1]
+    first = stream.step({sequence: frame})
+    zeros = core.zero_states(1)
+    assert all(z.any() == 0 for z in zeros.values())
+    again = core.run({sequence: frame, **zeros})
+    for output, value in first.items():
+        assert_close(f"{name} {output}", value, again[output], FP32)
+
+
+def test_info_says_which_engine_path_the_fast_engines_take():
+    from rnnedge.runtime.model import describe
+
+    assert describe(FILES["charlm"])["fast_engine"] == "fused stack (char reader)"
+    assert describe(FILES["kws"])["fast_engine"] == "fused stack (chain reader, streaming)"
 
 
 @pytest.mark.parametrize("engine", ["ort", "numba", "fast"])
@@ -115,6 +152,9 @@ def test_verify_passes_without_torch_or_data(name, no_torch_env, tmp_path):
     done = cli("verify", FILES[name], *extra, env=no_torch_env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "numba vs ort" in done.stdout and " 0 failed" in done.stdout + done.stderr
+    for engine in ENGINES:  # every engine against what PyTorch computed at export
+        assert f"{engine} vs golden (PyTorch)" in done.stdout, done.stdout
+    assert "fast-int8 streamed vs whole" in done.stdout
     assert "torch" not in done.stdout
 
 
@@ -122,12 +162,12 @@ def test_info_describes_both_files_without_torch(no_torch_env):
     charlm = cli("info", FILES["charlm"], "--json", env=no_torch_env)
     assert charlm.returncode == 0, charlm.stderr
     report = json.loads(charlm.stdout)
-    assert report["task"] == "charlm" and report["vocab_size"] == 12
+    assert report["kind"] == "charlm" and report["vocab_size"] == 12
     assert report["config"]["num_layers"] == 1 and report["config"]["hidden_size"] == 8
     kws = cli("info", FILES["kws"], "--json", env=no_torch_env)
     assert kws.returncode == 0, kws.stderr
     report = json.loads(kws.stdout)
-    assert report["task"] == "generic" and report["states"] == {"h": "h_new"}
+    assert report["kind"] == "user" and report["states"] == {"h": "h_new"}
     assert [n["cell"] for n in report["recurrent_nodes"]] == ["GRU"]
 
 

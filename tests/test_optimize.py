@@ -203,10 +203,14 @@ def test_numba_int8_failed_gate_writes_nothing_and_says_by_how_much(charlm, data
     assert list(tmp_path.iterdir()) == []
 
 
-def test_numba_int8_refuses_a_sentiment_model(sentiment, tmp_path):
-    with pytest.raises(UnsupportedError, match="sentiment model; --numba-int8 .* charlm models only"):
-        optimize(sentiment[1], tmp_path / "x.onnx", numba_int8=True)
-    assert list(tmp_path.iterdir()) == []
+def test_numba_int8_passes_its_gate_on_a_sentiment_model(sentiment, data_dir, tmp_path):
+    out = tmp_path / "x.onnx"
+    report = optimize(sentiment[1], out, numba_int8=True, data_dir=data_dir, limit=REVIEWS)
+    gate = report["gate"]
+    assert gate["passed"] and gate["reviews"] == REVIEWS and gate["agreement"] >= 0.99
+    assert gate["engines"] == {"reference": "ort", "candidate": "fast-int8"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.onnx"]  # no temp file left
+    assert "IMDb test reviews (fp32 ort -> fast-int8)" in summary(report)
 
 
 def test_info_describes_an_ort_format_file_from_its_session(charlm, data_dir, tmp_path):
@@ -225,7 +229,7 @@ def test_info_describes_an_ort_format_file_from_its_session(charlm, data_dir, tm
                                                   "shape": ["batch", "time"]}
     assert ort_info["recurrent_nodes"] is None  # an ORT-format session does not show its nodes
     assert [n["cell"] for n in onnx_info["recurrent_nodes"]] == ["LSTM", "LSTM"]
-    same = ("task", "format", "config", "metrics", "vocab_size", "checkpoint_sha256", "versions",
+    same = ("kind", "format", "config", "metrics", "vocab_size", "checkpoint_sha256", "versions",
             "rnnedge_metadata")
     assert {k: ort_info[k] for k in same} == {k: onnx_info[k] for k in same}
     assert ort_info["file_bytes"] == out.stat().st_size

@@ -95,7 +95,7 @@ def test_a_file_without_rnnedge_metadata_loads_as_a_generic_model(tmp_path, char
     del bare.metadata_props[:]
     onnx.save(bare, str(tmp_path / "bare.onnx"))
     model = rt.load(tmp_path / "bare.onnx")
-    assert model.task == "generic" and model.states_source == "inferred"
+    assert model.kind == "user" and model.states_source == "inferred"
     assert model.states == {"h0": "hn", "c0": "cn"}
     ids = rt.load(charlm[1]).encode(PROMPT)[None, :]
     state = rt.load(charlm[1]).zero_state(1)
@@ -103,7 +103,7 @@ def test_a_file_without_rnnedge_metadata_loads_as_a_generic_model(tmp_path, char
     assert_close("logits", out["logits"], rt.load(charlm[1]).run(ids)[0], FP32)
     done = subprocess.run([sys.executable, "-m", "rnnedge.cli", "generate", str(tmp_path / "bare.onnx")],
                           capture_output=True, text=True)
-    assert done.returncode == 2 and "is a generic model; this command needs a charlm model" in done.stderr
+    assert done.returncode == 2 and "is a user model (your own module's export, or a file without rnnedge metadata); this command needs a charlm model" in done.stderr
 
 
 @pytest.mark.parametrize("args, message", [

@@ -84,10 +84,10 @@ def test_evaluate_scores_raw_text_with_the_runtime(sentiment, data_dir, test_rev
 
 
 def test_verify_compares_three_engines_on_real_reviews(sentiment, data_dir):
-    from rnnedge.deploy.verify_sentiment import verify_sentiment
+    from rnnedge.deploy.verify import verify
     from rnnedge.export.torch_engines import reference
 
-    diffs = verify_sentiment(sentiment[1], reference(sentiment[0]), data_dir, n=200)
+    diffs = verify(sentiment[1], reference(sentiment[0]), data_dir, limit=200)
     names = [d.name for d in diffs]
     assert any("imdb test 200 reviews" in n and "numba vs torch prob" in n for n in names)
     assert sum("label agreement 100.00%" in n for n in names) >= 3

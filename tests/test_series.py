@@ -193,8 +193,35 @@ def test_export_passes_the_gate_and_describes_the_task(trained):
     _, _, path, diffs = trained
     assert diffs and all(d.ok for d in diffs), [str(d) for d in diffs]
     model = rt.load(path)
-    assert model.task == "series" and model.classes == tuple("123456789") and model.channels == 12
+    assert model.kind == "series" and model.classes == tuple("123456789") and model.channels == 12
     assert json.loads(model.meta.props["rnnedge.user"])["norm"]["std"] == model.norm["std"]
+    assert model.meta.props["rnnedge.kind"] == "series" and model.meta.vocab == list("123456789")
+
+
+def test_verify_checks_every_engine_against_the_golden_bundle(trained):
+    from rnnedge.deploy.verify import verify
+
+    diffs = verify(trained[2])
+    names = " | ".join(d.name for d in diffs)
+    for engine in ("ort", "numba", "fast", "fast-int8"):
+        assert f"{engine} vs golden (PyTorch)" in names
+    assert "fast-int8 streamed vs whole" in names and all(d.ok for d in diffs)
+
+
+def test_a_series_file_whose_metadata_disagrees_with_its_graph_is_refused(trained, tmp_path):
+    import onnx
+
+    from rnnedge.runtime.errors import ModelFileError
+
+    proto = onnx.load(str(trained[2]))
+    props = {p.key: p for p in proto.metadata_props}
+    props["rnnedge.vocab"].value = json.dumps(["a", "b"])
+    config = json.loads(props["rnnedge.config"].value)
+    props["rnnedge.config"].value = json.dumps({**config, "channels": 3})
+    onnx.save(proto, str(tmp_path / "bad.onnx"))
+    with pytest.raises(ModelFileError, match="2 class names for 9 outputs; 3 channels where the "
+                                             "graph takes 12"):
+        rt.load(tmp_path / "bad.onnx")
 
 
 def test_the_graph_normalises_raw_frames_as_training_did(trained, vowels):

@@ -46,7 +46,7 @@ def test_generate_and_info_commands_run_without_torch(charlm, no_torch_env):
                           capture_output=True, text=True)
     assert info.returncode == 0, info.stderr
     report = json.loads(info.stdout)
-    assert report["task"] == "charlm" and report["config"]["num_layers"] == 2
+    assert report["kind"] == "charlm" and report["config"]["num_layers"] == 2
     assert [i["name"] for i in report["signature"]["inputs"]] == ["tokens", "h0", "c0"]
 
 

@@ -16,7 +16,7 @@ from rnnedge.runtime import golden
 from rnnedge.runtime.errors import InputError, ModelFileError, ParityError
 from rnnedge.runtime.tolerances import FP32, assert_close
 
-KEYS = {"rnnedge.format", "rnnedge.task", "rnnedge.signature", "rnnedge.states", "rnnedge.lengths",
+KEYS = {"rnnedge.format", "rnnedge.kind", "rnnedge.signature", "rnnedge.states", "rnnedge.lengths",
         "rnnedge.user", "rnnedge.export", "rnnedge.versions", "rnnedge.golden"}
 NAMES = sorted(um.PASSING)
 
@@ -36,7 +36,7 @@ def test_corpus_file_is_checked_and_self_describing(user_corpus, name):
     onnx.checker.check_model(str(path), full_check=True)
     model = onnx.load(str(path))
     props = props_of(path)
-    assert KEYS <= set(props) and props["rnnedge.format"] == "1" and props["rnnedge.task"] == "generic"
+    assert KEYS <= set(props) and props["rnnedge.format"] == "2" and props["rnnedge.kind"] == "user"
     sig = json.loads(props["rnnedge.signature"])
     assert sig == user_model.signature(model)
     assert [i["name"] for i in sig["inputs"]] == [v.name for v in model.graph.input]

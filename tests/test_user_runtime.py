@@ -34,7 +34,7 @@ def test_every_engine_reproduces_pytorch_on_the_golden_inputs(user_corpus, name)
     path = user_corpus[name][1]
     for engine in ("ort", "numba", "fast"):
         model = rt.load(path, engine=engine)
-        assert model.task == "generic"
+        assert model.kind == "user"
         for case in golden(path):
             out = model.run(case.inputs)
             assert sorted(out) == sorted(case.outputs)

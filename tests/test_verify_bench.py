@@ -17,10 +17,12 @@ def test_verify_compares_every_pair_on_random_and_real_text(charlm, data_dir):
 
     diffs = verify(charlm[1], reference=reference(charlm[0]), data_dir=data_dir)
     names = " | ".join(d.name for d in diffs)
-    for pair in ("ort vs torch", "numba vs torch", "numba vs ort", "streamed vs whole ort",
-                 "streamed vs whole numba"):
+    for pair in ("ort vs torch", "numba vs torch", "fast vs torch", "fast-int8 vs torch",
+                 "numba vs ort", "fast vs ort", "fast-int8 vs ort", "fast vs golden (PyTorch)",
+                 "fast-int8 vs golden (PyTorch)", "ort streamed vs whole",
+                 "fast-int8 streamed vs whole"):
         assert pair in names
-    assert "hamlet B=4 T=200" in names and "random B=2 T=257" in names
+    assert "hamlet B=4 T=200" in names and "golden case 2" in names
     assert all(d.ok for d in diffs), [str(d) for d in diffs if not d.ok]
 
 

@@ -21,6 +21,7 @@ import io
 import math
 from pathlib import Path
 
+from rnnedge.runtime.atomic import write_atomic
 from rnnedge.runtime.errors import CheckpointError, InputError, first_line
 
 from . import rundir
@@ -62,7 +63,7 @@ def save(path, payload):
                          f"process training it writes; save the checkpoint elsewhere")
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        rundir.write_atomic(path, to_bytes(payload))
+        write_atomic(path, to_bytes(payload))
     return path
 
 

@@ -19,9 +19,10 @@ from torch import nn
 
 from rnnedge.data.hamlet import CharCorpus, load_text
 
+from rnnedge.runtime.atomic import write_atomic
 from rnnedge.runtime.errors import InputError, write_error
 
-from . import checkpoint, rundir
+from . import checkpoint
 from .charlm import CELLS, CharLM, CharLMConfig
 
 
@@ -112,7 +113,7 @@ def report(curves, out_dir):
              "ratio_at_50": float(c[min(50, len(c) - 1)]), "ratio_at_end": float(c[-1])}
             for name, c in curves.items()]
     table = {"summary": rows, "curves": {n: c.tolist() for n, c in curves.items()}}
-    rundir.write_atomic(out_dir / "gradients.json", json.dumps(table, indent=1).encode())
+    write_atomic(out_dir / "gradients.json", json.dumps(table, indent=1).encode())
     _plot(curves, out_dir / "gradients.png")
     return rows
 
@@ -135,7 +136,7 @@ def _plot(curves, path):
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
-    rundir.write_atomic(path, png.getvalue())  # all or nothing, as gradients.json
+    write_atomic(path, png.getvalue())  # all or nothing, as gradients.json
 
 
 def check_out_dir(out_dir):

@@ -33,13 +33,10 @@ import glob
 import hashlib
 import json
 import os
-import signal
-import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
+from rnnedge.runtime.atomic import fault, fsync_dir, write_atomic
 from rnnedge.runtime.errors import CheckpointError, InputError, write_error
 
 FORMAT = 1
@@ -49,7 +46,6 @@ STAGED = ".next"  # NAME.next: a complete new NAME, renamed over NAME once run.j
 MARKERS = CHECKPOINTS + (MANIFEST, LOCK)  # a directory with one of these holds a run
 RUN_FILES = MARKERS + (LOG,) + tuple(n + STAGED for n in CHECKPOINTS)
 _held = {}  # resolved directory -> the Run this process holds there
-_reached = {}  # fault point -> times reached, for RNNEDGE_FAULT=ACTION:POINT@N
 
 
 class Run:
@@ -277,90 +273,3 @@ def cut_lines(path, n):
         os.truncate(path, end)
 
 
-def write_atomic(path, data):
-    """Write ``data`` to ``path`` completely or not at all: a temp file beside it (which
-    SIGTERM and Ctrl-C remove), fsync, rename over ``path``, fsync of the directory.
-
-    Temp files of dead writers of ``path`` are removed first."""
-    path = Path(path)
-    remove_stale_temps(path)
-    try:
-        with terminate_raises():
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
-                                       suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                fault(f"write:{path.name}")
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-        fsync_dir(path.parent)
-    except OSError as exc:  # a full disk or a read-only folder: the temp file is gone already
-        raise write_error(path, exc) from exc
-
-
-def remove_stale_temps(path):
-    """Remove ``.NAME.PID.*.tmp`` files beside ``path`` whose writer PID is no longer alive."""
-    prefix = f".{Path(path).name}."
-    for tmp in glob.glob(str(Path(path).parent / f"{glob.escape(prefix)}*.tmp")):
-        pid = Path(tmp).name[len(prefix):].split(".")[0]
-        if pid.isdigit() and not alive(int(pid)):
-            Path(tmp).unlink(missing_ok=True)
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
-def fsync_dir(directory):
-    """Make the renames in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def terminate_raises():
-    """SIGTERM raises SystemExit(143) within the block, as Ctrl-C raises KeyboardInterrupt, so
-    that finally clauses run; the old handler is restored after. Main thread only (Python
-    delivers signals there); elsewhere the block runs unchanged."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def terminate(signum, frame):
-        raise SystemExit(128 + signum)
-
-    old = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if old is None else old)
-
-
-def fault(point):
-    """Test hook: ``RNNEDGE_FAULT=kill:POINT@N`` SIGKILLs this process the N-th time (default
-    1st) it reaches ``point``; ``stop:POINT@N`` SIGSTOPs it there (a test then signals it)."""
-    spec = os.environ.get("RNNEDGE_FAULT")
-    if not spec:
-        return
-    action, _, where = spec.partition(":")
-    name, _, nth = where.rpartition("@") if "@" in where else (where, "", "1")
-    if name != point:
-        return
-    _reached[point] = _reached.get(point, 0) + 1
-    if _reached[point] == int(nth):
-        print(f"rnnedge: fault {action} at {point}@{nth}", file=sys.stderr, flush=True)
-        os.kill(os.getpid(), signal.SIGKILL if action == "kill" else signal.SIGSTOP)
