@@ -65,6 +65,17 @@ def copy_finite(h, c, hn, cn):
 
 
 @njit(cache=True, fastmath=False)
+def copy_finite3(x, a, b, an, bn):
+    """Whether x and the states a, b are all finite, copying each state into its new array
+    (C-contiguous, same shapes; an empty state for one the model has not): a streaming
+    chain's frames and its h, c."""
+    finite = True
+    for v in flat(x):
+        finite &= np.isfinite(v)
+    return finite & _copy_one(flat(a), flat(an)) & _copy_one(flat(b), flat(bn))
+
+
+@njit(cache=True, fastmath=False)
 def copy_finite4(x, a, b, c, d, an, bn, cn, dn):
     """Whether x and the states a..d are all finite, copying each state into its new array
     (C-contiguous, same shapes): a sequence engine's frames and its h, c, pooled, seen."""

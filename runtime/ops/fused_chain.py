@@ -16,7 +16,7 @@ run each layer:
 * the head ``fc`` (C, H), ``fc_bias`` (C,): into y (B, T, C) when ``every``, else into
   y (B, 1, C) after the last step.
 
-int8 (``run8``, arguments from ``quantize``): M0, Mup and fc as int8 with one float32
+int8 (``run8``, ``arguments(..., quantize=True)``): M0, Mup and fc as int8 with one float32
 scale per row (``*_scale``), in the row panels of panels.py (M0 split F, Mup split H, fc
 split H). Batch rows run one after
 another. The cell equations are the operators' own (through fused_layer.py); not a graph
@@ -79,7 +79,7 @@ def panelled(packed):
             panels(fc, H), fc_bias)
 
 
-def quantize(packed):
+def quantize_packed(packed):
     """``pack``'s arguments (rows) -> those of ``run8``: int8 M0, Mup, fc in panels with
     their row scales."""
     cell, activation, lbr, table, M0, Mup, bias, rbh, fc, fc_bias = packed
@@ -89,14 +89,26 @@ def quantize(packed):
 
 
 def work(packed):
-    """Work buffers of both kernels: wh, wc, x0, x1, r0, r1, q0, q1, qr0, qr1, s, acc."""
+    """Work buffers of both kernels: wh, wc (L, H); xs float32 [x0 (F + H) | x1 (2H) | r0 |
+    r1]; qs int8 [q0 (n0) | q1 (n1) | qr0 | qr1] in the panels' column layouts; s, acc
+    (``scratch``). One buffer of each type, sliced in the kernel: every argument costs the
+    streamed call about 50 ns of dispatch."""
     L, H = packed[7].shape
     K0 = packed[4].shape[2]
-    f, i8 = np.float32, np.int8  # int8 q*: the panels' AVX2 products take int8
-    n0, n1 = width(K0 - H, K0), width(H, 2 * H)  # the panels' column layouts
-    return (np.zeros((L, H), f), np.zeros((L, H), f), np.zeros(K0, f), np.zeros(2 * H, f),
-            np.zeros(K0, f), np.zeros(2 * H, f), np.zeros(n0, i8), np.zeros(n1, i8),
-            np.zeros(n0, i8), np.zeros(n1, i8), *scratch(H, packed[6].shape[2]))
+    n0, n1 = width(K0 - H, K0), width(H, 2 * H)
+    return (np.zeros((L, H), np.float32), np.zeros((L, H), np.float32),
+            np.zeros(2 * (K0 + 2 * H), np.float32), np.zeros(2 * (n0 + n1), np.int8),
+            *scratch(H, packed[6].shape[2]))
+
+
+def arguments(packed, every, quantize=False):
+    """The kernel's arguments after (X, tokens, h, c, y), from ``pack``'s: ``dims`` (every,
+    cell, activation, lbr, n0, n1) as one int64 array, the weights (int8 with their row
+    scales for ``run8`` when ``quantize``), the work buffers."""
+    cell, activation, lbr, K0, H = *packed[:3], packed[4].shape[2], packed[7].shape[1]
+    dims = np.array([every, cell, activation, lbr, width(K0 - H, K0), width(H, 2 * H)], np.int64)
+    weights = quantize_packed(packed) if quantize else panelled(packed)
+    return (dims, *weights[3:], *work(packed))
 
 
 # -- numba ------------------------------------------------------------------------------
@@ -132,16 +144,29 @@ def _layer8(cell, activation, lbr, M, scale, xh, q, base, rbh, h, c, xr, qr, s, 
 
 
 @njit(cache=True, fastmath=False)
-def run(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, Mup, bias, rbh, fc,
-        fc_bias, wh, wc, x0, x1, r0, r1, q0, q1, qr0, qr1, s, acc):
-    """X (B, T, F), tokens (B, T) -> y; h and, for LSTM, c (L, B, H) updated in place.
+def _slices(dims, K0, H, xs, qs):
+    """x0, x1, r0, r1 of xs and q0, q1, qr0, qr1 of qs (``work``)."""
+    n0, n1 = dims[4], dims[5]
+    a, b = K0 + 2 * H, 2 * K0 + 2 * H
+    return (xs[:K0], xs[K0:a], xs[a:b], xs[b:], qs[:n0], qs[n0:n0 + n1],
+            qs[n0 + n1:2 * n0 + n1], qs[2 * n0 + n1:])
 
-    Work: wh, wc (L, H); x0, r0 (F + H,), x1, r1 (2H,) float32; q*, qr* their int8
-    twins (int8 only); s (2, H). Returns -1, or the flat index of the first token outside
+
+@njit(cache=True, fastmath=False)
+def run(X, tokens, h, c, y, dims, table, M0, Mup, bias, rbh, fc, fc_bias, wh, wc, xs, qs, s,
+        acc):
+    """X (B, T, F), tokens (B, T) -> y; h and, for LSTM, c (L, B, H) updated in place. With
+    token ids (a table) X is an empty (1, 1, 0) and (B, T) is tokens'.
+
+    ``dims``: every, cell, activation, lbr, n0, n1 (``arguments``); work: wh, wc (L, H), xs,
+    qs (``work``), s (4, H), acc. Returns -1, or the flat index of the first token outside
     the table (then nothing is computed). Plain twin: ``run_numpy``.
     """
-    B, T, F = X.shape
+    B, T = tokens.shape if table.shape[0] > 0 else X.shape[:2]  # ids: X is any (., ., 0)
+    F = X.shape[2]
     L, H = wh.shape
+    every, cell, activation, lbr = dims[0], dims[1], dims[2], dims[3]
+    x0, x1, r0, r1, _, _, _, _ = _slices(dims, F + H, H, xs, qs)
     if table.shape[0] > 0:
         bad = first_bad(tokens, table.shape[0])
         if bad >= 0:
@@ -165,13 +190,15 @@ def run(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, Mup, bias, 
 
 
 @njit(cache=True, fastmath=False)
-def run8(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, M0_scale, Mup,
-         Mup_scale, bias, rbh, fc, fc_scale, fc_bias, wh, wc, x0, x1, r0, r1, q0, q1, qr0,
-         qr1, s, acc):
+def run8(X, tokens, h, c, y, dims, table, M0, M0_scale, Mup, Mup_scale, bias, rbh, fc, fc_scale,
+         fc_bias, wh, wc, xs, qs, s, acc):
     """``run`` on int8 M0, Mup, fc with row scales (H, G), (L-1, H, G), (C,).
     Plain twin: ``run8_numpy``."""
-    B, T, F = X.shape
+    B, T = tokens.shape if table.shape[0] > 0 else X.shape[:2]  # ids: X is any (., ., 0)
+    F = X.shape[2]
     L, H = wh.shape
+    every, cell, activation, lbr = dims[0], dims[1], dims[2], dims[3]
+    x0, x1, r0, r1, q0, q1, qr0, qr1 = _slices(dims, F + H, H, xs, qs)
     if table.shape[0] > 0:
         bad = first_bad(tokens, table.shape[0])
         if bad >= 0:
@@ -196,10 +223,10 @@ def run8(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, M0_scale, 
 
 
 # -- numpy twins ------------------------------------------------------------------------
-def run_numpy(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, Mup, bias, rbh,
-              fc, fc_bias, *work):
+def run_numpy(X, tokens, h, c, y, dims, table, M0, Mup, bias, rbh, fc, fc_bias, *work):
     """Plain twin of ``run``: numpy products per layer and step (``layer_numpy``) on the
     rows the panels hold."""
+    every, cell, activation, lbr = (int(d) for d in dims[:4])
     (H, G), F = bias.shape[1:], X.shape[2]
     M0, Mup = rows_of(M0, H, G, F + H, F), rows_of(Mup, H, G, 2 * H, H)
     fc = unpanel(fc, fc_bias.shape[0], H, H)
@@ -207,9 +234,10 @@ def run_numpy(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, Mup, 
                       (M0, None), [(M, None) for M in Mup], bias, rbh, (fc, None), fc_bias)
 
 
-def run8_numpy(X, tokens, h, c, y, every, cell, activation, lbr, table, M0, M0_scale, Mup,
-               Mup_scale, bias, rbh, fc, fc_scale, fc_bias, *work):
+def run8_numpy(X, tokens, h, c, y, dims, table, M0, M0_scale, Mup, Mup_scale, bias, rbh, fc,
+               fc_scale, fc_bias, *work):
     """Plain twin of ``run8``: the rows the panels hold."""
+    every, cell, activation, lbr = (int(d) for d in dims[:4])
     (H, G), F = M0_scale.shape, X.shape[2]
     M0, Mup = rows_of(M0, H, G, F + H, F), rows_of(Mup, H, G, 2 * H, H)
     fc = unpanel(fc, fc_bias.shape[0], H, H)
@@ -224,7 +252,8 @@ def _run_numpy(X, tokens, h, c, y, every, cell, activation, lbr, table, first, a
         bad = np.flatnonzero((tokens.ravel() < 0) | (tokens.ravel() >= table.shape[0]))
         if bad.size:
             return int(bad[0])
-    B, T, _ = X.shape
+    B, T = tokens.shape if table.shape[0] else X.shape[:2]
+    X = X if not table.shape[0] else np.zeros((B, T, 0), np.float32)
     for b, t in np.ndindex(B, T):
         for i, (M, scale) in enumerate([first] + above):
             x = X[b, t] if i == 0 else h[i - 1, b]
