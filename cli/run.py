@@ -41,8 +41,10 @@ def info(model: Path, as_json: bool = AS_JSON):
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    for key, value in report.items():
-        typer.echo(f"{key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+    for key, value in report.items():  # JSON escapes what a file could hide for the terminal
+        shown = value if isinstance(value, (int, float)) or value is None or (
+            isinstance(value, str) and value.isprintable()) else json.dumps(value)
+        typer.echo(f"{key}: {shown}")
 
 
 @app.command()

@@ -50,7 +50,7 @@ def judge_for(source, meta, engine, inputs=None, data=None, data_dir=None, limit
     character on Hamlet (charlm), accuracy on IMDb (sentiment) or on labelled frames (series,
     ``data``), output agreement on the golden bundle or ``inputs`` (a user's file, or any file
     given ``inputs``). The source runs on onnxruntime in fp32."""
-    from rnnedge.runtime.golden import from_props
+    from rnnedge.runtime.golden import check_fits, from_props
 
     from .gate_generic import GENERIC_GATES, gate_generic, read_inputs
 
@@ -60,8 +60,10 @@ def judge_for(source, meta, engine, inputs=None, data=None, data_dir=None, limit
         raise InputError("--data gates a series classifier on labelled frames; this file is not "
                          "one, or --inputs was given too")
     if by_outputs:
+        golden = [] if inputs else from_props(meta.props)
+        check_fits(golden, reference.core.signature, source)
         cases = (read_inputs(inputs, reference.core.signature) if inputs
-                 else [c.inputs for c in from_props(meta.props)])
+                 else [c.inputs for c in golden])
         if not cases:
             names = ", ".join(i["name"] for i in reference.core.signature["inputs"])
             raise InputError(f"{source} has no golden bundle to gate on; give --inputs FILE.npz "

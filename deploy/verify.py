@@ -38,7 +38,7 @@ def verify(model_path, reference=None, data_dir=None, notes=None, engines=ENGINE
     and why, is appended to ``notes``. ``reference``: PyTorch's ``run(feeds) -> outputs``;
     ``limit``: real cases read (reviews), default the kind's own."""
     from rnnedge.runtime.files import read_onnx
-    from rnnedge.runtime.golden import from_props
+    from rnnedge.runtime.golden import check_fits, from_props
     from rnnedge.runtime.metadata import read_metadata
 
     notes = [] if notes is None else notes
@@ -50,6 +50,7 @@ def verify(model_path, reference=None, data_dir=None, notes=None, engines=ENGINE
     cores = {name: m.core for name, m in models.items()}
     adapter = ADAPTERS[meta.kind]
     cases = from_props(meta.props)
+    check_fits(cases, cores["ort"].signature, model_path)
     feeds = {f"golden case {k}": [c.inputs] for k, c in enumerate(cases)}
     if not cases:
         named = {"layers": meta.config.get("num_layers")}  # a format-1 char model's state axis

@@ -154,6 +154,9 @@ def _scalar(value):
     return np.asarray(value).reshape(-1)[0]
 
 
+MAX_LOOP_TRIPS = 1_000_000  # a scripted cell loop over time: one trip a step (seconds here)
+
+
 def _bind_loop(node, body):
     """Loop-13: ``M`` and ``cond`` bound the trips; scan outputs stack along a new axis 0.
 
@@ -176,6 +179,11 @@ def _bind_loop(node, body):
         scope = {**env, **body.constants}
         i = 0
         while cond and (trips is None or i < trips):
+            if i == MAX_LOOP_TRIPS:
+                raise InputError(f"Loop node {node.name!r} runs past {MAX_LOOP_TRIPS:,} trips "
+                                 f"({'no bound' if trips is None else f'bound {trips:,}'}): "
+                                 f"refused rather than run for hours; a recurrent loop over "
+                                 f"time takes one trip a step")
             scope.update(zip(body.inputs, [np.array(i, np.int64), np.array(cond)] + values))
             body.run(scope)
             results = [scope[name] for name in body.outputs]

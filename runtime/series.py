@@ -40,8 +40,10 @@ class SeriesModel(GraphModel):
         norm = self.norm if isinstance(self.norm, dict) else {}
         wrong = [what for what, bad in (
             (f"{len(self.classes)} class names for {width} outputs",
-             not all(isinstance(c, str) for c in self.classes) or
-             (isinstance(width, int) and width != len(self.classes))),
+             isinstance(width, int) and width != len(self.classes)),
+            ("class names that are not distinct, printable, non-empty text",
+             not all(isinstance(c, str) and c and c.isprintable() for c in self.classes)
+             or len(set(self.classes)) != len(self.classes)),
             (f"{self.channels!r} channels where the graph takes {channels}",
              not isinstance(self.channels, int) or isinstance(self.channels, bool)
              or (isinstance(channels, int) and channels != self.channels)),

@@ -275,6 +275,18 @@ def test_loop(trips, cond, limit, trip_count, condition):
     assert_matches_ort(model, feeds)
 
 
+def test_a_loop_past_the_trip_limit_is_refused_not_run_for_hours(monkeypatch):
+    from rnnedge.runtime import interpreter
+    from rnnedge.runtime.errors import InputError
+    from rnnedge.runtime.interpreter import Interpreter
+
+    monkeypatch.setattr(interpreter, "MAX_LOOP_TRIPS", 5)
+    feeds = {"x": f32(9, 3), "M": np.array(10**12, np.int64), "cond": np.array(True),
+             "acc0": f32(3), "limit": np.array(1e30, np.float32)}
+    with pytest.raises(InputError, match="'the_loop' runs past 5 trips \\(bound 1,000,000,000,000\\)"):
+        Interpreter(loop_model()).run(feeds)
+
+
 def if_model():
     """y = If(c) then x * w else -x, both branches reading outer values."""
     then = helper.make_graph([helper.make_node("Mul", ["x", "w"], ["t"])], "then", [],

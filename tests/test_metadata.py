@@ -3,6 +3,7 @@ them (``runtime/metadata.py``), which trusts nothing it reads."""
 
 import json
 
+import numpy as np
 import onnx
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -83,3 +84,57 @@ def test_any_text_in_any_key_is_read_or_refused_with_a_typed_error(props, kind):
         assert str(exc).startswith("m.onnx") and all(ch.isprintable() for ch in str(exc))
     else:
         assert meta.kind in KINDS and isinstance(meta.config, dict)
+
+
+def _bomb(unpacked_mb):
+    """The base64 text of an .npz archive of one array of zeros that unpacks to that many MB
+    (written in chunks: the test itself never holds it)."""
+    import base64
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("0/in/x.npy", "w", force_zip64=True) as member:
+            chunk = bytes(1 << 20)
+            for _ in range(unpacked_mb):
+                member.write(chunk)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def test_a_golden_bundle_that_would_unpack_to_gigabytes_is_refused_before_unpacking():
+    import resource
+    import time
+
+    from rnnedge.runtime.golden import MAX_BYTES, decode
+
+    text = _bomb(MAX_BYTES // (1 << 20) + 16)  # 80 MB of zeros in about 80 KB
+    assert len(text) < 1 << 20
+    before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
+    with pytest.raises(ModelFileError, match="unpacks to 83,886,080 bytes"):
+        decode(text)
+    assert time.perf_counter() - start < 5
+    grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kb < 50_000, f"decoding grew the process by {grown_kb} KB"
+
+
+def test_a_golden_bundle_of_another_graph_is_a_typed_error_in_verify(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from rnnedge.runtime.golden import Case, encode
+
+    golden = Path(__file__).resolve().parent / "golden"
+    proto = onnx.load(str(golden / "tiny_kws.onnx"))
+    props = {p.key: p for p in proto.metadata_props}
+    wrong = Case({"mels": np.zeros((1, 4, 2), np.float32), "h": np.zeros((1, 1, 8), np.float32)},
+                 {"scores": np.zeros((1, 4, 3), np.float32), "h_new": np.zeros((1, 1, 8),
+                                                                               np.float32)})
+    props["rnnedge.golden"].value = encode([wrong])
+    onnx.save(proto, str(tmp_path / "bad.onnx"))
+    done = subprocess.run([sys.executable, "-m", "rnnedge.cli", "verify", str(tmp_path / "bad.onnx")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "golden case 0 input mels is float32 (1, 4, 2)" in done.stderr
+

@@ -307,3 +307,17 @@ def test_resume_continues_with_the_checkpoint_settings(tmp_path):
     with pytest.raises(InputError, match="hidden_size 8 in the checkpoint, 16 given"):
         train_series(tmp_path / "run", resume=tmp_path / "run", **{**settings, "hidden_size": 16})
     assert isinstance(load_series(data), Series)
+
+
+def test_class_names_that_would_reach_the_terminal_as_escapes_are_refused(trained, tmp_path):
+    import onnx
+
+    from rnnedge.runtime.errors import ModelFileError
+
+    proto = onnx.load(str(trained[2]))
+    props = {p.key: p for p in proto.metadata_props}
+    names = json.loads(props["rnnedge.vocab"].value)
+    props["rnnedge.vocab"].value = json.dumps(["\x1b]0;owned\x07", *names[1:]])
+    onnx.save(proto, str(tmp_path / "bad.onnx"))
+    with pytest.raises(ModelFileError, match="not distinct, printable, non-empty text"):
+        rt.load(tmp_path / "bad.onnx")
