@@ -174,7 +174,8 @@ def run(X, tokens, h, c, y, dims, table, M0, Mup, bias, rbh, fc, fc_bias, wh, wc
     for b in range(B):
         _rows(cell, h, c, b, wh, wc, True)
         for t in range(T):
-            copy(X[b, t], x0, 0)
+            if F > 0:  # token ids: X is an empty (1, 1, 0), not indexed
+                copy(X[b, t], x0, 0)
             copy(wh[0], x0, F)  # x0 = [Xt; Ht-1]
             base = table[tokens[b, t]] if table.shape[0] > 0 else bias[0]
             _layer(cell, activation, lbr, M0, x0, base, rbh[0], wh[0], wc[0], r0, s, acc)
@@ -206,7 +207,8 @@ def run8(X, tokens, h, c, y, dims, table, M0, M0_scale, Mup, Mup_scale, bias, rb
     for b in range(B):
         _rows(cell, h, c, b, wh, wc, True)
         for t in range(T):
-            copy(X[b, t], x0, 0)
+            if F > 0:
+                copy(X[b, t], x0, 0)
             copy(wh[0], x0, F)
             base = table[tokens[b, t]] if table.shape[0] > 0 else bias[0]
             _layer8(cell, activation, lbr, M0, M0_scale, x0, q0, base, rbh[0], wh[0], wc[0],
