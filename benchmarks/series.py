@@ -6,7 +6,7 @@ thread (``--threads 1``), exports, and scores the exported file torch-free on th
 utterances (onnxruntime, what ``rnnedge evaluate`` prints). Beside the accuracy: training
 seconds (the training loop's own clock, from ``train_log.jsonl``), parameters and file size.
 Then the best setting found (``configs/vowels_best.toml``: bidirectional GRU 256, max head,
-noise, weight averaging) for five seeds: issue 12's accuracy target (0.98).
+noise, weight averaging) for five seeds: the accuracy target (0.98).
 For each file it makes the numba-int8 variant (``rnnedge optimize --numba-int8``, gated on
 the accuracy on the test utterances: at most 0.5 points below fp32, classes agreeing on 98 %
 of the cases; ``deploy/gate_series.py``) and scores it on the ``fast-int8`` engine, gated or
@@ -34,7 +34,7 @@ from suite import CELLS, HERE, environment, log, write_atomic
 ENGINES = ("ort", "numba", "fast", "fast-int8")
 BEST = "best"  # the group of configs/vowels_best.toml
 TIMED = ENGINES + ("floor",)
-DROP_TARGET = 0.5  # points of accuracy the int8 variant may lose (issue 12, "Targets")
+DROP_TARGET = 0.5  # points of accuracy the int8 variant may lose
 
 
 def test_accuracy(model_path, engine, data_dir):

@@ -1,4 +1,4 @@
-"""The issue-14 ratios over repeated runs: ``make spread`` (``python benchmarks/spread.py --help``).
+"""The headline ratios over repeated runs: ``make spread`` (``python benchmarks/spread.py --help``).
 
 Each target of the int8 and fused-kernel work is a ratio between engines measured in the
 same run; one run on a shared machine is one sample. This repeats the two measurements

@@ -18,7 +18,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class SeriesGates:
-    max_drop_points: float = 0.5  # accuracy points the variant may lose (issue 12's target)
+    max_drop_points: float = 0.5  # accuracy points the variant may lose
     min_agreement: float = 0.98  # cases whose predicted class equals the fp32 source's
 
 

@@ -1,4 +1,4 @@
-"""No data loss (issue 11): a run's files stay in step through a kill at any point, one process
+"""No data loss: a run's files stay in step through a kill at any point, one process
 writes a run, export never overwrites a checkpoint or leaves a temp file, divergence saves nothing.
 
 The trainings are tiny (a 16-unit LSTM, 3 epochs on the first 12,000 characters of Hamlet) and

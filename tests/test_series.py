@@ -1,4 +1,4 @@
-"""Real-valued frames (issue 12): the readers, training, export, the runtime and the commands.
+"""Real-valued frames: the readers, training, export, the runtime and the commands.
 
 Japanese Vowels comes from the data directory (skipped, or failed under
 RNNEDGE_REQUIRE_DATA=1, when it cannot be had); every header variant of the ``.ts`` format

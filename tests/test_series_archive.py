@@ -1,4 +1,4 @@
-"""Other files of the UEA/UCR archive through the same commands, unchanged (issue 12, "Targets").
+"""Other files of the UEA/UCR archive through the same commands, unchanged.
 
 Each case is a small synthetic ``.ts`` file written here in one of the archive's shapes:
 univariate of equal length, multivariate of variable length with missing values and string

@@ -1,4 +1,4 @@
-"""The int8 gate of a series classifier: its accuracy on labelled frames (issue 12).
+"""The int8 gate of a series classifier: its accuracy on labelled frames.
 
 Data-free: a tiny GRU is trained on a synthetic two-class ``.ts`` file written here, and the
 gate reads another one. The gate's numbers must be the accuracies ``evaluate`` gives on the

@@ -1,4 +1,4 @@
-"""Streaming classification of real-valued frames (issue 12, item 4).
+"""Streaming classification of real-valued frames.
 
 Tiny forward GRU and LSTM models (one epoch on a synthetic two-class ``.ts`` file, so
 neither data set nor much time is needed) are exported with their states; a case fed frame
