@@ -13,6 +13,7 @@ library only, so every package may use it.
 """
 
 import contextlib
+import fcntl
 import glob
 import os
 import shutil
@@ -22,18 +23,19 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .errors import write_error
+from .errors import OutputError, write_error
 
 _reached = {}  # fault point -> times reached (``fault``)
 
 
 @contextlib.contextmanager
 def writing(path, suffix=".tmp"):
-    """A temporary path beside ``path``, renamed over it when the block succeeds."""
+    """A temporary path beside ``path``, renamed over it when the block succeeds; a second
+    writer of ``path`` meanwhile is refused (``OutputError``) instead of losing one result."""
     path = Path(path)
     remove_stale_temps(path)
     try:
-        with terminate_raises():
+        with terminate_raises(), _only_writer(path):
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_prefix(path), suffix=suffix)
             os.close(fd)
             try:
@@ -49,6 +51,34 @@ def writing(path, suffix=".tmp"):
         fsync_dir(path.parent)
     except OSError as exc:  # a full disk or a read-only folder: the temp file is gone already
         raise write_error(path, exc) from exc
+
+
+@contextlib.contextmanager
+def _only_writer(path):
+    """Hold ``.NAME.lock`` beside ``path`` (an flock, released by the kernel when the holder
+    dies, however it dies); refuse when another process holds it. The file is removed after."""
+    lock = path.parent / f".{path.name}.lock"
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputError(f"{path} is being written by another rnnedge process; wait for it "
+                              f"to finish, or write elsewhere") from None
+        try:  # the holder before us may have removed the file we locked: lock the new one
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)
 
 
 def write_atomic(path, data):

@@ -276,3 +276,21 @@ def test_export_refuses_nonfinite_weights_naming_the_tensor(tmp_path, reference,
     code, err = cli(capsys, "export", tmp_path / "nan.pt", "--out", tmp_path / "nan.onnx")
     assert code == 2 and err.count("\n") == 1 and "tensor rnn.weight_hh_l0 holds NaN" in err
     assert not (tmp_path / "nan.onnx").exists()
+
+
+def test_a_second_writer_of_one_target_is_refused_and_the_first_result_kept(tmp_path, reference):
+    """Two exports into one --out: the second, started while the first holds the target, is
+    refused in one line (exit 2) instead of both saying "wrote" and one result being lost."""
+    best, target = reference[0] / "best.pt", tmp_path / "m.onnx"
+    first = subprocess.Popen([sys.executable, "-m", "rnnedge.cli", "export", best, "--out", target],
+                             env={**os.environ, "RNNEDGE_FAULT": "stop:write:m.onnx"},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_stopped(first.pid)
+    second = subprocess.run([sys.executable, "-m", "rnnedge.cli", "export", best, "--out", target],
+                            capture_output=True, text=True)
+    os.kill(first.pid, signal.SIGCONT)
+    assert first.wait(60) == 0, first.stderr.read()
+    assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+    assert "m.onnx is being written by another rnnedge process" in second.stderr
+    assert onnx.load(str(target)).graph.node and not temps(tmp_path, "m.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # no lock file left
