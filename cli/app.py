@@ -11,8 +11,25 @@ import typer
 
 from rnnedge.runtime.errors import InputError, RnnedgeError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# Help texts are plain: no rich markup, which would eat "[batch,time,40]" and "[default: 1]"
+HELP = dict(no_args_is_help=True, rich_markup_mode=None,
+            context_settings={"help_option_names": ["-h", "--help"]})
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, **HELP,
                   help="Recurrent models from PyTorch training to a torch-free edge runtime.")
+
+
+def _version(value: bool):
+    if value:
+        from rnnedge.runtime import __version__
+
+        typer.echo(f"rnnedge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                          help="print the version and exit")):
+    """Recurrent models from PyTorch training to a torch-free edge runtime."""
 
 ENGINE = typer.Option("ort", "--engine", help="ort (onnxruntime), numba (the reference), "
                       "fast or fast-int8 (the fused numba kernels, fp32 or int8; any model)")

@@ -5,9 +5,9 @@ from typing import List, Optional
 
 import typer
 
-from .app import DATA_DIR, app
+from .app import DATA_DIR, HELP, app
 
-diagnose_app = typer.Typer(no_args_is_help=True, help="Diagnostics of trained models (needs torch).")
+diagnose_app = typer.Typer(**HELP, help="Diagnostics of trained models (needs torch).")
 app.add_typer(diagnose_app, name="diagnose")
 
 

@@ -19,9 +19,9 @@ import typer
 from rnnedge.train.config import (CharLMConfig, CharTrainConfig, SentimentConfig,
                                   SentimentTrainConfig, default)
 
-from .app import DATA_DIR, app
+from .app import DATA_DIR, HELP, app
 
-train_app = typer.Typer(no_args_is_help=True, help="Train a model (needs torch).")
+train_app = typer.Typer(**HELP, help="Train a model (needs torch).")
 app.add_typer(train_app, name="train")
 
 DEVICE = typer.Option("auto", help="auto (CUDA when available), cpu or cuda")
