@@ -3,7 +3,9 @@
 An engine is a maker ``make(batch=1, threads=1) -> step(ids (B,)) -> logits (B, V)``: one
 character per stream per call, the state carried inside the step. Every engine's streamed
 logits are checked against onnxruntime's, each at its precision's tolerance, before anything
-is timed; the report gives each median over onnxruntime's, the floor's and PyTorch's. Not
+is timed; the report gives each median over onnxruntime's (through rnnedge's ``ort`` engine,
+and used directly with I/O binding: ``ort-direct``, the fair baseline), the floor's and
+PyTorch's. Not
 here: the timers and the floor (``timing.py``), the classifier (``bench_sentiment.py``).
 """
 
@@ -16,7 +18,7 @@ from rnnedge.runtime.errors import ParityError, UnsupportedError
 from rnnedge.runtime.parity import failure_report
 from rnnedge.runtime.tolerances import compare
 
-from .makers import per_threads, tolerance, usable, variant_engine
+from .makers import ORT_DIRECT, DirectOrt, per_threads, tolerance, usable, variant_engine
 from .timing import (FLOOR, INT8_FLOOR, PANEL_FLOOR, floor_maker, floor_matrices,
                      int8_floor_maker, interleaved, panel_floor_maker, percentiles, vs_ort)
 
@@ -49,12 +51,31 @@ def runtime_makers(model_path, engines=ENGINES, variants=(), skipped=None, preci
     makers = usable({name: charlm_maker(lambda n, e=name: load(model_path, engine=e, threads=n))
                      for name in engines}, lambda make: make(1, 1),
                     {} if skipped is None else skipped)
+    if "ort" in engines:
+        makers[ORT_DIRECT] = direct_maker(model_path)
     for path in variants:
         name, dtype = variant_engine(path)
         if precisions is not None:
             precisions[name] = dtype
         makers[name] = charlm_maker(lambda n, p=path: load(p, engine="ort", threads=n))
     return makers
+
+
+def direct_maker(model_path):
+    """The maker of onnxruntime without rnnedge (``makers.DirectOrt``): I/O binding on
+    buffers allocated once, the states carried by binding, not copied."""
+    from rnnedge.runtime.model import load
+
+    model = load(model_path)
+
+    def make(batch=1, threads=1):
+        stream = DirectOrt(model_path, model.core.states, threads).stream(model.zero_state(batch))
+
+        def step(ids):
+            tokens = np.asarray(ids, np.int64).reshape(-1, 1)
+            return stream.step({"tokens": tokens})["logits"][:, -1].copy()
+        return step
+    return make
 
 
 def kernel_makers(model_path, engines=("fast", "fast-int8"), precisions=None):
@@ -159,6 +180,8 @@ def _ratios(timed, samples):
     results = {name: percentiles(t) for name, t in timed.items()}
     for name, r in results.items():
         r["p50_vs_ort"] = r["p50_us"] / results["ort"]["p50_us"]
+        if ORT_DIRECT in results:
+            r["p50_vs_ort_direct"] = r["p50_us"] / results[ORT_DIRECT]["p50_us"]
         if FLOOR in results:
             r["p50_vs_floor"] = r["p50_us"] / results[FLOOR]["p50_us"]
         if INT8_FLOOR in results:
@@ -194,12 +217,13 @@ def markdown(report):
     lines = [f"model {report['model']} ({report['file_bytes'] / 1e6:.2f} MB), batch 1, "
              f"{report['threads']} thread(s), {report['steps']} steps after {report['warmup']} "
              f"warm-up, {report.get('rounds', 1)} interleaved rounds",
-             "", "| engine | p50 µs | p90 µs | p99 µs | p50 / ort | p50 / floor | p50 / int8 floor "
-             "| torch p50 / p50 |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "", "| engine | p50 µs | p90 µs | p99 µs | p50 / ort | p50 / ort-direct | p50 / floor "
+             "| p50 / int8 floor | torch p50 / p50 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     ratio = lambda r, key: f"{r[key]:.2f}x" if key in r else "-"  # noqa: E731
     for name, r in report["engines"].items():
         lines.append(f"| {name} | {r['p50_us']:.1f} | {r['p90_us']:.1f} | {r['p99_us']:.1f} "
-                     f"| {r['p50_vs_ort']:.2f}x | {ratio(r, 'p50_vs_floor')} "
+                     f"| {r['p50_vs_ort']:.2f}x | {ratio(r, 'p50_vs_ort_direct')} "
+                     f"| {ratio(r, 'p50_vs_floor')} "
                      f"| {ratio(r, 'p50_vs_int8_floor')} | {ratio(r, 'torch_p50_over_this')} |")
     for name, why in report.get("skipped", {}).items():
         lines.append(f"\nskipped {name}: {why}")

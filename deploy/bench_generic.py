@@ -17,7 +17,7 @@ from rnnedge.runtime.errors import ParityError
 from rnnedge.runtime.graph_model import is_time_axis
 from rnnedge.runtime.tolerances import compare
 
-from .makers import tolerance
+from .makers import ORT_DIRECT, DirectOrt, tolerance
 from .timing import FLOOR, floor_maker, interleaved, percentiles
 from .verify import load_engines, random_feeds
 
@@ -55,18 +55,30 @@ def bench_generic(model_path, steps=500, warmup=50, rounds=5, threads=1, engines
     skipped = {}
     models = load_engines(model_path, engines, skipped)
     calls, kind = workload(models["ort"], frames=max(steps + warmup, 1), whole=whole)
-    check_parity(models, calls[: min(len(calls), 64)], kind)
+    ort = models["ort"]
+    zeros = ort.zero_states(1) if kind == "streaming" else {}
+    direct = lambda threads=1: DirectOrt(model_path, ort.states, threads)  # noqa: E731
+    runs = {name: (lambda m=m: m.stream() if kind == "streaming" else m)
+            for name, m in models.items()}
+    if "ort" in models:
+        runs[ORT_DIRECT] = lambda: (direct().stream(zeros) if kind == "streaming" else direct())
+    check_parity(runs, calls[: min(len(calls), 64)], kind)
 
-    def make(name, model):
+    def make(name):
         def build(batch=1, threads=1):
-            runner = model if threads == 1 else load(model_path, engine=name, threads=threads)
-            stream = runner.stream() if kind == "streaming" else None
-            run = stream.step if stream else runner.run
+            if threads == 1:
+                runner = runs[name]()
+            elif name == ORT_DIRECT:
+                runner = direct(threads).stream(zeros) if kind == "streaming" else direct(threads)
+            else:
+                model = load(model_path, engine=name, threads=threads)
+                runner = model.stream() if kind == "streaming" else model
+            run = runner.step if kind == "streaming" else runner.run
             return lambda idx: run(calls[idx[0] % len(calls)])
         return build
 
     ids = np.arange(steps + warmup)
-    makers = {name: make(name, m) for name, m in models.items()}
+    makers = {name: make(name) for name in runs}
     floor = seq_floor(model_path, calls[0], skipped)
     timed = interleaved({**makers, **({FLOOR: floor} if floor else {})}, ids, warmup, rounds,
                         threads)
@@ -74,6 +86,8 @@ def bench_generic(model_path, steps=500, warmup=50, rounds=5, threads=1, engines
     base = rows["ort"]["p50_us"]
     for r in rows.values():
         r["vs_ort"] = r["p50_us"] / base
+        if ORT_DIRECT in rows:
+            r["vs_ort_direct"] = r["p50_us"] / rows[ORT_DIRECT]["p50_us"]
     return {"model": str(model_path), "workload": kind, "calls": steps, "threads": threads,
             "engines": rows, "skipped": skipped, "states": models["ort"].states}
 
@@ -132,12 +146,15 @@ def seq_floor(model_path, call, skipped):
     return make
 
 
-def check_parity(models, calls, kind):
-    """Every engine against onnxruntime over the same calls (streamed when the model streams)."""
+def check_parity(runs, calls, kind):
+    """Every engine against onnxruntime over the same calls (streamed when the model streams);
+    ``runs``: name -> a new stream (or model) of that engine."""
     outputs = {}
-    for name, m in models.items():
-        stream = m.stream() if kind == "streaming" else None
-        outputs[name] = [(stream.step if stream else m.run)(c) for c in calls]
+    for name, start in runs.items():
+        runner = start()
+        run = runner.step if kind == "streaming" else runner.run
+        # ort-direct's outputs are its buffers, overwritten by the next call
+        outputs[name] = [{k: np.array(v) for k, v in run(c).items()} for c in calls]
     failed = []
     for name, outs in outputs.items():
         for k, (got, ref) in enumerate(zip(outs, outputs["ort"])):
@@ -154,9 +171,11 @@ def markdown_generic(report):
             else "batch 1, whole sequence per call")
     lines = [f"model {report['model']}: {what}, {report['threads']} thread(s), "
              f"{report['calls']} timed calls", "",
-             "| engine | p50 µs | p90 µs | p99 µs | vs ort |", "|---|---:|---:|---:|---:|"]
+             "| engine | p50 µs | p90 µs | p99 µs | vs ort | vs ort-direct |",
+             "|---|---:|---:|---:|---:|---:|"]
     for name, r in report["engines"].items():
+        direct = f"{r['vs_ort_direct']:.2f}x" if "vs_ort_direct" in r else "-"
         lines.append(f"| {name} | {r['p50_us']:.0f} | {r['p90_us']:.0f} | {r['p99_us']:.0f} "
-                     f"| {r['vs_ort']:.2f}x |")
+                     f"| {r['vs_ort']:.2f}x | {direct} |")
     lines += [f"skipped {name}: {why}" for name, why in report["skipped"].items()]
     return "\n".join(lines)

@@ -8,6 +8,7 @@ direction; ``bench_generic.seq_floor_matrices``) and the head once per review. N
 the timers (``timing.py``), the character model (``bench_charlm.py``).
 """
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from rnnedge.runtime.errors import ParityError
 from rnnedge.runtime.parity import failure_report
 from rnnedge.runtime.tolerances import compare
 
-from .makers import per_threads, tolerance, usable, variant_engine
+from .makers import ORT_DIRECT, DirectOrt, per_threads, tolerance, usable, variant_engine
 from .bench_generic import seq_floor_matrices
 from .timing import FLOOR, percentiles, time_batches, vs_ort
 from .timing import floor_maker as timing_floor
@@ -39,12 +40,19 @@ def sentiment_makers(model_path, engines=("ort", "numba", "fast", "fast-int8"), 
 
     makers = usable({name: maker(model_path, name) for name in engines}, lambda make: make(1),
                     {} if skipped is None else skipped)
+    if "ort" in engines:  # session.run itself, no rnnedge layer: the fair baseline
+        makers[ORT_DIRECT] = per_threads(partial(_direct, model_path))
     for path in variants:
         name, dtype = variant_engine(path)
         if precisions is not None:
             precisions[name] = dtype
         makers[name] = maker(path, "ort")
     return makers
+
+
+def _direct(model_path, threads):
+    direct = DirectOrt(model_path, threads=threads)
+    return lambda ids, lengths: direct.run({"tokens": ids, "lengths": lengths})["prob"]
 
 
 def check_parity(makers, rows, precisions=None):
@@ -118,10 +126,12 @@ def markdown_sentiment(report):
     """The throughput and latency tables of a ``bench_sentiment`` report."""
     lines = [f"model {report['model']} ({report['file_bytes'] / 1e6:.2f} MB), {report['reviews']} "
              f"reviews of {report['mean_tokens']:.0f} tokens on average",
-             "", "| engine | threads | batch | reviews/s | vs ort |", "|---|---:|---:|---:|---:|"]
+             "", "| engine | threads | batch | reviews/s | vs ort | vs ort-direct |",
+             "|---|---:|---:|---:|---:|---:|"]
     for r in report["results"]:
+        direct = f"{r['vs_ort_direct']:.2f}x" if "vs_ort_direct" in r else "-"
         lines.append(f"| {r['engine']} | {r['threads']} | {r['batch']} | {r['reviews_per_s']:.1f} "
-                     f"| {r['vs_ort']:.2f}x |")
+                     f"| {r['vs_ort']:.2f}x | {direct} |")
     if report.get("latency_batch1"):
         lines += ["", "| engine | p50 ms / review | p90 | p99 | (batch 1, one thread) |",
                   "|---|---:|---:|---:|---|"]

@@ -10,6 +10,8 @@ Not here: what the makers of each workload return and how they are timed
 
 from pathlib import Path
 
+import numpy as np
+
 from rnnedge.runtime.errors import UnsupportedError
 from rnnedge.runtime.tolerances import level
 
@@ -17,7 +19,7 @@ from .variants import precision
 
 # The runtime engines, and PyTorch eager as the command line hands it in.
 ENGINE_PRECISION = {"ort": "fp32", "numba": "fp32", "fast": "fp32", "fast-int8": "int8",
-                    "torch": "fp32"}
+                    "torch": "fp32", "ort-direct": "fp32"}
 
 
 def tolerance(name, precisions=None):
@@ -60,3 +62,71 @@ def usable(makers, build_once, skipped):
             continue
         kept[name] = make
     return kept
+
+
+ORT_DIRECT = "ort-direct"  # onnxruntime used as well as it can be, the fair baseline
+
+
+class DirectOrt:
+    """onnxruntime without rnnedge, with the ``ort`` engine's session options (its threads,
+    sequential): ``run(feeds)`` is ``session.run`` itself; ``stream(states)`` steps with
+    ``run_with_iobinding`` on buffers allocated at its first step and two bindings used in
+    turn, the second swapping each state input with its output, so a streamed step copies
+    only its frame. A stream's outputs are its buffers, overwritten by its next step."""
+
+    def __init__(self, model_path, states=None, threads=1):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.session = ort.InferenceSession(str(model_path), options,
+                                            providers=["CPUExecutionProvider"])
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.states = dict(states or {})
+
+    def run(self, feeds):
+        return dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
+
+    def stream(self, states):
+        """A stream from ``states`` (every state input) of frames of one shape."""
+        return _BoundStream(self, states)
+
+
+class _BoundStream:
+    def __init__(self, direct, states):
+        self.direct, self.states, self.bindings = direct, states, None
+
+    def _bind(self, feeds):
+        """Input and output buffers for these frames, and the two bindings."""
+        d = self.direct
+        self.inputs = {n: np.array(v, order="C") for n, v in {**feeds, **self.states}.items()}
+        results = d.session.run(d.outputs, self.inputs)
+        self.buffers = {n: np.empty_like(r) for n, r in zip(d.outputs, results)}
+        self.bindings = []
+        for swap in (False, True):
+            binding = d.session.io_binding()
+            for name, array in self.inputs.items():
+                out = d.states.get(name)
+                binding.bind_cpu_input(name, self.buffers[out] if swap and out else array)
+            for name, array in self.buffers.items():
+                state_in = next((i for i, o in d.states.items() if o == name), None)
+                target = self.inputs[state_in] if swap and state_in else array
+                binding.bind_output(name, "cpu", 0, target.dtype.type, list(target.shape),
+                                    target.ctypes.data)
+            self.bindings.append(binding)
+        self.turn = 0
+
+    def step(self, feeds):
+        if self.bindings is None:
+            self._bind(feeds)
+        else:
+            for name, value in feeds.items():
+                np.copyto(self.inputs[name], value)
+        self.direct.session.run_with_iobinding(self.bindings[self.turn])
+        out = dict(self.buffers)
+        if self.turn:  # the swapped binding wrote the states into the input buffers
+            out.update({o: self.inputs[i] for i, o in self.direct.states.items()})
+        self.turn ^= 1
+        return out

@@ -65,12 +65,14 @@ def interleaved(makers, ids, warmup, rounds, threads=1):
 
 
 def vs_ort(rows, key):
-    """Each row's ``key`` over onnxruntime's at the same threads and batch, as ``vs_ort``."""
+    """Each row's ``key`` over onnxruntime's at the same threads and batch, as ``vs_ort``
+    (through rnnedge's engine) and ``vs_ort_direct`` (``session.run`` itself)."""
     for r in rows:
-        base = next((x for x in rows if x["engine"] == "ort" and x["threads"] == r["threads"]
-                     and x["batch"] == r["batch"]), None)
-        if base is not None:
-            r["vs_ort"] = r[key] / base[key]
+        for engine, field in (("ort", "vs_ort"), ("ort-direct", "vs_ort_direct")):
+            base = next((x for x in rows if x["engine"] == engine and x["threads"] == r["threads"]
+                         and x["batch"] == r["batch"]), None)
+            if base is not None:
+                r[field] = r[key] / base[key]
     return rows
 
 

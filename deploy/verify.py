@@ -180,7 +180,8 @@ def streamed_vs_whole(model, feed, name, notes):
     """Feed ``feed`` frame by frame through ``stream()``; compare with one call."""
     if not model.states:
         if name == "ort":
-            notes.append("streaming not checked: the model has no state pairs")
+            notes.append("streaming not checked: the model has no state pairs (it reads whole "
+                         "sequences)")
         return []
     sig = {i["name"]: i["shape"] for i in model.signature["inputs"]}
     time_axes = {n: next((a for a, d in enumerate(dims) if is_time_axis(d)), None)
@@ -212,8 +213,8 @@ def summarize(diffs):
     groups = {}
     for d in diffs:
         name = re.sub(r"^(golden|random) case \d+ ", "", d.name)
-        words = [w for w in name.split()[:-1] if not re.fullmatch(r"[A-Z]=\d+|\d+", w)]
+        words = [w for w in name.split()[:-1] if not re.fullmatch(r"[A-Z]=\d+", w)]
         groups.setdefault(" ".join(words) or d.name, []).append(d)
-    lines = [f"{key}: {len(rows)} comparisons, worst max abs {max(r.max_abs for r in rows):.2g} "
+    lines = [f"{key}: {len(rows)} comparison{'s' * (len(rows) != 1)}, worst max abs {max(r.max_abs for r in rows):.2g} "
              f"{'ok' if all(r.ok for r in rows) else 'FAIL'}" for key, rows in groups.items()]
     return lines + [str(d) for d in diffs if not d.ok]

@@ -30,13 +30,14 @@ def test_suite_writes_json_table_and_plots(charlm, sentiment, data_dir, tmp_path
     written = {name for name, v in results["variants"]["charlm"].items() if v["written"]}
     assert written == {"int8", "fp16", "numba-int8"}  # Hamlet gates hold for the one-epoch model
     assert all(v["gate"]["chars"] > 10000 for v in results["variants"]["charlm"].values())
-    assert set(stream["engines"]) == {"ort", "numba", "fast", "fast-int8", "ort-int8", "ort-fp16",
-                                      "torch", "floor", "panel-floor", "int8-floor", "fast-kernel",
+    assert set(stream["engines"]) == {"ort", "ort-direct", "numba", "fast", "fast-int8", "ort-int8",
+                                      "ort-fp16", "torch", "floor", "panel-floor", "int8-floor", "fast-kernel",
                                       "fast-int8-kernel"}
     assert {p["name"]: p["tolerance"] for p in stream["parity"]} == {
         "numba vs ort logits": "fp32", "fast vs ort logits": "fp32", "fast-int8 vs ort logits": "int8",
         "ort-int8 vs ort logits": "int8", "ort-fp16 vs ort logits": "fp16", "torch vs ort logits": "fp32",
-        "fast-kernel vs ort logits": "fp32", "fast-int8-kernel vs ort logits": "int8"}
+        "fast-kernel vs ort logits": "fp32", "fast-int8-kernel vs ort logits": "int8",
+        "ort-direct vs ort logits": "fp32"}
     assert all(p["ok"] for p in stream["parity"])
     for name, r in stream["engines"].items():
         assert r["n"] == 60 and len(r["samples_us"]) == r["n"]
@@ -53,15 +54,17 @@ def test_suite_writes_json_table_and_plots(charlm, sentiment, data_dir, tmp_path
     s_written = {n for n, v in results["variants"]["sentiment"].items() if v["written"]}
     for name, v in results["variants"]["sentiment"].items():
         assert v["written"] or "gate" in v["error"]  # a failed gate is reported, not benchmarked
-    assert {r["engine"] for r in sent["results"]} == {"ort", "numba", "fast", "fast-int8", "torch",
-                                                      "floor"} | {f"ort-{n}" for n in s_written}
+    assert {r["engine"] for r in sent["results"]} == {"ort", "ort-direct", "numba", "fast",
+                                                      "fast-int8", "torch", "floor"} | {
+        f"ort-{n}" for n in s_written}
     assert set(sent["latency_batch1"]) == {r["engine"] for r in sent["results"]}
 
     assert set(results["cells"]) == {"lstm", "gru", "rnn"}
     for cell, r in results["cells"].items():
         assert r["weights"] == "random"
-        assert set(r["streaming"]["engines"]) == {"ort", "fast", "fast-int8", "ort-int8", "torch",
-                                                  "floor", "panel-floor", "int8-floor"}
+        assert set(r["streaming"]["engines"]) == {"ort", "ort-direct", "fast", "fast-int8",
+                                                  "ort-int8", "torch", "floor", "panel-floor",
+                                                  "int8-floor"}
     assert [r["hidden_size"] for r in results["hidden_sweep"]] == [16, 32]
 
     cases = {r["case"]: r for r in results["startup"]}

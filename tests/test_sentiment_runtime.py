@@ -125,8 +125,9 @@ def test_bench_reports_reviews_per_second_with_ratios(sentiment, test_reviews):
     report = bench_sentiment(sentiment[1], [r.text for r in test_reviews[:24]], batch_sizes=(1, 8),
                              threads=(1, 2), repeats=1)
     keys = {(r["engine"], r["threads"], r["batch"]) for r in report["results"]}
-    assert keys == {(e, t, b) for e in ("ort", "numba", "fast", "fast-int8", "floor")
+    assert keys == {(e, t, b) for e in ("ort", "ort-direct", "numba", "fast", "fast-int8", "floor")
                     for t in (1, 2) for b in (1, 8)}
     assert all(r["reviews_per_s"] > 0 for r in report["results"])
     assert all(r["vs_ort"] == 1.0 for r in report["results"] if r["engine"] == "ort")
+    assert all(r["vs_ort_direct"] == 1.0 for r in report["results"] if r["engine"] == "ort-direct")
     assert report["parity"][0]["name"] == "numba vs ort prob" and report["parity"][0]["ok"]

@@ -124,7 +124,7 @@ def test_bench_streams_a_series_file_on_every_engine(exported):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["workload"] == "streaming" and report["skipped"] == {}
-    assert set(report["engines"]) == {"ort", "numba", "fast", "fast-int8", "floor"}
+    assert set(report["engines"]) == {"ort", "ort-direct", "numba", "fast", "fast-int8", "floor"}
     assert report["states"] == {"h": "h_new", "c": "c_new", "pooled": "pooled_new",
                                 "seen": "seen_new"}
 

@@ -130,7 +130,7 @@ def test_bench_times_every_engine_after_parity(user_corpus):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["workload"] == "streaming"
-    assert set(report["engines"]) == {"ort", "numba", "fast", "fast-int8", "floor"}
+    assert set(report["engines"]) == {"ort", "ort-direct", "numba", "fast", "fast-int8", "floor"}
     assert report["engines"]["ort"]["vs_ort"] == 1.0 and report["skipped"] == {}
     whole = json.loads(subprocess.run([*CLI, "bench", str(user_corpus["attention_lstm"][1]), "--steps",
                                        "20", "--warmup", "5", "--json"], capture_output=True,

@@ -45,8 +45,9 @@ def test_bench_reports_percentiles_and_ratios_after_parity(charlm):
                            "--steps", "60", "--warmup", "10", "--json"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert set(report["engines"]) == {"ort", "numba", "fast", "fast-int8", "torch", "floor",
-                                      "panel-floor", "int8-floor"}
+    assert set(report["engines"]) == {"ort", "ort-direct", "numba", "fast", "fast-int8", "torch",
+                                      "floor", "panel-floor", "int8-floor"}
+    assert report["engines"]["ort-direct"]["p50_vs_ort_direct"] == 1.0
     assert report["engines"]["ort"]["p50_vs_ort"] == 1.0
     assert report["engines"]["floor"]["p50_vs_floor"] == 1.0 and report["skipped"] == {}
     assert report["engines"]["int8-floor"]["p50_vs_int8_floor"] == 1.0
@@ -54,7 +55,7 @@ def test_bench_reports_percentiles_and_ratios_after_parity(charlm):
         assert r["n"] == 60 and 0 < r["p50_us"] <= r["p90_us"] <= r["p99_us"]
         assert r["torch_p50_over_this"] == report["engines"]["torch"]["p50_us"] / r["p50_us"]
     assert {p["name"] for p in report["parity"]} == {f"{e} vs ort logits" for e in
-                                                     ("numba", "fast", "fast-int8", "torch")}
+                                                     ("numba", "fast", "fast-int8", "torch", "ort-direct")}
     assert {p["tolerance"] for p in report["parity"]} == {"fp32", "int8"}
     assert all(p["ok"] for p in report["parity"])
     assert report["file_bytes"] == charlm[1].stat().st_size
@@ -76,7 +77,7 @@ def test_bench_runs_variants_and_skips_engines_that_cannot_run_a_file(charlm, da
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert set(report["engines"]) == {"ort"}
+    assert set(report["engines"]) == {"ort", "ort-direct"}
     assert set(report["skipped"]) == {"numba", "fast", "fast-int8", "floor"}
     assert "DynamicQuantizeLSTM" in report["skipped"]["numba"]
     assert "fp32 charlm graph" in report["skipped"]["floor"]
