@@ -15,8 +15,11 @@ for an unlabelled file). Formats, by suffix:
 Missing values (``?``, ``NaN``, an empty CSV cell) follow ``missing``: ``"error"`` (the
 default) stops with a ``DataError`` naming the line (row) and the channel; ``"interpolate"``
 fills each gap linearly in time from its neighbours in the same channel (the nearest value
-at either end); a channel with no value at all in a case is still an error. Every bad file
-is a ``DataError`` that names the file and the line. Torch-free; numpy only.
+at either end); a channel with no value at all in a case is still an error. Text files are
+UTF-8 (a byte-order mark, as Excel writes, is dropped; another encoding is refused, not
+decoded with replacement); every value must be finite in float32, as the model reads it;
+class names must be distinct printable text. Every bad file is a ``DataError`` that names the
+file and the line or case. Torch-free; numpy only.
 """
 
 import csv
@@ -31,7 +34,7 @@ from rnnedge.runtime.errors import DataError, InputError
 
 from .download import data_dir as resolve_data_dir
 from .download import fetch
-from .ts_format import fill_missing, parse_values, read_ts
+from .ts_format import fill_missing, parse_values, read_ts, text_lines
 
 VOWELS_URL = "https://www.timeseriesclassification.com/aeon-toolkit/JapaneseVowels.zip"
 VOWELS_DIR = "JapaneseVowels"
@@ -72,6 +75,15 @@ def load_series(path, missing="error"):
     if len(widths) > 1:
         raise DataError(f"{path}: cases have different channel counts {widths}; every case "
                         f"needs the same channels")
+    for k, x in enumerate(series.X):  # 1e39 is finite as text, infinite as the model reads it
+        if not np.isfinite(x).all():
+            frame, channel = np.argwhere(~np.isfinite(x))[0]
+            raise DataError(f"{path}: case {k + 1}, frame {frame + 1}, channel {channel + 1} is "
+                            f"not finite in float32 (|x| at most {np.finfo(np.float32).max:.4g})")
+    names = [str(c) for c in series.classes]
+    if len(set(names)) != len(names) or not all(n.strip() and n.isprintable() for n in names):
+        raise DataError(f"{path}: class names must be distinct, printable and not empty; got "
+                        f"{', '.join(repr(n) for n in names)[:200]}")
     return series
 
 
@@ -109,19 +121,26 @@ def extract_ts(archive, folder):
 def read_npz(path, missing="error"):
     """A ``Series`` of arrays ``X`` (N, T, C), ``lengths`` (N,), ``y`` (N,), ``classes``."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DataError(f"{path} holds one array (an .npy file?), not an .npz archive of X, "
+                            f"lengths and y; save it with np.savez")
+        with loaded as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path} is not a readable .npz without pickled objects ({exc})") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path} is not a readable .npz without pickled objects "
+                        f"({type(exc).__name__}: {exc or 'empty'})") from exc
     X = arrays.get("X")
     if X is None or X.ndim != 3 or X.dtype.kind not in "fiu":
         raise DataError(f"{path}: needs a numeric array X of shape (cases, time, channels), "
                         f"found {None if X is None else X.shape}")
     lengths = arrays.get("lengths", np.full(len(X), X.shape[1]))
-    if lengths.shape != (len(X),) or lengths.min(initial=1) < 1 or lengths.max(initial=0) > X.shape[1]:
+    if lengths.shape != (len(X),) or lengths.dtype.kind not in "iu" or \
+            lengths.min(initial=1) < 1 or lengths.max(initial=0) > X.shape[1]:
         raise DataError(f"{path}: lengths must be (cases,) integers in [1, {X.shape[1]}]")
-    cases = [fill_missing(X[k, :n].astype(np.float32), f"{path}, case {k + 1}", missing)
-             for k, n in enumerate(lengths)]
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf: refused by load_series
+        cases = [fill_missing(X[k, :n].astype(np.float32), f"{path}, case {k + 1}", missing)
+                 for k, n in enumerate(lengths)]
     y, classes = _labels(arrays.get("y"), arrays.get("classes"), len(X), path)
     return Series(cases, y, classes, path.stem)
 
@@ -132,12 +151,14 @@ def _labels(y, classes, n, path):
         return None, ()
     if y.shape != (n,):
         raise DataError(f"{path}: y must have one label per case, shape ({n},), not {y.shape}")
-    if y.dtype.kind in "iu":
-        names = [str(c) for c in classes] if classes is not None else [str(k) for k in range(y.max() + 1)]
-        if y.min() < 0 or y.max() >= len(names):
+    if y.dtype.kind in "iu" and classes is not None:
+        names = [str(c) for c in classes]
+        if y.min(initial=0) < 0 or y.max(initial=0) >= len(names):
             raise DataError(f"{path}: integer labels must lie in [0, {len(names)})")
         return y.astype(np.int64), tuple(names)
-    return encode_labels([str(v) for v in y])
+    if y.dtype.kind not in "iuU":
+        raise DataError(f"{path}: y must hold integer or text labels, not {y.dtype}")
+    return encode_labels([str(v) for v in y])  # integers without names: the values present
 
 
 def encode_labels(names):
@@ -158,20 +179,19 @@ def _is_number(text):
 
 def read_csv(path, missing="error", id_column="id", time_column="t", label_column="label"):
     """A ``Series`` of a CSV with one row per frame (see the module docstring)."""
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            raise DataError(f"{path} is empty; the first row names the columns")
-        names = [h.strip() for h in header]
-        for need in (id_column, time_column):
-            if need not in names:
-                raise DataError(f"{path}, line 1: no {need!r} column (found {', '.join(names)})")
-        channels = [k for k, h in enumerate(names) if h not in (id_column, time_column, label_column)]
-        if not channels:
-            raise DataError(f"{path}, line 1: no channel column besides {id_column}, "
-                            f"{time_column} and {label_column}")
-        rows = _csv_cases(reader, names, channels, path, time_column, id_column, label_column)
+    reader = csv.reader(text_lines(path))
+    header = next(reader, None)
+    if header is None:
+        raise DataError(f"{path} is empty; the first row names the columns")
+    names = [h.strip() for h in header]
+    for need in (id_column, time_column):
+        if need not in names:
+            raise DataError(f"{path}, line 1: no {need!r} column (found {', '.join(names)})")
+    channels = [k for k, h in enumerate(names) if h not in (id_column, time_column, label_column)]
+    if not channels:
+        raise DataError(f"{path}, line 1: no channel column besides {id_column}, "
+                        f"{time_column} and {label_column}")
+    rows = _csv_cases(reader, names, channels, path, time_column, id_column, label_column)
     X, labels = [], []
     for case, (frames, label) in rows.items():
         frames.sort(key=lambda f: f[0])
@@ -200,7 +220,10 @@ def _csv_cases(reader, names, channels, path, time_column, id_column, label_colu
         try:
             t = float(row[col[time_column]])
         except ValueError:
-            raise DataError(f"{where}: {time_column} {row[col[time_column]]!r} is not a number") from None
+            t = math.nan
+        if not math.isfinite(t):
+            raise DataError(f"{where}: {time_column} {row[col[time_column]]!r} is not a finite "
+                            f"number") from None
         values = parse_values([row[k] for k in channels], where)
         label = row[col[label_column]].strip() if label_column in col else None
         frames, first = cases.setdefault(row[col[id_column]].strip(), ([], label))
@@ -220,6 +243,9 @@ def split_stratified(y, fraction, seed=0):
         members = np.flatnonzero(y == label)
         take = min(max(1, round(fraction * len(members))), len(members) - 1)
         val.extend(rng.choice(members, size=take, replace=False) if take > 0 else [])
+    if not val:
+        raise DataError("no class has 2 or more cases, so none can be held out for validation; "
+                        "give at least 2 cases of each class")
     is_val = np.zeros(len(y), dtype=bool)
     is_val[np.array(val, dtype=np.int64)] = True
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)

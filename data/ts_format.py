@@ -19,26 +19,43 @@ MISSING_TOKENS = ("?", "nan", "")
 FLAGS = ("timestamps", "missing", "univariate", "equallength")
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def text_lines(path):
+    """The lines of a UTF-8 text file, a byte-order mark (as Excel writes) dropped; another
+    encoding is a ``DataError``, where decoding with replacement would turn a latin-1 label
+    such as 'é' into U+FFFD silently."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        number = 0
+        try:
+            for number, line in enumerate(fh, start=1):
+                yield line
+        except UnicodeDecodeError as exc:
+            utf16 = exc.object[:2] in (b"\xff\xfe", b"\xfe\xff")
+            raise DataError(f"{path}: not UTF-8 text (near line {number + 1})"
+                            f"{': it is UTF-16' if utf16 else ''}; save the file as UTF-8") from None
+
+
 def read_ts(path, missing="error"):
     """(cases [(T, C) float32], label indices or None, class names or None, problem name)."""
     header, cases, labels, lines, name = {}, [], [], [], path.stem
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        in_data = False
-        for number, raw in enumerate(fh, start=1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            where = f"{path}, line {number}"
-            if in_data:
-                x, label = _ts_case(line, header, where, missing)
-                cases.append(x)
-                labels.append(label)
-                lines.append(number)
-            elif line.startswith("@"):
-                in_data = _ts_header(line, header, where)
-                name = header.get("problemname", name)
-            else:
-                raise DataError(f"{where}: data before @data; the header ends with an @data line")
+    in_data = False
+    for number, raw in enumerate(text_lines(path), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"{path}, line {number}"
+        if in_data:
+            x, label = _ts_case(line, header, where, missing)
+            cases.append(x)
+            labels.append(label)
+            lines.append(number)
+        elif line.startswith("@"):
+            in_data = _ts_header(line, header, where)
+            name = header.get("problemname", name)
+        else:
+            raise DataError(f"{where}: data before @data; the header ends with an @data line")
     if "classlabel" not in header:
         raise DataError(f"{path}: no @classLabel line in the header")
     classes = header["classlabel"]
@@ -111,8 +128,9 @@ def parse_values(tokens, where):
             out.append(float(token))
         except ValueError:
             raise DataError(f"{where}, value {k}: {token!r} is not a number") from None
-        if not math.isfinite(out[-1]):
-            raise DataError(f"{where}, value {k}: {token!r} is not finite")
+        if not math.isfinite(out[-1]) or abs(out[-1]) > FLOAT32_MAX:
+            raise DataError(f"{where}, value {k}: {token!r} is not finite in float32 (|x| at "
+                            f"most {FLOAT32_MAX:.4g}), as the model reads it")
     return out
 
 
