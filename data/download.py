@@ -26,6 +26,13 @@ def data_dir(explicit=None):
     return Path.home() / ".cache" / "rnnedge" / "data"
 
 
+def _read(resp, failed, size=1 << 16):
+    try:
+        return resp.read(size)
+    except (OSError, TimeoutError) as exc:  # a connection reset or timed out mid-way
+        raise failed(exc) from exc
+
+
 def fetch(url, dest, timeout=30.0):
     """Download ``url`` to ``dest`` atomically with a progress bar; return ``dest``."""
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
@@ -36,18 +43,22 @@ def fetch(url, dest, timeout=30.0):
     except OSError as exc:
         raise DataError(f"cannot create data directory {dest.parent}: {exc}; "
                         f"set --data-dir or {ENV_VAR} to a writable folder") from exc
+    failed = lambda exc: DataError(  # noqa: E731
+        f"{dest.name} is not in {dest.parent} and downloading it from {url} failed ({exc}); "
+        f"put the file there or point --data-dir / {ENV_VAR} at a folder that has it")
     try:
-        with writing(dest) as tmp, open(tmp, "wb") as out, \
-                urllib.request.urlopen(url, timeout=timeout) as resp:
+        resp = urllib.request.urlopen(url, timeout=timeout)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:  # no network, no such file
+        raise failed(exc) from exc
+    try:  # the network's errors are DataErrors before the writer sees them: not "cannot write"
+        with resp, writing(dest) as tmp, open(tmp, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0) or None
             columns = (*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn())
             with Progress(*columns, transient=True) as bar:
                 task = bar.add_task(f"downloading {dest.name}", total=total)
-                while chunk := resp.read(1 << 16):
+                while chunk := _read(resp, failed):
                     out.write(chunk)
                     bar.advance(task, len(chunk))
-    except (urllib.error.URLError, OutputError, OSError, TimeoutError) as exc:
-        raise DataError(f"{dest.name} is not in {dest.parent} and downloading it from {url} "
-                        f"failed ({exc}); put the file there or point --data-dir / "
-                        f"{ENV_VAR} at a folder that has it") from exc
+    except OutputError as exc:  # the disk: full, read-only
+        raise failed(exc) from exc
     return dest

@@ -91,3 +91,45 @@ def test_any_csv_is_read_finite_or_refused_with_a_data_error(tmp_path_factory, r
         else:
             assert all(x.dtype == np.float32 and np.isfinite(x).all() for x in series.X)
             assert len(series.y) == len(series.X) and len(set(series.classes)) == len(series.classes)
+
+
+class _Response:
+    """A download that sends ``chunks`` and then fails as a dropped connection does."""
+
+    headers = {"Content-Length": "999"}
+
+    def __init__(self, chunks):
+        self.chunks = list(chunks)
+
+    def read(self, size):
+        if not self.chunks:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return self.chunks.pop(0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("opened, message", [
+    (OSError(-2, "Name or service not known"), "Name or service not known"),
+    (_Response([b"half a file"]), "Connection reset by peer"),
+])
+def test_a_failed_download_says_so_and_leaves_nothing(tmp_path, monkeypatch, opened, message):
+    """The network's failure is named as the network's (not "cannot write ..."), and neither the
+    file, its temporary nor its lock is left behind."""
+    import urllib.request
+
+    from rnnedge.data.download import fetch
+
+    def urlopen(url, timeout):
+        if isinstance(opened, Exception):
+            raise opened
+        return opened
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    with pytest.raises(DataError) as caught:
+        fetch("https://example.org/f.txt", tmp_path / "f.txt")
+    assert message in str(caught.value) and "cannot write" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
