@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rnnedge.runtime.errors import ParityError
+from rnnedge.runtime.errors import InputError, ParityError, first_line
 from rnnedge.runtime.golden import Case
 from rnnedge.runtime.graph_model import axis_role
 from rnnedge.runtime.tolerances import FP32, compare
@@ -132,12 +132,20 @@ def run_module(module, spec, feeds):
     """The module's outputs for numpy feeds, as {output name: numpy}."""
     import torch
 
-    with torch.no_grad():
-        result = module(*(torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in spec.inputs))
+    try:
+        with torch.no_grad():
+            result = module(*(torch.from_numpy(np.ascontiguousarray(feeds[n]))
+                              for n in spec.inputs))
+    except Exception as exc:  # the module's own error, on inputs the gate made: say which
+        shapes = ", ".join(f"{n} {feeds[n].dtype}{list(feeds[n].shape)}" for n in spec.inputs)
+        raise InputError(f"the module raised {type(exc).__name__} on the gate's inputs {shapes}: "
+                         f"{first_line(exc)}; the gate runs several batch and time sizes, time 1 "
+                         f"among them") from exc
     flat = _flatten(result)
     if len(flat) != len(spec.outputs):
-        raise ParityError(f"the module returns {len(flat)} tensors but output_names names "
-                          f"{len(spec.outputs)} ({', '.join(spec.outputs)}); name every output")
+        raise InputError(f"the module returns {len(flat)} tensors but the outputs named are "
+                         f"{len(spec.outputs)} ({', '.join(spec.outputs)}); name every output, "
+                         f"in forward's order (--output NAME, once each)")
     return {name: t.detach().numpy() for name, t in zip(spec.outputs, flat)}
 
 

@@ -109,7 +109,7 @@ def _export_checked(module, example_inputs, spec, tmpdir, opset, order, tol, dyn
             skipped[name] = f"refused by the parity gate ({'; '.join(causes) or _first_line(exc)})"
             refusal = refusal or exc
             continue
-        except (ModelFileError, KeyboardInterrupt):
+        except (ModelFileError, InputError, KeyboardInterrupt):  # the file's or the user's
             raise
         except Exception as exc:  # exporters raise many types (TorchExportError, RuntimeError...)
             skipped[name] = f"failed: {type(exc).__name__}: {_first_line(exc)}"

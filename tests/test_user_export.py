@@ -331,3 +331,38 @@ def test_spec_parsers():
         user_spec.example_from_specs([("x", "float32", ["batch", "channels"])])
     with pytest.raises(InputError, match="input=output"):
         user_spec.parse_state_spec("h")
+
+
+def test_the_commonest_mistakes_are_one_line_errors_naming_them(tmp_path):
+    """Too few output names, and a module that raises on the gate's inputs: typed errors that
+    say so (exit 2 on the command line), where the first crashed in its own error path and the
+    second read "no exporter could export the module"; no file either way."""
+    from torch import nn
+
+    from rnnedge.export import export_model
+    from rnnedge.runtime.errors import InputError
+
+    class TwoOut(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(3, 4, batch_first=True)
+
+        def forward(self, x):
+            return self.gru(x)
+
+    x = torch.randn(2, 5, 3)
+    with pytest.raises(InputError, match="the module returns 2 tensors but the outputs named are 1"):
+        export_model(TwoOut(), (x,), tmp_path / "a.onnx", input_names=["x"], output_names=["y"],
+                     dynamic_axes={"x": {0: "batch", 1: "time"}})
+
+    class NeedsFiveSteps(TwoOut):
+        def forward(self, x):
+            if x.shape[1] < 5:
+                raise ValueError(f"need at least 5 steps, got {x.shape[1]}")
+            return self.gru(x)[0]
+
+    with pytest.raises(InputError, match=r"the module raised ValueError on the gate's inputs x "
+                                         r"float32\[\d+, \d, 3\]: need at least 5 steps"):
+        export_model(NeedsFiveSteps(), (x,), tmp_path / "b.onnx", input_names=["x"],
+                     output_names=["y"], dynamic_axes={"x": {0: "batch", 1: "time"}})
+    assert list(tmp_path.iterdir()) == []
