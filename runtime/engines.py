@@ -84,27 +84,65 @@ def fused_engine(model, meta, quantize):
     the reader's reason (``rnnedge info`` shows it)."""
     reader = STACK_READERS[meta.kind if meta is not None else "user"]
     try:
-        if reader == "char":
-            from .fast import FastCharEngine
-
-            return FastCharEngine(model, quantize), "fused stack (char reader)"
-        if reader == "sequence":
-            from .fast_seq import FastSeqEngine, read_seq
-
-            seq = read_seq(model, meta)
-            return FastSeqEngine(model, quantize, seq=seq), "fused stack (sequence reader)"
-        from .chain_graph import read_chain
-        from .fast_chain import FastChainEngine, FastPooledEngine
-
-        chain = read_chain(model)
-        streaming = chain.directions == 1 and not chain.pool
-        engine = (FastChainEngine if streaming else FastPooledEngine)(model, quantize, chain=chain)
-        return engine, f"fused stack (chain reader, {'streaming' if streaming else 'pooled'})"
+        stack = _read_stack(reader, model, meta)
+        return _build(reader, stack, model, quantize), _path(reader, stack)
     except UnsupportedError as refused:
-        engine = NumbaEngine(model, kernel="fast-int8" if quantize else "fast")
-        return engine, f"interpreter with fused recurrent nodes: {refused}"
+        return NumbaEngine(model, kernel="fast-int8" if quantize else "fast"), _refused(refused)
 
 
 def engine_path(model, meta):
-    """What ``fast`` and ``fast-int8`` run for this file, and why (for ``rnnedge info``)."""
-    return fused_engine(model, meta, None)[1]
+    """What ``fast`` and ``fast-int8`` run for this file, and why (for ``rnnedge info``): the
+    reader's verdict alone, no weights packed."""
+    reader = STACK_READERS[meta.kind if meta is not None else "user"]
+    try:
+        return _path(reader, _read_stack(reader, model, meta))
+    except UnsupportedError as refused:
+        return _refused(refused)
+
+
+def _read_stack(reader, model, meta):
+    """What the kind's reader finds in the graph; ``UnsupportedError`` naming what it refuses."""
+    if reader == "char":
+        from .fast import read_charlm
+
+        return read_charlm(model)
+    if reader == "sequence":
+        from .fast_seq import read_seq
+
+        return read_seq(model, meta)
+    from .chain_graph import read_chain
+    from .fast_chain import check_pooled
+
+    chain = read_chain(model)
+    if not _streaming(chain):
+        check_pooled(chain)
+    return chain
+
+
+def _streaming(chain):
+    return chain.directions == 1 and not chain.pool
+
+
+def _build(reader, stack, model, quantize):
+    if reader == "char":
+        from .fast import FastCharEngine
+
+        return FastCharEngine(model, quantize, charlm=stack)
+    if reader == "sequence":
+        from .fast_seq import FastSeqEngine
+
+        return FastSeqEngine(model, quantize, seq=stack)
+    from .fast_chain import FastChainEngine, FastPooledEngine
+
+    return (FastChainEngine if _streaming(stack) else FastPooledEngine)(model, quantize,
+                                                                        chain=stack)
+
+
+def _path(reader, stack):
+    if reader != "chain":
+        return f"fused stack ({reader} reader)"
+    return f"fused stack (chain reader, {'streaming' if _streaming(stack) else 'pooled'})"
+
+
+def _refused(reason):
+    return f"interpreter with fused recurrent nodes: {reason}"

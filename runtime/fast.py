@@ -210,10 +210,10 @@ class FastCharEngine:
 
     checks_tokens = True  # ids outside the vocabulary: a typed error from ``run``'s kernel
 
-    def __init__(self, model, quantize=None):
+    def __init__(self, model, quantize=None, charlm=None):
         if quantize not in (None, "int8"):
             raise InputError(f"quantize must be None or 'int8', not {quantize!r}")
-        packed = pack(*read_charlm(model))
+        packed = pack(*(charlm or read_charlm(model)))  # ``charlm``: already read
         self.name = "fast-int8" if quantize else "fast"
         self.packed = fused.quantize(packed) if quantize else fused.panelled(packed)
         self.kernel = fused.run8 if quantize else fused.run

@@ -123,6 +123,14 @@ class FastChainEngine:
                               self.chain.sequence, self.no_tokens, self.chain.time_major)
 
 
+def check_pooled(chain):
+    """``UnsupportedError`` unless the pooled engine runs this (bidirectional or pooled) chain:
+    whole cases from zero states to the pooled head alone."""
+    if any(chain.states.values()) or set(chain.outputs.values()) != {"y"}:
+        raise UnsupportedError("fast pooled engine: it runs whole cases from zero states "
+                               "to the pooled head alone, not state inputs or outputs")
+
+
 def _namer(names, keys):
     """``named(y, h, c) -> {output name: array}`` for the graph's outputs, each "y", "h" or
     "c" (``Chain.outputs``): one dict display per streamed call, no loop (0.1 µs, not 0.4)."""
@@ -159,9 +167,7 @@ class FastPooledEngine(FastSeqEngine):
         if c.directions == 1 and not c.pool:
             raise UnsupportedError("fast pooled engine: a forward chain with a linear head "
                                    "runs on FastChainEngine")
-        if any(c.states.values()) or set(c.outputs.values()) != {"y"}:
-            raise UnsupportedError("fast pooled engine: it runs whole cases from zero states "
-                                   "to the pooled head alone, not state inputs or outputs")
+        check_pooled(c)
         F = None if c.embedding is not None else c.layers[0][0].shape[2]
         seq = Seq(c.sequence, False, c.embedding, None if F is None else np.zeros(F, np.float32),
                   None if F is None else np.ones(F, np.float32), c.op, c.activation, c.lbr,
