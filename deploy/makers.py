@@ -75,15 +75,10 @@ class DirectOrt:
     only its frame. A stream's outputs are its buffers, overwritten by its next step."""
 
     def __init__(self, model_path, states=None, threads=1):
-        import onnxruntime as ort
+        from rnnedge.runtime.engines import OrtEngine
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        self.session = ort.InferenceSession(str(model_path), options,
-                                            providers=["CPUExecutionProvider"])
-        self.outputs = [o.name for o in self.session.get_outputs()]
+        engine = OrtEngine(str(model_path), threads)  # its session, not its wrapper
+        self.session, self.outputs = engine.session, engine.outputs
         self.states = dict(states or {})
 
     def run(self, feeds):

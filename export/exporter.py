@@ -37,7 +37,8 @@ def build(ckpt, sha, linear_before_reset=1, tol=FP32):
     names = {i["name"] for i in sig["inputs"]}
     states = {i: o for i, o in STATES[task].items() if i in names}
     export = {"exporter": "rnnedge graph builder", "opset": model.opset_import[0].version,
-              "tolerance": tol.name, "rewrites": [], "module": type(reference.args[0]).__name__}
+              "tolerance": tol.name, "rewrites": [],
+              "module": f"rnnedge {ckpt['task']} checkpoint"}
     set_props(model, metadata.props(
         task, signature=sig, states=states, golden=golden, export=export, config=config,
         vocab=ckpt["vocab"], metrics=ckpt["metrics"],
@@ -48,23 +49,12 @@ def build(ckpt, sha, linear_before_reset=1, tol=FP32):
 
 def _reference(ckpt, shapes):
     """(PyTorch's ``run(feeds) -> outputs`` of the checkpoint, random feeds at ``shapes``)."""
-    from functools import partial
-
     from rnnedge.runtime.parity import charlm_inputs, sentiment_inputs
 
-    if ckpt["task"] == "charlm":
-        from rnnedge.train.charlm import build_model
+    from .torch_engines import reference_of
 
-        from .validate import torch_charlm as run
-
-        inputs = charlm_inputs
-    else:
-        from rnnedge.train.sentiment import build_model
-
-        from .validate import torch_sentiment as run
-
-        inputs = sentiment_inputs
-    return partial(run, build_model(ckpt)), inputs(ckpt["config"], shapes, seed=7)
+    inputs = charlm_inputs if ckpt["task"] == "charlm" else sentiment_inputs
+    return reference_of(ckpt), inputs(ckpt["config"], shapes, seed=7)
 
 
 def validate(ckpt, onnx_model, tol=FP32):

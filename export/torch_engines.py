@@ -65,15 +65,19 @@ def reference(checkpoint, task=None):
     """
     from rnnedge.train import checkpoint as ckpt_io
 
-    from .validate import torch_charlm, torch_sentiment
-
     if task == "user":
         from rnnedge.runtime.errors import InputError
 
         raise InputError("the file is your own model's export, not an rnnedge checkpoint's, so a "
                          "--checkpoint cannot run beside it; its golden bundle holds PyTorch's "
                          "outputs, which verify checks without one")
-    ckpt = ckpt_io.load(checkpoint, task)
+    return reference_of(ckpt_io.load(checkpoint, task))
+
+
+def reference_of(ckpt):
+    """``reference`` of a loaded checkpoint (the exporter's golden bundle runs it too)."""
+    from .validate import torch_charlm, torch_sentiment
+
     if ckpt["task"] == "series":
         return series_reference(ckpt)
     if ckpt["task"] == "charlm":
