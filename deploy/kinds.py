@@ -7,7 +7,7 @@ small and lives here, picked by the file's ``rnnedge.kind`` from ``ADAPTERS``:
   validation windows, IMDb test reviews in padded batches), ``{label: [feeds, ...]}``;
 * ``reference_feeds(model)``: feeds that PyTorch from the source checkpoint can take beside
   the golden ones (a series checkpoint runs raw frames without states);
-* ``agree(out_a, out_b)``: the share of cases whose answer agrees, for a classifier.
+* ``label_output``: a classifier's answer output, whose labels ``agreement`` compares.
 
 A user's file has no data set: its golden bundle is its real data. Not here: the checks
 themselves (``verify.py``), the gates (``gates.py``).

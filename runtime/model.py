@@ -2,8 +2,9 @@
 
 ``load(path, engine="ort"|"numba"|"fast"|"fast-int8", threads=1)`` returns the task layer
 that the file's ``rnnedge.kind`` names (``TASK_LAYERS``: ``CharModel``, ``SentimentModel``,
-``SeriesModel``) over the one ``GraphModel``, or the ``GraphModel`` itself for a user's file; ``describe`` is what ``rnnedge info`` shows. Files are read by ``files.py``, metadata by ``metadata.py``,
-engines made by ``engines.py``.
+``SeriesModel``) over the one ``GraphModel``, or the ``GraphModel`` itself for a user's
+file; ``describe`` is what ``rnnedge info`` shows. Files are read by ``files.py``, metadata
+by ``metadata.py``, engines made by ``engines.py``.
 """
 
 from pathlib import Path

@@ -18,10 +18,9 @@ returning the class probabilities of the frames so far. A bidirectional model ha
 states and refuses to stream.
 """
 
-
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, ModelFileError
 from .graph_model import GraphModel, GraphStream
 
 class SeriesModel(GraphModel):
@@ -53,8 +52,6 @@ class SeriesModel(GraphModel):
             ("no frames and lengths inputs", not {"frames", "lengths"} <= set(inputs)))
             if bad]
         if wrong:
-            from .errors import ModelFileError
-
             raise ModelFileError(f"{path}: its series metadata says {'; '.join(wrong)}; the file "
                                  f"was altered after export: export it again")
 
