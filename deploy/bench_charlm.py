@@ -93,18 +93,18 @@ def kernel_makers(model_path, engines=("fast", "fast-int8"), precisions=None):
 
 
 def _kernel_maker(engine):
-    from rnnedge.runtime.fast import NO_STATE
+    from rnnedge.runtime.fast_chain import NO_STATE
 
     def make(batch=1, threads=1):
-        L, H = engine.work.h.shape
+        L, H = engine.L, engine.H
         h = np.zeros((L, batch, H), np.float32)
         c = np.zeros_like(h) if engine.lstm else NO_STATE
         tokens = np.zeros((batch, 1), np.int64)
-        logits = np.empty((batch, 1, engine.packed.fc_bias.shape[0]), np.float32)
+        logits = np.empty((batch, 1, engine.C), np.float32)
 
         def step(ids):
             tokens[:, 0] = ids
-            engine.kernel(tokens, h, c, logits, *engine.arguments)  # h, c updated in place
+            engine.kernel(engine.no_frames, tokens, h, c, logits, *engine.arguments)  # h, c in place
             return logits[:, -1].copy()  # the next step writes the same buffer
         return step
     return make

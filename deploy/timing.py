@@ -80,19 +80,22 @@ def floor_matrices(model_path):
     """The weight matrices one streamed step must read, as numpy arrays.
 
     Layer 0's input projection is a row of the embedding folded through W0 (what the fast
-    engine reads), so they are R0, [W | R] of each layer above, and the output layer.
-    Raises ``UnsupportedError`` for a graph that is not a plain fp32 charlm.
+    engine reads), so they are R0, [W | R] of each layer above, and the output layer (C, H).
+    Raises ``UnsupportedError`` for a graph that is not a forward chain over token ids.
     """
-    from rnnedge.runtime.fast import read_charlm
+    from rnnedge.runtime.chain_graph import read_chain
     from rnnedge.runtime.files import read_onnx
 
     try:
-        _, layers, fc_weight, _ = read_charlm(read_onnx(model_path))
+        chain = read_chain(read_onnx(model_path))
+        if chain.embedding is None or chain.directions != 1 or chain.pool:
+            raise UnsupportedError("not a forward chain over token ids")
     except UnsupportedError as exc:
         raise UnsupportedError(f"the floor needs the weights of a plain fp32 charlm graph ({exc})") from exc
-    mats = [np.ascontiguousarray(layers[0].R)]
-    mats += [np.ascontiguousarray(np.concatenate([layer.W, layer.R], axis=1)) for layer in layers[1:]]
-    return mats + [np.ascontiguousarray(fc_weight.T)]
+    (_, R0, _), *above = [tuple(w[0] for w in layer) for layer in chain.layers]
+    mats = [np.ascontiguousarray(R0)]
+    mats += [np.ascontiguousarray(np.concatenate([W, R], axis=1)) for W, R, _ in above]
+    return mats + [np.ascontiguousarray(chain.fc)]
 
 
 def floor_maker(mats):

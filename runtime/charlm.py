@@ -29,13 +29,10 @@ class CharModel:
         self.index = {ch: i for i, ch in enumerate(self.vocab)}
         self.state_names = ["h0", "c0"] if self.config["cell"] == "lstm" else ["h0"]
         # the fast engines refuse ids outside the vocabulary in their kernels: not checked twice
-        self.engine_checks_tokens = getattr(self.engine, "checks_tokens", False)
-        # and check the common case's feeds in one pass (``GraphModel.run_checked``), where
-        # their states are the shape this layer checks
-        shape = (getattr(self.engine, "layers", None), getattr(self.engine, "hidden", None))
-        self.run_checked = (core.run_checked if shape == (self.config["num_layers"],
-                                                          self.config["hidden_size"]) else None)
-        self.check_graph()
+        self.engine_checks_tokens = self.engine.checks_tokens
+        self.check_graph()  # the graph's states are the config's shape, so the engine's
+        # one-pass check of the common case's feeds (``GraphModel.run_checked``) is this layer's
+        self.run_checked = core.run_checked
 
     def check_graph(self):
         """The metadata must describe the graph: vocabulary size and state names."""

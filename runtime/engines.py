@@ -10,6 +10,7 @@ nodes. Not here: reading files or metadata.
 import numbers
 import os
 
+from .engine import Engine
 from .errors import InputError, UnsupportedError
 
 ENGINES = ("ort", "numba", "fast", "fast-int8")
@@ -17,7 +18,7 @@ ENGINES = ("ort", "numba", "fast", "fast-int8")
 MAX_THREADS = 256
 
 
-class OrtEngine:
+class OrtEngine(Engine):
     """onnxruntime on the CPU with an explicit thread count (1 = the low-power case)."""
 
     name = "ort"
@@ -38,11 +39,11 @@ class OrtEngine:
         return dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
 
 
-class NumbaEngine:
+class NumbaEngine(Engine):
     """The reference interpreter; the recurrent kernels run on one thread.
 
     ``kernel="fast"`` or ``"fast-int8"`` runs each recurrent node on the fused kernels
-    instead: the fast engines of a graph that is not rnnedge's char model.
+    instead: the fast engines of a graph whose stack the fused engines' readers refuse.
     """
 
     name = "numba"
@@ -72,10 +73,11 @@ def make_engine(name, model, threads=1, meta=None):
     return (OrtEngine if name == "ort" else NumbaEngine)(model, threads)
 
 
-# The reader of each kind's stack (metadata.KINDS): rnnedge's char model and classifiers are
-# read by what their exporter writes; a user's graph by the chain reader, whose ``Chain`` says
-# which fused engine runs it (a streaming chain, or a pooled/bidirectional classifier).
-STACK_READERS = {"charlm": "char", "sentiment": "sequence", "series": "sequence", "user": "chain"}
+# The reader of each kind's stack (metadata.KINDS): rnnedge's classifiers are read by what
+# their exporter writes (true lengths, normalisation); the char model and a user's graph by the
+# chain reader, whose ``Chain`` says which fused engine runs it (a streaming chain, or a
+# pooled/bidirectional classifier).
+STACK_READERS = {"charlm": "chain", "sentiment": "sequence", "series": "sequence", "user": "chain"}
 
 
 def fused_engine(model, meta, quantize):
@@ -102,10 +104,6 @@ def engine_path(model, meta):
 
 def _read_stack(reader, model, meta):
     """What the kind's reader finds in the graph; ``UnsupportedError`` naming what it refuses."""
-    if reader == "char":
-        from .fast import read_charlm
-
-        return read_charlm(model)
     if reader == "sequence":
         from .fast_seq import read_seq
 
@@ -124,10 +122,6 @@ def _streaming(chain):
 
 
 def _build(reader, stack, model, quantize):
-    if reader == "char":
-        from .fast import FastCharEngine
-
-        return FastCharEngine(model, quantize, charlm=stack)
     if reader == "sequence":
         from .fast_seq import FastSeqEngine
 

@@ -4,14 +4,15 @@
 finds (a chain of forward LSTM, GRU or RNN layers over frames or token ids, batch- or
 time-major, a linear head, optional states): ``run(feeds) -> {output name: array}`` is one
 numba call (ops/fused_chain.py), fp32 or int8; ``run_checked`` takes the common streamed call in one
-pass (``feeds.py``). A graph it cannot read raises ``UnsupportedError`` (the caller then
-falls back to the interpreter). Not thread-safe (one set of work buffers); not fast.py's
-charlm engine.
+pass (``feeds.py``). rnnedge's own char model is such a chain (token ids, every-step head,
+h0/c0 in and hn/cn out). A graph it cannot read raises ``UnsupportedError`` (the caller then
+falls back to the interpreter). Not thread-safe (one set of work buffers).
 """
 
 import numpy as np
 
 from .chain_graph import read_chain
+from .engine import Engine
 from .errors import InputError, UnsupportedError
 from .feeds import (FLOAT32, INT64, all_finite, copy_finite, copy_finite3, is_array,
                     split_sequence, takes_declared)
@@ -23,10 +24,11 @@ NO_STATE = fused_chain.NO_STATE  # c of a GRU or RNN: never read by the kernels
 NO_SUM = np.zeros((0, 0), np.float32)  # the pooled sums this engine has not
 
 
-class FastChainEngine:
+class FastChainEngine(Engine):
     """Fused kernels over a chain and its head, ``run`` as ``OrtEngine.run`` (twin: numpy's)."""
 
     all_finite = staticmethod(all_finite)  # for ``GraphModel.check``: compiled, one call
+    checks_tokens, checks_lengths = True, False  # ids: a typed error from the kernel
 
     def __init__(self, model, quantize=None, twin=False, chain=None):
         if quantize not in (None, "int8"):
@@ -74,7 +76,7 @@ class FastChainEngine:
         if bad >= 0:
             raise InputError(f"token id {tokens.flat[bad]} at "
                              f"{tuple(int(i) for i in np.unravel_index(bad, tokens.shape))} "
-                             f"is outside the embedding [0, {self.chain.embedding.shape[0]})")
+                             f"is outside the vocabulary [0, {self.chain.embedding.shape[0]})")
         if self.y_time_major:  # an every-step head whose output is (T, B, C)
             y = np.ascontiguousarray(y.swapaxes(0, 1))
         return self.named(y if self.every else y[:, 0], h, cn)

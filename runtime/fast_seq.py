@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 from onnx import helper, numpy_helper
 
+from .engine import Engine
 from .errors import InputError, UnsupportedError
 from .feeds import (INT64, all_finite, checked_sequence, checked_states, copy_finite4, is_array,
                     split_sequence, state_copy, takes_declared)
@@ -241,7 +242,7 @@ def read_seq(model, meta=None):
                {s: s for s in state_map}, outputs, squeeze, squeeze, fc, fc_bias)
 
 
-class FastSeqEngine:
+class FastSeqEngine(Engine):
     """Fused kernels over a whole-sequence classifier, ``run`` as ``OrtEngine.run``
     (``twin=True``: the plain numpy twin, ``fused_seq.run_numpy``)."""
 

@@ -6,7 +6,7 @@ model, more than its kernel at 64 units. An engine that knows its inputs takes t
 case (feeds already of the graph's dtypes, C-contiguous, of its exact shapes) with one
 compiled copy-and-check of everything it reads (``copy_finite``) and hands anything else
 back (None) to the long path, which gives the typed error. Not here: the engines
-(fast.py, fast_seq.py) and the long path (graph_model.py).
+(fast_chain.py, fast_seq.py) and the long path (graph_model.py).
 """
 
 import numpy as np

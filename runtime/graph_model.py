@@ -88,11 +88,10 @@ class GraphModel:
         self.inputs = {i["name"]: i for i in signature["inputs"]}
         self.specs = {}  # name -> ``_spec``, filled on first use
         # an engine may bring a faster finiteness check of its own (the fast ones: numba)
-        self.all_finite = getattr(engine, "all_finite", None) or all_finite
+        self.all_finite = engine.all_finite or all_finite
         # an engine may check the common case's feeds itself, as ``check`` would, in one pass
         # (the fast ones): ``run_checked(feeds)`` -> outputs, or None to take the long path
-        checked_run = getattr(engine, "checked_run", None)
-        self.run_checked = checked_run(signature) if checked_run else None
+        self.run_checked = engine.checked_run(signature)
         # named axes two inputs share (``batch``, ``time``): the ONNX spec's same size
         shared = [(name, axis, dim) for name, i in self.inputs.items()
                   for axis, dim in enumerate(i["shape"]) if isinstance(dim, str) and dim]

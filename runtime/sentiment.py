@@ -22,8 +22,7 @@ class SentimentModel:
         self.config = meta.config
         self.tokenizer = Tokenizer.from_dict(meta.vocab)
         # the fast engines check the ranges in their kernel: not twice (their own messages)
-        self.engine_checks = (getattr(self.engine, "checks_tokens", False)
-                              and getattr(self.engine, "checks_lengths", False))
+        self.engine_checks = self.engine.checks_tokens and self.engine.checks_lengths
 
     def run(self, tokens, lengths):
         """One graph call: tokens (B, T) int64, lengths (B,) -> (logit (B,), prob (B,))."""

@@ -1,9 +1,12 @@
-"""The fast engine: fused kernels against their numpy twins (KERNEL) and onnxruntime (FP32),
-int8 against fp32 (INT8) and on real text, state carried across calls, typed errors.
+"""The fast engines on rnnedge's char model, a chain over token ids (``FastChainEngine``):
+fused kernels against their numpy twins (KERNEL) and onnxruntime (FP32), int8 against fp32
+(INT8) and on real text, state carried across calls, typed errors.
 
 Graphs are built from random numpy weights with the exporter's own graph code (no torch,
 no training), in odd sizes so that the kernels' vector loops have remainders.
 """
+
+import dataclasses
 
 import numpy as np
 import onnx
@@ -11,10 +14,11 @@ import pytest
 
 from rnnedge.export.models import charlm_graph, sentiment_graph
 from rnnedge.runtime.errors import InputError, UnsupportedError
-from rnnedge.runtime.fast import FastCharEngine
-from rnnedge.runtime.engines import OrtEngine
+from rnnedge.runtime.engines import OrtEngine, fused_engine
+from rnnedge.runtime.fast_chain import NO_STATE, FastChainEngine
+from rnnedge.runtime.metadata import read_metadata
 from rnnedge.runtime.model import load
-from rnnedge.runtime.ops import fused
+from rnnedge.runtime.ops import fused_chain
 from rnnedge.runtime.tolerances import FP32, INT8, KERNEL, assert_close
 
 V, E, H = 13, 9, 21
@@ -68,10 +72,10 @@ def _stream(engine, feeds):
 def _twin(engine, feeds):
     """The plain numpy twin of the engine's kernel on the engine's packed weights."""
     h = feeds["h0"].copy()
-    c = feeds["c0"].copy() if "c0" in feeds else np.zeros(0, np.float32)
+    c = feeds["c0"].copy() if "c0" in feeds else NO_STATE
     logits = np.empty((*feeds["tokens"].shape, V), np.float32)
-    twin = fused.run8_numpy if engine.name == "fast-int8" else fused.run_numpy
-    assert twin(feeds["tokens"], h, c, logits, *engine.arguments) == -1
+    twin = fused_chain.run8_numpy if engine.name == "fast-int8" else fused_chain.run_numpy
+    assert twin(engine.no_frames, feeds["tokens"], h, c, logits, *engine.arguments) == -1
     return logits, {"h0": h, **({"c0": c} if "c0" in feeds else {})}
 
 
@@ -84,7 +88,7 @@ def _assert_outputs(name, logits, state, ref_logits, ref_state, tol):
 @pytest.mark.parametrize("cell, layers, nonlinearity", CASES)
 def test_streaming_batch_1_matches_twin_and_onnxruntime(cell, layers, nonlinearity):
     model = _charlm(cell, layers, nonlinearity)
-    fast, fast8 = FastCharEngine(model), FastCharEngine(model, quantize="int8")
+    fast, fast8 = FastChainEngine(model), FastChainEngine(model, quantize="int8")
     feeds = _feeds(cell, layers, 1, 50, np.random.default_rng(1))
     logits, state = _stream(fast, feeds)
     _assert_outputs("fast vs twin", logits, state, *_twin(fast, feeds), KERNEL)
@@ -100,8 +104,8 @@ def test_several_rows_and_steps_in_one_call(cell, layers, nonlinearity):
     feeds = _feeds(cell, layers, 3, 7, np.random.default_rng(3))
     ref = OrtEngine(model).run(feeds)
     ref_state = {"h0": ref["hn"], **({"c0": ref["cn"]} if "cn" in ref else {})}
-    for engine, tol in ((FastCharEngine(model), FP32),
-                        (FastCharEngine(model, quantize="int8"), INT8)):
+    for engine, tol in ((FastChainEngine(model), FP32),
+                        (FastChainEngine(model, quantize="int8"), INT8)):
         out = engine.run(feeds)
         assert sorted(out) == sorted(ref)
         state = {"h0": out["hn"], **({"c0": out["cn"]} if "cn" in out else {})}
@@ -112,7 +116,7 @@ def test_several_rows_and_steps_in_one_call(cell, layers, nonlinearity):
 
 def test_state_is_returned_and_carried_across_calls():
     model = _charlm("lstm", 2)
-    engine = FastCharEngine(model)
+    engine = FastChainEngine(model)
     feeds = _feeds("lstm", 2, 2, 20, np.random.default_rng(4))
     given = {k: v.copy() for k, v in feeds.items()}
     whole = engine.run(feeds)
@@ -126,17 +130,19 @@ def test_state_is_returned_and_carried_across_calls():
     np.testing.assert_array_equal(rest["hn"], whole["hn"])
     np.testing.assert_array_equal(rest["cn"], whole["cn"])
     gru_feeds = _feeds("gru", 2, 1, 3, np.random.default_rng(5))
-    assert sorted(FastCharEngine(_charlm("gru", 2)).run(gru_feeds)) == ["hn", "logits"]
+    assert sorted(FastChainEngine(_charlm("gru", 2)).run(gru_feeds)) == ["hn", "logits"]
 
 
 def test_bad_feeds_raise_input_errors():
-    engine = FastCharEngine(_charlm("lstm", 2))
+    engine = FastChainEngine(_charlm("lstm", 2))
     feeds = _feeds("lstm", 2, 1, 4, np.random.default_rng(6))
     with pytest.raises(InputError, match=r"token id 13 at \(0, 2\) is outside the vocabulary"):
         engine.run({**feeds, "tokens": np.array([[1, 2, V, 3]])})
-    with pytest.raises(InputError, match="feeds lack c0"):
+    with pytest.raises(InputError, match=r"token id -1 at \(0, 0\) is outside the vocabulary"):
+        engine.run({**feeds, "tokens": np.array([[-1, 2, 1, 3]])})
+    with pytest.raises(InputError, match="state c0 is missing"):
         engine.run({"tokens": feeds["tokens"], "h0": feeds["h0"]})
-    with pytest.raises(InputError, match=r"h0 has shape \(2, 3, 21\)"):
+    with pytest.raises(InputError, match=r"state h0 is \(2, 3, 21\), expected \(2, 1, 21\)"):
         engine.run({**feeds, "h0": np.zeros((2, 3, H), np.float32)})
 
 
@@ -155,15 +161,28 @@ def _sentiment():
 
 
 @pytest.mark.parametrize("build, message", [
-    (_sentiment, "runs charlm graphs .* not one with outputs logit, prob"),
-    (_bidirectional_lstm, "direction='bidirectional'"),
-    (lambda: _charlm("gru", 2, linear_before_reset=0), "linear_before_reset=0"),
+    (_sentiment, "sequence_lens"),
+    (_bidirectional_lstm, "fast chain engine: LSTM node .* starts from .*h0.*, not zeros"),
 ])
 def test_graphs_it_cannot_run_raise_unsupported(build, message):
     model = build()
     onnx.checker.check_model(model)
     with pytest.raises(UnsupportedError, match=message):
-        FastCharEngine(model)
+        FastChainEngine(model)
+
+
+def test_a_char_model_file_takes_the_chain_reader_and_a_reset_first_gru_runs_fused():
+    """The char model's kind picks the chain reader; a GRU exported with
+    linear_before_reset=0 (Keras-style) runs fused too, matching onnxruntime."""
+    model = _charlm("gru", 2, linear_before_reset=0)
+    meta = dataclasses.replace(read_metadata(model), kind="charlm")
+    for quantize, tol in ((None, FP32), ("int8", INT8)):
+        engine, path = fused_engine(model, meta, quantize)
+        assert isinstance(engine, FastChainEngine) and path == "fused stack (chain reader, streaming)"
+        feeds = _feeds("gru", 2, 2, 9, np.random.default_rng(8))
+        got, want = engine.run(feeds), OrtEngine(model).run(feeds)
+        for key in want:
+            assert_close(f"{engine.name} {key}", got[key], want[key], tol)
 
 
 @pytest.mark.slow
@@ -182,10 +201,10 @@ CACHE_PROBE = """
 import sys
 import numpy as np
 import rnnedge.runtime as rt
-from rnnedge.runtime.ops import fused
+from rnnedge.runtime.ops import fused_chain
 model = rt.load(sys.argv[1], engine=sys.argv[2])
 model.stream().step("Ham")
-kernel = fused.run8 if sys.argv[2] == "fast-int8" else fused.run
+kernel = fused_chain.run8 if sys.argv[2] == "fast-int8" else fused_chain.run
 print(sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.values()))
 """
 

@@ -14,10 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-from rnnedge.export.models import charlm_graph
 from rnnedge.runtime.engines import OrtEngine
 from rnnedge.runtime.errors import InputError, UnsupportedError
-from rnnedge.runtime.fast import FastCharEngine
 from rnnedge.runtime.fast_chain import FastChainEngine
 from rnnedge.runtime.tolerances import FP32, INT8, KERNEL, assert_close
 from user_models import PASSING, tamper_gru_lbr0
@@ -141,21 +139,6 @@ def test_streaming_carries_state():
     assert feeds["h"] is not whole["h_new"] and not np.shares_memory(feeds["h"], whole["h_new"])
 
 
-def test_runs_rnnedge_charlm_graph_like_the_char_engine():
-    rng = np.random.default_rng(0)
-    u = lambda *shape: rng.uniform(-0.3, 0.3, shape).astype(np.float32)
-    sd = {"embedding.weight": u(V, 9), "fc.weight": u(V, H), "fc.bias": u(V),
-          **{f"rnn.{w}_l{i}": u(3 * H, *dims) for i in range(2)
-             for w, dims in (("weight_ih", (9 if i == 0 else H,)), ("weight_hh", (H,)),
-                             ("bias_ih", ()), ("bias_hh", ()))}}
-    model = charlm_graph({"cell": "gru", "hidden_size": H, "num_layers": 2, "vocab_size": V},
-                         sd, {})
-    feeds = {"tokens": rng.integers(0, V, (2, 5)), "h0": u(2, 2, H)}
-    got, want = FastChainEngine(model).run(feeds), FastCharEngine(model).run(feeds)
-    for name in want:
-        assert_close(name, got[name], want[name], KERNEL)
-
-
 @pytest.mark.parametrize("factory,message", [
     ("packed_gru_tagger", "takes sequence_lens"),  # a bidirectional GRU over packed sequences
     ("conv_gru", "not time-major frames"),
@@ -206,7 +189,7 @@ def test_a_time_major_model_reads_and_answers_in_its_own_layout():
 def test_typed_input_errors():
     tokens = FastChainEngine(export("RNN", 2, "all", True, True))
     h = np.zeros((2, 1, H), np.float32)
-    with pytest.raises(InputError, match="outside the embedding"):
+    with pytest.raises(InputError, match="outside the vocabulary"):
         tokens.run({"x": np.array([[1, V]]), "h": h})
     with pytest.raises(InputError, match="expected token ids"):
         tokens.run({"x": np.zeros((1, 2, F), np.float32), "h": h})

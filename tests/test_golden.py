@@ -96,7 +96,7 @@ def test_every_file_streams_through_its_graph_model_from_zero_states(name):
 def test_info_says_which_engine_path_the_fast_engines_take():
     from rnnedge.runtime.model import describe
 
-    assert describe(FILES["charlm"])["fast_engine"] == "fused stack (char reader)"
+    assert describe(FILES["charlm"])["fast_engine"] == "fused stack (chain reader, streaming)"
     assert describe(FILES["kws"])["fast_engine"] == "fused stack (chain reader, streaming)"
 
 

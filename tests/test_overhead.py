@@ -1,4 +1,4 @@
-"""The fast char engine's short paths per call keep every check of the long ones.
+"""The fast engines' short paths on the char model per call keep every check of the long ones.
 
 ``CharModel.run`` leaves the token range to the fast kernels, passes carried float32 states
 through unconverted, and ``GraphModel.check`` tests their finiteness with the engine's
@@ -10,7 +10,7 @@ import pytest
 
 import rnnedge.runtime as rt
 from rnnedge.runtime.errors import InputError
-from rnnedge.runtime.fast import FastCharEngine
+from rnnedge.runtime.feeds import all_finite
 from rnnedge.runtime.tolerances import FP32, INT8, compare
 
 
@@ -19,14 +19,14 @@ def test_all_finite_is_numpys_isfinite_all(dtype):
     rng = np.random.default_rng(0)
     for shape in [(1,), (2, 1, 7), (3, 4, 5)]:
         x = rng.standard_normal(shape).astype(dtype)
-        assert FastCharEngine.all_finite(x) is True
+        assert all_finite(x) is True
         for bad in (np.nan, np.inf, -np.inf):
             y = x.copy()
             y.flat[rng.integers(y.size)] = bad
-            assert FastCharEngine.all_finite(y) is False
-            assert FastCharEngine.all_finite(y[..., ::-1]) is False  # not contiguous
+            assert all_finite(y) is False
+            assert all_finite(y[..., ::-1]) is False  # not contiguous
     big = np.full(5, np.finfo(dtype).max, dtype)
-    assert FastCharEngine.all_finite(big) is True
+    assert all_finite(big) is True
 
 
 @pytest.mark.parametrize("engine, level", [("fast", FP32), ("fast-int8", INT8)])
