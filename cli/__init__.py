@@ -11,8 +11,16 @@ stderr and its exit code.
 import os
 import sys
 
-from . import check, diagnose, export, run, series, train  # noqa: F401  (each registers its commands)
-from .app import app, run_app
+# `rnnedge bench` times numpy's matrix-vector floor on one core, as the engines run at
+# --threads 1. A BLAS reads these once, when numpy loads it, so they are set before the imports
+# below can load numpy; deploy.timing.blas_threads sets OpenBLAS and MKL again (ctypes) and
+# reports the count in effect.
+if sys.argv[1:2] == ["bench"]:
+    os.environ.update(OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", VECLIB_MAXIMUM_THREADS="1")
+
+# each command module registers its commands; imported after the thread settings above
+from . import check, diagnose, export, run, series, train  # noqa: E402, F401
+from .app import app, run_app  # noqa: E402
 
 
 def main():

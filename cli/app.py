@@ -36,6 +36,12 @@ ENGINE = typer.Option("ort", "--engine", help="ort (onnxruntime), numba (the ref
 THREADS = typer.Option(1, "--threads", help="CPU threads; 1 is the low-power case")
 DATA_DIR = typer.Option(None, "--data-dir", help="data directory (default: $RNNEDGE_DATA)")
 AS_JSON = typer.Option(False, "--json", help="machine-readable")
+# Optional dependencies by the module a command imports: (what it is, how to install it). A
+# device install has none of them; the commands that need one say so in one line.
+EXTRAS = {"torch": ("PyTorch", "pip install 'rnnedge[train]' (or torch's CPU build first: pip "
+                    "install torch --index-url https://download.pytorch.org/whl/cpu)"),
+          "onnxscript": ("onnxscript", "pip install 'rnnedge[train]'"),
+          "matplotlib": ("matplotlib", "pip install 'rnnedge[plot]'")}
 
 
 def run_app(application, argv=None):
@@ -48,10 +54,23 @@ def run_app(application, argv=None):
     except KeyboardInterrupt:
         print("rnnedge: interrupted", file=sys.stderr)
         sys.exit(130)
+    except ModuleNotFoundError as exc:  # an optional dependency this install lacks
+        missing = (exc.name or "").partition(".")[0]
+        if missing not in EXTRAS:
+            raise
+        what, install = EXTRAS[missing]
+        print(f"rnnedge: error: rnnedge {_command(argv)} needs {what}: {install}", file=sys.stderr)
+        sys.exit(2)
     except OSError as exc:  # an I/O failure no check foresaw: still one line, not a traceback
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"rnnedge: error: {exc.strerror or exc}{where}", file=sys.stderr)
         sys.exit(2)
+
+
+def _command(argv):
+    """The command named in ``argv`` (default: the process's), e.g. "export" or "train"."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return next((a for a in args if not a.startswith("-")), "")
 
 
 def check_task(model, task, path):

@@ -48,16 +48,26 @@ def verify(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="so
 @app.command()
 def bench(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="adds PyTorch eager"),
           variant: Optional[List[Path]] = typer.Option(None, help="a file written by `rnnedge "
-                                                       "optimize`, run on onnxruntime (repeatable)"),
+                                                       "optimize`, run on the engine it was gated "
+                                                       "on (repeatable)"),
+          engine: Optional[List[str]] = typer.Option(None, "--engine", help="ort, numba, fast or "
+                                                     "fast-int8 (repeatable; default: every engine "
+                                                     "that runs the model); ort always runs, the "
+                                                     "parity reference"),
           steps: int = typer.Option(500, help="streaming models: timed steps (one frame a call)"),
           warmup: int = typer.Option(50, help="streaming models: untimed steps first"),
           threads: int = typer.Option(1, help="CPU threads (1 is the low-power case)"),
           cases: int = typer.Option(128, help="whole-sequence classifiers: real cases per pass"),
+          batch: Optional[int] = typer.Option(None, help="sentiment: the one batch size timed "
+                                              "(default 1, 8 and 64); your own or a series model: "
+                                              "whole sequences of this batch"),
+          time: Optional[int] = typer.Option(None, help="your own or a series model: whole "
+                                             "sequences of this many frames (default 50 with "
+                                             "--batch)"),
+          plot: Optional[Path] = typer.Option(None, help="a PNG bar chart of the latency table "
+                                              "(needs matplotlib: pip install 'rnnedge[plot]')"),
           data_dir: Optional[Path] = DATA_DIR, as_json: bool = AS_JSON):
     """Latency or throughput of every engine that runs the model, side by side, parity first."""
-    import os
-
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the numpy floor: one core, as the engines
     from rnnedge.deploy.bench import bench as run
 
     checkpoint = torch_checkpoint(checkpoint)
@@ -68,7 +78,8 @@ def bench(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="add
 
         torch_maker = maker(checkpoint, task=file_kind(model))
     report, text = run(model, torch_maker, steps=steps, warmup=warmup, threads=threads,
-                       cases=cases, data_dir=data_dir, variants=tuple(variant or ()))
+                       cases=cases, data_dir=data_dir, variants=tuple(variant or ()),
+                       engines=tuple(engine or ()), batch=batch, time=time, plot=plot)
     typer.echo(json.dumps(report, indent=2) if as_json else text)
 
 
@@ -77,7 +88,9 @@ def evaluate(model: Path, data_dir: Optional[Path] = DATA_DIR,
              split: str = typer.Option("test", help="IMDb (Japanese Vowels) split: test or train"),
              data: Optional[Path] = typer.Option(None, help="labeled file: CSV/JSONL reviews instead "
                                                  "of IMDb; .ts/.npz/.csv frames for a series model"),
-             limit: Optional[int] = typer.Option(None, help="score only the first N reviews"),
+             limit: Optional[int] = typer.Option(None, help="score N cases: a seeded sample, "
+                                                 "stratified by class (default: all)"),
+             seed: int = typer.Option(0, help="--limit: the sample's seed"),
              batch_size: int = typer.Option(64, "--batch-size"), engine: str = typer.Option("ort"),
              threads: int = typer.Option(2),
              missing: str = typer.Option("error", help="series frames: missing values (?, NaN) "
@@ -85,21 +98,25 @@ def evaluate(model: Path, data_dir: Optional[Path] = DATA_DIR,
              as_json: bool = AS_JSON):
     """Accuracy of a sentiment model (raw review text) or a series classifier (--data .ts/.npz/.csv,
     default Japanese Vowels), with the torch-free runtime."""
-    from rnnedge.deploy.evaluate import evaluate as run, evaluate_series, load_classifier, reviews_to_score
+    from rnnedge.deploy.evaluate import (describe_sample, evaluate as run, evaluate_series,
+                                         load_classifier, reviews_to_score)
     from rnnedge.train.common import progress
 
     m = load_classifier(model, engine, threads)
     if m.kind == "series":
         from .series import series_report
 
-        result = evaluate_series(m, data, split, data_dir, limit, batch_size, missing)
-        typer.echo(json.dumps(result) if as_json else series_report(result))
+        result = evaluate_series(m, data, split, data_dir, limit, batch_size, missing, seed)
+        typer.echo(json.dumps(result) if as_json else series_report(result) + "\nscored "
+                   + describe_sample(result, f"cases of {result['data']}"))
         return
-    reviews = reviews_to_score(split, data, data_dir, limit)
+    sample = {}
+    reviews = reviews_to_score(split, data, data_dir, limit, seed, sample)
     with progress() as bar:
         task = bar.add_task(f"evaluating on {engine}", total=len(reviews), info="")
         result = run(m, reviews, batch_size, lambda n: bar.advance(task, n))
-    result.update(engine=engine, split=str(data) if data else split)
+    result.update(engine=engine, split=str(data) if data else split, **sample)
+    what = f"reviews of {data}" if data else f"IMDb {split} reviews"
     typer.echo(json.dumps(result) if as_json else
                f"accuracy {result['accuracy']:.4f} ({result['correct']}/{result['n']}) on "
-               f"{result['split']} with {engine}")
+               f"{describe_sample(sample, what)} with {engine}")

@@ -20,8 +20,9 @@ def export_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="an rnnedg
                weights: Optional[Path] = typer.Option(None, help="--model: a state_dict file"),
                input: List[str] = typer.Option([], "--input", help="--model: NAME:DTYPE[DIMS], dims "
                                                "named batch/time are dynamic, e.g. "
-                                               "feats:float32[batch,time,40] (repeatable, in "
-                                               "forward's order)"),
+                                               "feats:float32[batch,time,40]; DTYPE float32, "
+                                               "float16, float64, int64, int32, int16, int8, "
+                                               "uint8 or bool (repeatable, in forward's order)"),
                output: List[str] = typer.Option([], "--output", help="--model: output name "
                                                 "(repeatable, in forward's order)"),
                state: List[str] = typer.Option([], "--state", help="--model: IN=OUT, a state input "
@@ -29,24 +30,43 @@ def export_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="an rnnedg
                lengths: Optional[str] = typer.Option(None, help="--model: the input of true lengths"),
                metadata: Optional[Path] = typer.Option(None, help="--model: JSON file of your own "
                                                        "metadata (labels, normalisation)"),
-               exporter: str = typer.Option("auto", help="--model: auto, torchscript or dynamo")):
+               exporter: str = typer.Option("auto", help="--model: auto, torchscript or dynamo"),
+               verbose: bool = typer.Option(False, "--verbose", "-v", help="show the exporters' "
+                                            "own warnings (on stderr)")):
     """Export a checkpoint, or your own module (--model), to a checked, self-describing ONNX file."""
     if (checkpoint is None) == (model is None):
         raise InputError("give either a CHECKPOINT or --model path/to/file.py:factory")
-    if model is not None:
-        from rnnedge.export.user_model import export_from_specs
+    from rnnedge.export.user_model import exporter_output
 
-        report = export_from_specs(model, out, weights=weights, inputs=input, outputs=output,
-                                   states=state, lengths=lengths, metadata=metadata,
-                                   exporter=exporter)
-        typer.echo(user_summary(report))
-        return
+    noise = []
+    try:
+        with exporter_output() as noise:
+            text = (_export_user(model, out, weights, input, output, state, lengths, metadata,
+                                 exporter) if model is not None else _export_checkpoint(checkpoint, out))
+    finally:  # the exporters' own words, even when the export failed
+        for line in noise if verbose else ():
+            typer.echo(line, err=True)
+    typer.echo(text)
+    if noise and not verbose:
+        typer.echo(f"{len(noise)} exporter warning{'s' if len(noise) > 1 else ''} hidden "
+                   f"(--verbose shows them)")
+
+
+def _export_user(model, out, weights, inputs, outputs, states, lengths, metadata, exporter):
+    from rnnedge.export.user_model import export_from_specs
+
+    report = export_from_specs(model, out, weights=weights, inputs=inputs, outputs=outputs,
+                               states=states, lengths=lengths, metadata=metadata, exporter=exporter)
+    return user_summary(report)
+
+
+def _export_checkpoint(checkpoint, out):
     from rnnedge.export.exporter import export
 
     path, diffs = export(checkpoint, out)
     worst = max(diffs, key=lambda d: d.max_abs)
-    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB); parity with PyTorch over "
-               f"{len(diffs)} outputs, worst {worst}")
+    return (f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB); parity with PyTorch over "
+            f"{len(diffs)} outputs, worst {worst}")
 
 
 def user_summary(report):
@@ -69,10 +89,14 @@ def optimize_cmd(model: Path, out: Path = typer.Option(..., "--out", help="varia
                                                  help="offline-optimized ORT format (minimal builds)"),
                  numba_int8: bool = typer.Option(False, "--numba-int8",
                                                  help="gate the numba int8 engine (--engine "
-                                                 "fast-int8: LSTM, GRU and RNN); the file stays fp32"),
+                                                 "fast-int8: LSTM, GRU and RNN); a gate-only "
+                                                 "variant: the file is the fp32 model"),
                  force: bool = typer.Option(False, "--force", help="write even if the gate fails"),
                  data_dir: Optional[Path] = DATA_DIR,
-                 limit: Optional[int] = typer.Option(None, help="gate on N reviews / characters only"),
+                 limit: Optional[int] = typer.Option(None, help="gate on N reviews or labelled "
+                                                     "cases (a seeded sample, stratified by "
+                                                     "class) or the first N Hamlet characters"),
+                 seed: int = typer.Option(0, help="--limit: the sample's seed"),
                  inputs: Optional[Path] = typer.Option(None, help="your own model: an .npz of real "
                                                        "inputs to gate on (default: its golden bundle)"),
                  data: Optional[Path] = typer.Option(None, help="a series classifier: labelled "
@@ -84,5 +108,5 @@ def optimize_cmd(model: Path, out: Path = typer.Option(..., "--out", help="varia
 
     report = optimize(model, out, int8=int8, fp16=fp16, ort_format=ort_format,
                       numba_int8=numba_int8, force=force, data_dir=data_dir, limit=limit,
-                      inputs=inputs, data=data)
+                      inputs=inputs, data=data, seed=seed)
     typer.echo(json.dumps(report, indent=2) if as_json else summary(report))

@@ -2,49 +2,168 @@
 
 Every engine runs in the same process and the same run, in interleaved rounds, and the
 report gives ratios of each engine's median to onnxruntime's and to the hardware floor
-(plain numpy matrix-vector products over the same weights), since single timings on a
-shared machine mean little. The runtime engines are ``ort``, ``numba`` (the reference
-interpreter), ``fast`` and ``fast-int8``; variant files written by ``rnnedge optimize`` join
-as ``ort-int8``, ``ort-fp16``, ... An engine that cannot run the model (``UnsupportedError``:
-a fast engine on an int8 file) is left out and named in the report's ``skipped``.
+(plain numpy matrix-vector products over the same weights, on one BLAS thread: ``blas_threads``
+in the report), since single timings on a shared machine mean little. The runtime engines are
+``ort``, ``numba`` (the reference interpreter), ``fast`` and ``fast-int8``; ``engines`` picks
+some (onnxruntime always runs: it is the parity reference and the ratios' base). Variant files
+written by ``rnnedge optimize`` join as ``ort-int8``, ``ort-fp16``, ..., a gate-only one
+(``--numba-int8``: the fp32 model) as ``gate-only: fast-int8``, the engine it was gated on. An
+engine that cannot run the model (``UnsupportedError``: a fast engine on an int8 file) is left
+out and named in the report's ``skipped``.
 
-This module is the command's entry, by the file's task; the workloads are
-``bench_charlm.py`` and ``bench_sentiment.py``, the timers ``timing.py``, the engines and
-their tolerances ``makers.py``.
+This module is the command's entry, by the file's task, and draws its ``--plot``; the workloads
+are ``bench_charlm.py``, ``bench_sentiment.py`` and ``bench_generic.py``, the timers
+``timing.py``, the engines and their tolerances ``makers.py``.
 """
 
-from .bench_charlm import bench_charlm, markdown
+from pathlib import Path
+
+from rnnedge.runtime.errors import InputError
+
+from .bench_charlm import ENGINES, bench_charlm, markdown
 from .bench_sentiment import bench_sentiment, markdown_sentiment
 
 
 def bench(model_path, torch_maker=None, steps=500, warmup=50, threads=1, cases=128, data_dir=None,
-          variants=()):
+          variants=(), engines=None, batch=None, time=None, plot=None):
     """What ``rnnedge bench`` reports: (report, markdown) for the file's task.
 
-    charlm: streaming latency per character; sentiment: throughput on ``cases`` IMDb test
-    reviews; any other file: latency per call of every engine that runs it (``bench_generic``). ``torch_maker`` (``rnnedge.export.torch_engines.maker``) adds PyTorch eager.
+    charlm: streaming latency per character at batch 1; sentiment: throughput on ``cases``
+    IMDb test reviews at batch 1, 8 and 64 (or ``batch``); any other file: latency per call of
+    every engine that runs it (``bench_generic``), streamed frame by frame, or whole sequences
+    of (``batch``, ``time``) when either is given. ``engines``: the runtime engines to time
+    (None: all; ort always runs). ``torch_maker`` (``rnnedge.export.torch_engines.maker``) adds
+    PyTorch eager. ``plot``: a PNG bar chart of the latency table written there.
     """
-    from rnnedge.runtime.errors import InputError
-
     from rnnedge.runtime.model import file_kind
 
-    for name, value, low in (("steps", steps, 1), ("warmup", warmup, 0), ("threads", threads, 1),
-                             ("cases", cases, 1)):
-        if value < low:
-            raise InputError(f"--{name} must be >= {low}, not {value}")
-    extra = {"torch": torch_maker} if torch_maker else {}
+    from .timing import blas_threads
+
     task = file_kind(model_path)
+    engines = _check(task, steps, warmup, threads, cases, engines, batch, time, variants, plot)
+    with blas_threads(1) as blas:
+        report, text = _run(task, model_path, torch_maker, steps, warmup, threads, cases,
+                            data_dir, variants, engines, batch, time)
+    report.update(task=task, blas_threads=blas)
+    if blas is None:
+        text += ("\nnote: numpy's BLAS library was not found; the floor ran on as many threads "
+                 "as OPENBLAS_NUM_THREADS (or MKL_NUM_THREADS) allowed when numpy loaded")
+    gate_only = _gate_only(variants)
+    if gate_only:
+        report["gate_only"] = gate_only
+        text += "".join(f"\n{name}: {why}" for name, why in gate_only.items())
+    if plot is not None:
+        write_plot(report, plot)
+        text += f"\nwrote {plot}"
+    return report, text
+
+
+def _check(task, steps, warmup, threads, cases, engines, batch, time, variants, plot):
+    """The engines to run; an ``InputError`` for a flag the file's task cannot take."""
+    for name, value, low in (("steps", steps, 1), ("warmup", warmup, 0), ("threads", threads, 1),
+                             ("cases", cases, 1), ("batch", batch, 1), ("time", time, 1)):
+        if value is not None and value < low:
+            raise InputError(f"--{name} must be >= {low}, not {value}")
+    unknown = [e for e in engines or () if e not in ENGINES]
+    if unknown:
+        raise InputError(f"--engine {unknown[0]}: choose from {', '.join(ENGINES)}")
+    if task == "charlm" and ((batch or 1) != 1 or time):
+        raise InputError("--batch and --time shape whole-sequence timing; a charlm model is timed "
+                         "streaming, one character per call at batch 1 (--steps sets how many)")
+    if task == "sentiment" and time:
+        raise InputError("--time: a sentiment model is timed on real reviews at their own "
+                         "lengths (--cases sets how many); --batch sets the batch size")
+    if variants and task not in ("charlm", "sentiment"):
+        raise InputError("--variant files are timed beside charlm and sentiment models; bench a "
+                         "variant of this model as a file of its own: rnnedge bench VARIANT")
+    if plot is not None:
+        if Path(plot).suffix.lower() != ".png":
+            raise InputError(f"--plot {plot}: the chart is a PNG file; give a path ending in .png")
+        import matplotlib  # noqa: F401  (missing: a one-line error now, not after the timing)
+    return tuple(dict.fromkeys(("ort", *(engines or ENGINES))))
+
+
+def _run(task, model_path, torch_maker, steps, warmup, threads, cases, data_dir, variants,
+         engines, batch, time):
+    extra = {"torch": torch_maker} if torch_maker else {}
     if task not in ("charlm", "sentiment"):
         from .bench_generic import bench_generic, markdown_generic
 
-        report = bench_generic(model_path, steps=steps, warmup=warmup, threads=threads)
+        shape = None if batch is None and time is None else (batch or 1, time)
+        report = bench_generic(model_path, steps=steps, warmup=warmup, threads=threads,
+                               engines=engines, shape=shape)
         return report, markdown_generic(report)
     if task == "charlm":
         report = bench_charlm(model_path, extra, steps=steps, warmup=warmup, threads=threads,
-                              variants=variants)
+                              variants=variants, engines=engines)
         return report, markdown(report)
     from rnnedge.data.imdb import load_imdb
 
     texts = [r.text for r in load_imdb("test", data_dir)[::max(1, 25000 // cases)][:cases]]
-    report = bench_sentiment(model_path, texts, extra, variants=variants)
+    report = bench_sentiment(model_path, texts, extra, variants=variants, engines=engines,
+                             batch_sizes=(batch,) if batch else (1, 8, 64))
     return report, markdown_sentiment(report)
+
+
+def _gate_only(variants):
+    """{engine name: note} of the gate-only variants among ``variants``: timed on the engine
+    they were gated on, not as onnxruntime int8 files."""
+    from .makers import variant_engine
+
+    notes = {}
+    for path in variants:
+        name, _, engine = variant_engine(path)
+        if engine != "ort":
+            notes[name] = (f"{path} is a gate-only variant, the fp32 model that `rnnedge optimize "
+                           f"--numba-int8` gated on {engine}; timed as {engine} over that file, "
+                           f"which quantizes it at load")
+    return notes
+
+
+def latency_rows(report):
+    """(what, unit, {engine: (p50, p90, p99)}) of a report's latency table; a sentiment report
+    timed at another batch than 1 has mean milliseconds per batch, (mean,) per engine."""
+    if report["task"] == "sentiment":
+        if report.get("latency_batch1"):
+            return ("per review, batch 1, one thread", "ms",
+                    {n: tuple(r[k] / 1e3 for k in ("p50_us", "p90_us", "p99_us"))
+                     for n, r in report["latency_batch1"].items()})
+        first = report["results"][0]
+        rows = [r for r in report["results"] if r["threads"] == first["threads"]]
+        return (f"per batch of {first['batch']}, {first['threads']} thread(s), mean", "ms",
+                {r["engine"]: (1e3 * r["batch"] / r["reviews_per_s"],) for r in rows})
+    what = ("per character, batch 1" if report["task"] == "charlm" else
+            f"per call ({report['workload']})")
+    return what, "µs", {n: (r["p50_us"], r["p90_us"], r["p99_us"])
+                        for n, r in report["engines"].items()}
+
+
+def write_plot(report, path):
+    """A PNG bar chart of ``latency_rows(report)`` at ``path``: p50 bars, labelled, and p90
+    marks (p99 is in the table: one preempted call would set the scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    from rnnedge.runtime.atomic import writing
+
+    what, unit, rows = latency_rows(report)
+    names = list(rows)[::-1]  # barh draws bottom-up: the table's first engine on top
+    fig, ax = plt.subplots(figsize=(7, 1.4 + 0.35 * len(names)))
+    bars = ax.barh(names, [rows[n][0] for n in names], color="tab:blue", label="p50")
+    ax.bar_label(bars, fmt="%.3g", padding=3, fontsize=8)
+    tails = [n for n in names if len(rows[n]) > 1]
+    if tails:
+        ax.scatter([rows[n][1] for n in tails], tails, marker="|", s=250, color="tab:orange",
+                   label="p90")
+    ax.set_xlim(0, 1.15 * max(max(r[:2]) for r in rows.values()))
+    ax.set_xlabel(unit)
+    ax.set_title(f"{Path(report['model']).name}: latency {what}", fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    try:
+        with writing(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
+    finally:
+        plt.close(fig)

@@ -41,7 +41,8 @@ def charlm_maker(loaded):
 
 
 def runtime_makers(model_path, engines=ENGINES, variants=(), skipped=None, precisions=None):
-    """Makers of the runtime engines on ``model_path`` and of onnxruntime on each variant.
+    """Makers of the runtime engines on ``model_path`` and of each variant's engine
+    (onnxruntime; fast-int8 for a gate-only variant, ``makers.variant_engine``).
 
     Engines that raise ``UnsupportedError`` go to ``skipped`` (name -> reason) instead; each
     variant's precision goes to ``precisions`` (name -> "int8", "fp16" or "fp32").
@@ -54,10 +55,10 @@ def runtime_makers(model_path, engines=ENGINES, variants=(), skipped=None, preci
     if "ort" in engines:
         makers[ORT_DIRECT] = direct_maker(model_path)
     for path in variants:
-        name, dtype = variant_engine(path)
+        name, dtype, engine = variant_engine(path)
         if precisions is not None:
             precisions[name] = dtype
-        makers[name] = charlm_maker(lambda n, p=path: load(p, engine="ort", threads=n))
+        makers[name] = charlm_maker(lambda n, p=path, e=engine: load(p, engine=e, threads=n))
     return makers
 
 

@@ -2,7 +2,9 @@
 
 With state pairs the workload is the low-power one: batch 1, one frame per call, the states
 carried by ``stream()``; without them (or with ``whole``), whole sequences at batch 1.
-Inputs are the golden bundle's first case (its row 0), else random ones from the signature.
+Inputs are the golden bundle's first case (its row 0), else random ones from the signature;
+given a ``shape`` (batch, time), whole sequences of that shape, random (seeded), each true
+length full.
 Each engine is checked against onnxruntime at its precision's tolerance before it is timed,
 in interleaved rounds; engines that cannot run the file are named with the reason. For an
 rnnedge classifier (what ``runtime/fast_seq.py`` reads) or a streaming chain (a user's
@@ -13,8 +15,8 @@ token ids, whose input projection is a row gather) and the head.
 
 import numpy as np
 
-from rnnedge.runtime.errors import ParityError
-from rnnedge.runtime.graph_model import is_time_axis
+from rnnedge.runtime.errors import InputError, ParityError
+from rnnedge.runtime.graph_model import is_batch_axis, is_time_axis
 from rnnedge.runtime.tolerances import compare
 
 from .makers import ORT_DIRECT, DirectOrt, tolerance
@@ -24,11 +26,17 @@ from .verify import load_engines, random_feeds
 ENGINES = ("ort", "numba", "fast", "fast-int8")
 
 
-def workload(model, frames=200, seed=0, whole=False):
+WHOLE_TIME = 50  # frames of a whole sequence when a shape names only its batch
+
+
+def workload(model, frames=200, seed=0, whole=False, shape=None):
     """(list of feeds, one per call, "streaming" | "whole"): row 0 of a golden or random case,
-    whole, or frame by frame when the model streams and not ``whole``."""
+    whole, or frame by frame when the model streams and not ``whole``; or, given ``shape``
+    (batch, time or None), one random whole case of that shape."""
     from rnnedge.runtime.golden import from_props
 
+    if shape is not None:
+        return [shaped_feeds(model, shape[0], shape[1], seed)], "whole"
     cases = from_props(model.meta.props) if model.meta else []
     feed = cases[0].inputs if cases else random_feeds(model.signature, seed, shapes=((1, 50),))[0]
     batch_axis = {i["name"]: next((a for a, d in enumerate(i["shape"])
@@ -47,14 +55,32 @@ def workload(model, frames=200, seed=0, whole=False):
     return calls, "streaming"
 
 
+def shaped_feeds(model, batch, time=None, seed=0):
+    """Random feeds of whole sequences (``batch``, ``time``: ``WHOLE_TIME`` when None), the
+    lengths input (if any) full; an ``InputError`` for a size the signature has no axis for."""
+    dims = [d for i in model.signature["inputs"] for d in i["shape"]]
+    for flag, size, has in (("batch", batch, is_batch_axis), ("time", time, is_time_axis)):
+        if size not in (None, 1) and not any(has(d) for d in dims):
+            names = ", ".join(f"{i['name']} {i['shape']}" for i in model.signature["inputs"])
+            raise InputError(f"--{flag}: the model has no dynamic {flag} axis to size (inputs "
+                             f"{names})")
+    time = time or WHOLE_TIME
+    feeds = random_feeds(model.signature, seed, shapes=((batch, time),))[0]
+    lengths = model.meta.lengths if model.meta else None
+    if lengths in feeds:
+        feeds[lengths] = np.full_like(feeds[lengths], time)
+    return feeds
+
+
 def bench_generic(model_path, steps=500, warmup=50, rounds=5, threads=1, engines=ENGINES,
-                  whole=False):
-    """Latency per call of each engine, with parity against onnxruntime checked first."""
+                  whole=False, shape=None):
+    """Latency per call of each engine, with parity against onnxruntime checked first;
+    ``shape`` (batch, time or None): whole sequences of that shape (``shaped_feeds``)."""
     from rnnedge.runtime.model import load
 
     skipped = {}
     models = load_engines(model_path, engines, skipped)
-    calls, kind = workload(models["ort"], frames=max(steps + warmup, 1), whole=whole)
+    calls, kind = workload(models["ort"], frames=max(steps + warmup, 1), whole=whole, shape=shape)
     ort = models["ort"]
     zeros = ort.zero_states(1) if kind == "streaming" else {}
     direct = lambda threads=1: DirectOrt(model_path, ort.states, threads)  # noqa: E731
@@ -79,7 +105,10 @@ def bench_generic(model_path, steps=500, warmup=50, rounds=5, threads=1, engines
 
     ids = np.arange(steps + warmup)
     makers = {name: make(name) for name in runs}
-    floor = seq_floor(model_path, calls[0], skipped)
+    batch = 1 if shape is None else shape[0]
+    floor = seq_floor(model_path, calls[0], skipped) if batch == 1 else None
+    if batch != 1:
+        skipped[FLOOR] = "measured at batch 1: matrix-vector products, one row a frame"
     timed = interleaved({**makers, **({FLOOR: floor} if floor else {})}, ids, warmup, rounds,
                         threads)
     rows = {name: percentiles(s) for name, s in timed.items()}
@@ -88,8 +117,22 @@ def bench_generic(model_path, steps=500, warmup=50, rounds=5, threads=1, engines
         r["vs_ort"] = r["p50_us"] / base
         if ORT_DIRECT in rows:
             r["vs_ort_direct"] = r["p50_us"] / rows[ORT_DIRECT]["p50_us"]
+    shape_of = shape_of_call(models["ort"], calls[0]) if kind == "whole" else (1, 1)
     return {"model": str(model_path), "workload": kind, "calls": steps, "threads": threads,
-            "engines": rows, "skipped": skipped, "states": models["ort"].states}
+            "batch": shape_of[0], "time": shape_of[1], "engines": rows, "skipped": skipped,
+            "states": models["ort"].states}
+
+
+def shape_of_call(model, feeds):
+    """(batch, time) of one call's feeds: the sizes of the first input axes named so (1 when
+    no input has such an axis)."""
+    sizes = {}
+    for spec in model.signature["inputs"]:
+        for axis, d in enumerate(spec["shape"]):
+            for kind, test in (("batch", is_batch_axis), ("time", is_time_axis)):
+                if test(d) and spec["name"] in feeds:
+                    sizes.setdefault(kind, int(np.shape(feeds[spec["name"]])[axis]))
+    return sizes.get("batch", 1), sizes.get("time", 1)
 
 
 def seq_floor_matrices(model_path):
@@ -168,7 +211,7 @@ def check_parity(runs, calls, kind):
 
 def markdown_generic(report):
     what = ("batch 1, one frame per call, states carried" if report["workload"] == "streaming"
-            else "batch 1, whole sequence per call")
+            else f"batch {report['batch']}, a whole sequence of {report['time']} frames per call")
     lines = [f"model {report['model']}: {what}, {report['threads']} thread(s), "
              f"{report['calls']} timed calls", "",
              "| engine | p50 µs | p90 µs | p99 µs | vs ort | vs ort-direct |",

@@ -28,7 +28,7 @@ def sentiment_makers(model_path, engines=("ort", "numba", "fast", "fast-int8"), 
     """``make(threads) -> run(tokens, lengths) -> probs`` per runtime engine and variant.
 
     As ``bench_charlm.runtime_makers``: left-out engines go to ``skipped``, each variant's
-    precision to ``precisions``.
+    precision to ``precisions``; a variant runs on its engine (``makers.variant_engine``).
     """
     from rnnedge.runtime.model import load
 
@@ -43,10 +43,10 @@ def sentiment_makers(model_path, engines=("ort", "numba", "fast", "fast-int8"), 
     if "ort" in engines:  # session.run itself, no rnnedge layer: the fair baseline
         makers[ORT_DIRECT] = per_threads(partial(_direct, model_path))
     for path in variants:
-        name, dtype = variant_engine(path)
+        name, dtype, engine = variant_engine(path)
         if precisions is not None:
             precisions[name] = dtype
-        makers[name] = maker(path, "ort")
+        makers[name] = maker(path, engine)
     return makers
 
 

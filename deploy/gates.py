@@ -34,22 +34,26 @@ GATES = Gates()
 
 class Judge:
     """``judge(path)`` -> the gate report of the variant at ``path`` against its source;
-    ``inputs`` says what it was gated on."""
+    ``inputs`` says what it was gated on, ``sample`` which of its cases (``evaluate.stratified``)
+    when the judge read them before (a series classifier's)."""
 
-    def __init__(self, judge, engine, inputs):
-        self.judge, self.engine, self.inputs = judge, engine, inputs
+    def __init__(self, judge, engine, inputs, sample=None):
+        self.judge, self.engine, self.inputs, self.sample = judge, engine, inputs, sample
 
     def __call__(self, path):
         candidate = load(path, engine=self.engine, threads=EVAL_THREADS)
-        return {**self.judge(candidate),
+        return {**self.judge(candidate), **({"sample": self.sample} if self.sample else {}),
                 "engines": {"reference": "ort", "candidate": candidate.engine.name}}
 
 
-def judge_for(source, meta, engine, inputs=None, data=None, data_dir=None, limit=None, gates=None):
+def judge_for(source, meta, engine, inputs=None, data=None, data_dir=None, limit=None, gates=None,
+              seed=0):
     """The ``Judge`` of a variant of ``source`` run on ``engine``, by the file's kind: bits per
     character on Hamlet (charlm), accuracy on IMDb (sentiment) or on labelled frames (series,
     ``data``), output agreement on the golden bundle or ``inputs`` (a user's file, or any file
-    given ``inputs``). The source runs on onnxruntime in fp32."""
+    given ``inputs``). The source runs on onnxruntime in fp32. ``limit``: a seeded (``seed``)
+    sample of that many reviews or labelled cases, stratified by class; the first ``limit``
+    Hamlet validation characters, a contiguous window, as a language model reads text."""
     from rnnedge.runtime.golden import check_fits, from_props
 
     from .gate_generic import GENERIC_GATES, gate_generic, read_inputs
@@ -75,12 +79,16 @@ def judge_for(source, meta, engine, inputs=None, data=None, data_dir=None, limit
         from .evaluate import labelled_frames
         from .gate_series import SERIES_GATES, gate_series
 
-        cases, gates = labelled_frames(reference, data, "test", data_dir, limit), gates or SERIES_GATES
-        return Judge(lambda c: gate_series(reference, c, cases, gates), engine, cases[2])
-    gate = gate_charlm if meta.kind == "charlm" else gate_sentiment
+        sample = {}
+        cases = labelled_frames(reference, data, "test", data_dir, limit, seed=seed, sample=sample)
+        gates = gates or SERIES_GATES
+        return Judge(lambda c: gate_series(reference, c, cases, gates), engine, cases[2], sample)
     gates = gates or GATES
-    return Judge(lambda c: gate(reference, c, data_dir, limit, gates), engine,
-                 "hamlet validation" if meta.kind == "charlm" else "imdb test")
+    if meta.kind == "charlm":
+        return Judge(lambda c: gate_charlm(reference, c, data_dir, limit, gates), engine,
+                     "hamlet validation")
+    return Judge(lambda c: gate_sentiment(reference, c, data_dir, limit, gates, seed), engine,
+                 "imdb test")
 
 
 def summary_lines(gate):
@@ -138,24 +146,26 @@ def gate_charlm(reference, candidate, data_dir=None, limit=None, gates=GATES):
     if tuple(reference.vocab) != corpus.vocab:
         raise InputError("the model's vocabulary is not Hamlet's: the charlm gate measures bits "
                          "per character on the Hamlet validation text, so it needs a Hamlet model")
-    ids = corpus.val[:limit] if limit else corpus.val
+    ids = corpus.val[:limit] if limit else corpus.val  # a window: the model reads text in order
     bpc_fp32, top_fp32 = bits_per_char(reference, ids)
     bpc, top = bits_per_char(candidate, ids)
     rise = bpc / bpc_fp32 - 1
     failures = [] if rise <= gates.max_bpc_rise else [
         f"validation bits per character rose {rise:.2%} ({bpc_fp32:.4f} -> {bpc:.4f}), "
         f"more than the {gates.max_bpc_rise:.2%} allowed"]
-    return {"data": "hamlet validation", "chars": int(len(ids)), "bpc_fp32": bpc_fp32, "bpc": bpc,
-            "bpc_rise": rise, "top1_agreement": float((top == top_fp32).mean()),
+    sample = {"scored": int(len(ids)), "of": int(len(corpus.val)),
+              "sample": "contiguous window from the start" if len(ids) < len(corpus.val) else "all"}
+    return {"data": "hamlet validation", "chars": int(len(ids)), "sample": sample,
+            "bpc_fp32": bpc_fp32, "bpc": bpc, "bpc_rise": rise,
+            "top1_agreement": float((top == top_fp32).mean()),
             "max_bpc_rise": gates.max_bpc_rise, "failures": failures, "passed": not failures}
 
 
-def gate_sentiment(reference, candidate, data_dir=None, limit=None, gates=GATES):
-    from rnnedge.data.imdb import load_imdb
+def gate_sentiment(reference, candidate, data_dir=None, limit=None, gates=GATES, seed=0):
+    from .evaluate import reviews_to_score
 
-    reviews = load_imdb("test", data_dir)
-    if limit:  # a stride keeps both classes: the split lists negatives first
-        reviews = reviews[::max(1, len(reviews) // limit)][:limit]
+    sample = {}
+    reviews = reviews_to_score("test", None, data_dir, limit, seed, sample)
     texts, labels = [r.text for r in reviews], np.array([r.label for r in reviews])
     pred_fp32 = reference.classify(texts) >= 0.5
     pred = candidate.classify(texts) >= 0.5
@@ -168,7 +178,7 @@ def gate_sentiment(reference, candidate, data_dir=None, limit=None, gates=GATES)
     if agreement < gates.min_agreement:
         failures.append(f"labels agree with fp32 on {agreement:.2%} of reviews, fewer than the "
                         f"{gates.min_agreement:.2%} required")
-    return {"data": "imdb test", "reviews": len(texts), "accuracy_fp32": acc_fp32,
+    return {"data": "imdb test", "reviews": len(texts), "sample": sample, "accuracy_fp32": acc_fp32,
             "accuracy": acc, "accuracy_drop": drop, "agreement": agreement,
             "max_accuracy_drop": gates.max_accuracy_drop, "min_agreement": gates.min_agreement,
             "failures": failures, "passed": not failures}

@@ -15,7 +15,7 @@ import numpy as np
 from rnnedge.runtime.errors import UnsupportedError
 from rnnedge.runtime.tolerances import level
 
-from .variants import precision
+from .variants import gated_engine, precision
 
 # The runtime engines, and PyTorch eager as the command line hands it in.
 ENGINE_PRECISION = {"ort": "fp32", "numba": "fp32", "fast": "fp32", "fast-int8": "int8",
@@ -29,15 +29,21 @@ def tolerance(name, precisions=None):
 
 
 def variant_engine(path):
-    """(name, precision) of onnxruntime on a variant file, from its rnnedge metadata:
-    ``("ort-int8", "int8")``, ``("ort-int8+ort", "int8")``, ``("ort-fp16", "fp16")`` ...
+    """(name, precision, engine) of the engine that runs a variant file, from its rnnedge
+    metadata: onnxruntime, ``("ort-int8", "int8", "ort")``, ``("ort-int8+ort", "int8", "ort")``,
+    ``("ort-fp16", "fp16", "ort")`` ...; a gate-only variant (``rnnedge optimize --numba-int8``:
+    the fp32 model, quantized at load) on the engine it was gated on,
+    ``("gate-only: fast-int8", "int8", "fast-int8")``, never as an onnxruntime variant.
 
     A file without ``rnnedge.variant`` is an fp32 export, named after its stem.
     """
     from rnnedge.runtime.model import load
 
-    variant = load(path).meta.props.get("rnnedge.variant")
-    return "ort-" + (variant or Path(path).stem), precision(variant) if variant else "fp32"
+    props = load(path).meta.props
+    variant, engine = props.get("rnnedge.variant"), gated_engine(props)
+    if engine not in (None, "ort"):
+        return f"gate-only: {engine}", ENGINE_PRECISION.get(engine, "fp32"), engine
+    return "ort-" + (variant or Path(path).stem), precision(variant) if variant else "fp32", "ort"
 
 
 def per_threads(build):

@@ -8,12 +8,23 @@ Not here: which engines run, their parity checks and the reports (``bench_charlm
 ``bench_sentiment.py``).
 """
 
+import contextlib
+import ctypes
+import glob
+import os
 import time
 
 import numpy as np
 
 from rnnedge.runtime.errors import UnsupportedError
 
+# (set, get) thread-count functions of the BLAS libraries numpy wheels and distributions link:
+# scipy-openblas (numpy >= 2 wheels, 64-bit ints, then 32), OpenBLAS, MKL
+BLAS_THREADS = (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+                ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
+                ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
+                ("openblas_set_num_threads", "openblas_get_num_threads"),
+                ("MKL_Set_Num_Threads", "MKL_Get_Max_Threads"))
 FLOOR = "floor"
 INT8_FLOOR = "int8-floor"
 PANEL_FLOOR = "panel-floor"  # fp32 products on the fast engines' panels: below numpy's
@@ -151,3 +162,51 @@ def _vectors(mats):
 def _maker(step):
     """A floor's maker: the same step at any batch and thread count (it computes no answer)."""
     return lambda batch=1, threads=1: step
+
+
+def _blas_libraries():
+    """Paths of the BLAS libraries numpy may have loaded: those its wheel ships beside it
+    (numpy.libs, .dylibs), then, on Linux, those this process has mapped."""
+    root = os.path.dirname(np.__file__)
+    shipped = (os.path.join(root + ".libs", "*"), os.path.join(root, ".dylibs", "*"))
+    paths = [p for pattern in shipped for p in glob.glob(pattern)]
+    with contextlib.suppress(OSError):
+        with open("/proc/self/maps") as maps:
+            paths += [line.split()[-1] for line in maps if "/" in line]
+    is_blas = lambda p: any(k in os.path.basename(p).lower() for k in ("blas", "mkl"))  # noqa: E731
+    return [p for p in dict.fromkeys(paths) if is_blas(p)]
+
+
+def blas_controls():
+    """(set_num_threads, get_num_threads) of the BLAS numpy runs on, found by ctypes (no
+    threadpoolctl), or None for a BLAS not found."""
+    for path in _blas_libraries():
+        try:
+            lib = ctypes.CDLL(path)  # the library numpy loaded: dlopen returns the same handle
+        except OSError:
+            continue
+        for set_name, get_name in BLAS_THREADS:
+            if hasattr(lib, set_name) and hasattr(lib, get_name):
+                setter, getter = getattr(lib, set_name), getattr(lib, get_name)
+                getter.restype = ctypes.c_int
+                return lambda n: setter(ctypes.c_int(n)), getter
+    return None
+
+
+@contextlib.contextmanager
+def blas_threads(n=1):
+    """numpy's BLAS on ``n`` threads inside the block, restored after; yields the count the
+    BLAS reports inside, or None when it was not found (then only OPENBLAS_NUM_THREADS and
+    the like, set before numpy is imported, hold: the command line sets them for bench)."""
+    controls = blas_controls()
+    if controls is None:
+        yield None
+        return
+    set_threads, get_threads = controls
+    before = get_threads()
+    set_threads(n)
+    try:
+        yield int(get_threads())
+    finally:
+        set_threads(before)
+

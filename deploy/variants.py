@@ -3,8 +3,9 @@ precision each one computes in.
 
 * int8: onnxruntime's dynamic quantization. LSTM becomes ``DynamicQuantizeLSTM`` (int8 W and R,
   activations quantized on each call), the output MatMul becomes ``MatMulInteger`` and the
-  embedding table is stored in 8 bits. onnxruntime quantizes no GRU or RNN operator: those nodes
-  keep fp32 weights (``fp32_weight_nodes`` names them).
+  embedding table is stored in 8 bits. onnxruntime quantizes no GRU or RNN operator (its
+  ``IntegerOpsRegistry`` has LSTM, MatMul, Gather, Conv, Attention): those nodes keep fp32
+  weights (``fp32_weight_nodes`` names them; ``int8_nodes`` counts the ones it quantized).
 * fp16: every float initializer stored in fp16 and cast back to float32 by a node at the head of
   the graph. onnxruntime folds those casts when it creates a session, so the graph computes in
   float32 on fp16-rounded weights: half the file, the same speed. A graph that computes in fp16 is
@@ -12,7 +13,8 @@ precision each one computes in.
   casts), and onnxruntime 1.32 crashes (SIGSEGV, in NchwcTransformer) creating a session on such
   a graph at its default optimization level.
 * numba int8: the fp32 graph unchanged, for the numba int8 engine (``fast-int8``), which
-  quantizes the weights when it loads the file (``runtime/ops/fused.py``).
+  quantizes the weights when it loads the file (``runtime/ops/panels.py``): a gate-only variant,
+  whose ``rnnedge.variant_engine`` says which engine it was gated on (``gated_engine``).
 * ORT format: the graph optimized offline at the portable level and saved as onnxruntime's
   flatbuffer file for minimal builds.
 
@@ -46,7 +48,7 @@ from rnnedge.runtime.errors import GateError, InputError
 INT8_SETTINGS = {"weight_type": "QInt8", "per_channel": True, "reduce_range": True}
 # ORT_ENABLE_ALL would add layout rewrites that hold only on the machine that made them.
 ORT_FORMAT_LEVEL = "ORT_ENABLE_EXTENDED"
-# What runtime/ops/fused.py ``quantize`` and ``run8`` do; fast-int8 runs any charlm graph so.
+# What the fast-int8 engine does at load (``panels.quantize_rows``), for every kind of file.
 NUMBA_INT8_SETTINGS = {
     "engine": "fast-int8",
     "quantized": "when the engine loads the file; the file keeps its fp32 weights",
@@ -61,6 +63,12 @@ NUMBA_INT8_SETTINGS = {
 # joined by "+") in: a numba-int8 file is the fp32 graph, and so is the ORT format of one.
 ORT_PRECISION = {"int8": "int8", "fp16": "fp16", "numba-int8": "fp32", "ort": "fp32"}
 LOOSER = ("fp32", "fp16", "int8")  # from the strictest tolerance to the loosest
+# What onnxruntime's dynamic quantization writes for each operator it quantizes (and what its
+# graph optimizer fuses those into, in an ORT-format file), by the operator it replaces.
+INT8_OPS = {"DynamicQuantizeLSTM": "LSTM", "MatMulInteger": "MatMul",
+            "DynamicQuantizeMatMul": "MatMul", "MatMulIntegerToFloat": "MatMul",
+            "ConvInteger": "Conv", "QAttention": "Attention"}
+RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 
 
 def precision(variant):
@@ -71,6 +79,17 @@ def precision(variant):
         raise InputError(f"unknown variant {variant!r} in the file's rnnedge.variant; "
                          f"rnnedge optimize writes {', '.join(ORT_PRECISION)} (joined by +)")
     return max((ORT_PRECISION[p] for p in parts), key=LOOSER.index)
+
+
+def gated_engine(props):
+    """The engine a variant was gated on, from a file's metadata ``props``: "ort", or
+    "fast-int8" for a numba int8 file (files written before ``rnnedge.variant_engine``
+    existed say so by their ``rnnedge.variant`` alone); None for a file that is no variant."""
+    variant = props.get("rnnedge.variant")
+    if variant is None:
+        return None
+    return props.get("rnnedge.variant_engine") or (
+        NUMBA_INT8_SETTINGS["engine"] if "numba-int8" in variant.split("+") else "ort")
 
 
 def build(proto, int8, fp16, numba_int8):
@@ -164,6 +183,18 @@ def initializer_bytes(model):
     from onnx import numpy_helper
 
     return int(sum(numpy_helper.to_array(t).nbytes for t in model.graph.initializer))
+
+
+def int8_nodes(model):
+    """{operator: count} of the nodes of a quantized ``model`` that hold int8 weights, by the
+    operator each replaced (``INT8_OPS``), with each Gather of an 8-bit table (an embedding)."""
+    from onnx import TensorProto
+
+    tables = {t.name for t in model.graph.initializer
+              if t.data_type in (TensorProto.INT8, TensorProto.UINT8)}
+    ops = [INT8_OPS[n.op_type] for n in model.graph.node if n.op_type in INT8_OPS]
+    ops += ["Gather" for n in model.graph.node if n.op_type == "Gather" and n.input[0] in tables]
+    return dict(sorted(Counter(ops).items(), key=lambda kv: (kv[0] not in RECURRENT_OPS, kv[0])))
 
 
 def fp32_weight_nodes(model):

@@ -9,11 +9,17 @@ writes native ONNX ``LSTM``/``GRU``/``RNN`` nodes with a dynamic time axis in ~0
 ``torch.export`` decomposes ``aten.lstm``/``gru``/``rnn`` step by step and so specializes
 the time axis to the example's length (the gate refuses such a file), and it rejects
 packed sequences and ScriptModules. So recurrent modules try TorchScript first, others
-dynamo first. This module does not build graphs by hand (``graph.py`` does, for
-rnnedge's own models).
+dynamo first. The exporters' warnings and chatter (Python warnings, and torch's C++ warnings,
+which go to file descriptor 2 directly) are kept off the terminal (``exporter_output``) and
+handed back in ``ExportReport.exporter_output``. This module does not build graphs by hand
+(``graph.py`` does, for rnnedge's own models).
 """
 
+import contextlib
 import json
+import os
+import sys
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +45,7 @@ class ExportReport:
     checked: list = field(default_factory=list)  # [{"shapes", "max_abs", "max_rel"}]
     golden_shapes: list = field(default_factory=list)  # input shapes of the golden cases
     golden: list = field(default_factory=list, repr=False)  # [runtime.golden.Case]
+    exporter_output: list = field(default_factory=list, repr=False)  # lines kept off the terminal
 
     @property
     def max_abs(self):
@@ -74,9 +81,10 @@ def export_model(module, example_inputs, out, *, input_names, output_names, dyna
     module.eval()
     try:
         with temp_dir(out) as tmpdir:
-            report, model = _export_checked(module, example_inputs, spec, tmpdir, opset,
-                                            order, tol, dynamic_axes)
-            report.path = out
+            with exporter_output() as noise:
+                report, model = _export_checked(module, example_inputs, spec, tmpdir, opset,
+                                                order, tol, dynamic_axes)
+            report.path, report.exporter_output = out, list(noise)
             set_props(model, _props(module, spec, report, model, user, tol, kind or {}))
             _write(model, out, check)
     finally:
@@ -146,18 +154,55 @@ def run_exporter(name, module, example_inputs, spec, workdir, opset, dynamic_axe
     opset = max(opset or MIN_OPSET[name], MIN_OPSET[name])
     common = dict(input_names=list(spec.inputs), output_names=list(spec.outputs), opset_version=opset)
     # The exporters warn about what the gate checks anyway (traced control flow, batch sizes
-    # other than the example's); a user reads the gate's verdict, not their warnings.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if name == "torchscript":
-            torch.onnx.export(module, tuple(example_inputs), str(path), dynamo=False,
-                              dynamic_axes=dynamic_axes, **common)
-        else:
-            torch.onnx.export(module, tuple(example_inputs), str(path), dynamo=True, verbose=False,
-                              dynamic_shapes=dynamic_shapes(spec, dynamic_axes), **common)
+    # other than the example's); export_model keeps their warnings for --verbose.
+    if name == "torchscript":
+        torch.onnx.export(module, tuple(example_inputs), str(path), dynamo=False,
+                          dynamic_axes=dynamic_axes, **common)
+    else:
+        torch.onnx.export(module, tuple(example_inputs), str(path), dynamo=True, verbose=False,
+                          dynamic_shapes=dynamic_shapes(spec, dynamic_axes), **common)
     model = self_contained(path)
     name_axes(model, dynamic_axes)
     return model, opset
+
+
+_CAPTURING = []  # the lines of the capture in progress, if any (``exporter_output``)
+
+
+@contextlib.contextmanager
+def exporter_output():
+    """A list that receives, when the block ends, the Python warnings raised in it (each once)
+    and the lines written to file descriptors 1 and 2 (torch's C++ warnings go there, past
+    ``sys.stderr``), none of which reach the terminal. A block inside another one yields the
+    outer block's list, filled when the outer block ends."""
+    if _CAPTURING:
+        yield _CAPTURING[-1]
+        return
+    lines = []
+    _CAPTURING.append(lines)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    try:
+        with tempfile.TemporaryFile() as sink, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for fd in saved:
+                os.dup2(sink.fileno(), fd)
+            try:
+                yield lines
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                for fd, copy in saved.items():
+                    os.dup2(copy, fd)
+                lines.extend(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+                sink.seek(0)
+                lines.extend(line for line in sink.read().decode(errors="replace").splitlines()
+                             if line.strip())
+    finally:
+        for copy in saved.values():
+            os.close(copy)
+        _CAPTURING.pop()
 
 
 def dynamic_shapes(spec, dynamic_axes):

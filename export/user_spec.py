@@ -17,6 +17,12 @@ from rnnedge.runtime.errors import InputError, first_line, write_error
 
 from .gate import IOSpec, axis_kind
 
+# The dtypes an input spec may name, each with its width: "float" is float64 to numpy and
+# float32 to torch, "int" and "long" int64 or int32 by platform, so they are refused.
+DTYPES = ("float32", "float16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")
+AMBIGUOUS = {"float": "float32 (torch's float) or float64 (numpy's)", "int": "int64 or int32",
+             "long": "int64 or int32", "uint": "uint8"}
+ALIASES = {"double": "float64", "half": "float16"}  # the same width to numpy and torch
 INPUT_SPEC = re.compile(r"^(?P<name>[A-Za-z_][\w.]*):(?P<dtype>\w+)\[(?P<dims>[^\]]*)\]"
                         r"(?:=(?P<low>-?\d+)\.\.(?P<high>-?\d+))?$")
 
@@ -182,10 +188,13 @@ def parse_input_spec(text):
     if not match:
         raise InputError(f"input spec {text!r} must read name:dtype[dim,...], "
                          f"e.g. feats:float32[batch,time,40]")
-    try:
-        dtype = np.dtype(match["dtype"]).name
-    except TypeError as exc:
-        raise InputError(f"input spec {text!r}: unknown dtype {match['dtype']!r}") from exc
+    dtype = ALIASES.get(match["dtype"].lower(), match["dtype"].lower())
+    if dtype in AMBIGUOUS:
+        raise InputError(f"input spec {text!r}: dtype {match['dtype']!r} is ambiguous; write "
+                         f"{AMBIGUOUS[dtype]} (accepted: {', '.join(DTYPES)})")
+    if dtype not in DTYPES:
+        raise InputError(f"input spec {text!r}: unknown dtype {match['dtype']!r}; accepted: "
+                         f"{', '.join(DTYPES)}")
     dims = [int(d) if d.isdigit() else d for d in match["dims"].split(",") if d]
     if match["low"] is None:
         return match["name"], dtype, dims

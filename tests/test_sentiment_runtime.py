@@ -76,11 +76,14 @@ def test_evaluate_scores_raw_text_with_the_runtime(sentiment, data_dir, test_rev
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     from rnnedge.data.imdb import load_imdb
+    from rnnedge.deploy.evaluate import stratified
 
-    first = load_imdb("test", data_dir)[:300]
-    probs = rt.load(sentiment[1]).classify([r.text for r in first])
-    expected = float(np.mean((probs >= 0.5) == np.array([r.label for r in first])))
+    reviews = load_imdb("test", data_dir)
+    picked = [reviews[i] for i in stratified([r.label for r in reviews], 300)[0]]  # 150 a class
+    probs = rt.load(sentiment[1]).classify([r.text for r in picked])
+    expected = float(np.mean((probs >= 0.5) == np.array([r.label for r in picked])))
     assert result["n"] == 300 and result["accuracy"] == pytest.approx(expected)
+    assert result["per_class"] == {"negative": 150, "positive": 150}
 
 
 def test_verify_compares_three_engines_on_real_reviews(sentiment, data_dir):
