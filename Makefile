@@ -38,7 +38,10 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Last, the quality check of both trained models again (each preset's [expect] band, the
+# closing line of its `rnnedge train`): a WARNING names a model that came out undertrained.
 demo: demo-charlm demo-sentiment demo-own
+	@$(BIN)/python -c 'import json, sys; print("\n".join(r["line"] for f in sys.argv[1:] for r in map(json.loads, open(f)) if r.get("event") == "quality"))' $(RUNS)/charlm/train_log.jsonl $(RUNS)/sentiment/train_log.jsonl
 
 $(RUNS)/charlm.onnx: | $(STAMP)
 	$(charlm_model)

@@ -5,6 +5,7 @@
 """
 
 import json
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -14,7 +15,7 @@ from rnnedge.train.config import SeriesConfig, SeriesTrainConfig, default
 
 from .app import AS_JSON, DATA_DIR, ENGINE, THREADS, app
 from .train import (DEVICE, MAX_MINUTES, PRECISION_HELP, PRESET, RESUME, classifier_summary,
-                    say_once, setting, train_app)
+                    say_once, say_quality, setting, train_app)
 from .train import THREADS as TORCH_THREADS
 
 
@@ -54,17 +55,18 @@ def train_series(out: Path = typer.Option(Path("runs/series"), help="checkpoint 
                      help=f"[default: {'bidirectional' if default(SeriesConfig, 'bidirectional') else 'unidirectional'}]")):
     """Classifier of real-valued frames, early-stopped on a validation split or weight-averaged
     (Japanese Vowels by default)."""
+    since = time.perf_counter()  # --max-minutes counts importing torch too
     from rnnedge.train.series import train_series as run
 
     best = run(out, data=data, test=test, data_dir=data_dir, max_minutes=max_minutes,
-               device=device, resume=resume, threads=threads, preset=preset, missing=missing,
-               epochs=epochs,
-               seed=seed, precision=precision, batch_size=batch_size, lr=lr, clip=clip,
+               since=since, device=device, resume=resume, threads=threads, preset=preset,
+               missing=missing, epochs=epochs, seed=seed, precision=precision, batch_size=batch_size, lr=lr, clip=clip,
                patience=patience, val_fraction=val_fraction, noise=noise,
                average_from=average_from, hidden_size=hidden_size,
                num_layers=num_layers, dropout=dropout, cell=cell, nonlinearity=nonlinearity,
                head=head, bidirectional=bidirectional)
     say_once(classifier_summary(best, out))
+    say_quality(best)
 
 
 @app.command("classify-series")

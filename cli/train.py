@@ -11,6 +11,7 @@ $(which rnnedge) train ...``); ``--batch-size`` is the global batch, and rank 0 
 """
 
 import os
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -25,11 +26,14 @@ train_app = typer.Typer(**HELP, help="Train a model (needs torch).")
 app.add_typer(train_app, name="train")
 
 DEVICE = typer.Option("auto", help="auto (CUDA when available), cpu or cuda")
-THREADS = typer.Option(None, help="torch CPU threads (default: torch's choice)")
+THREADS = typer.Option(None, help="torch CPU threads (default: the free cores, from the load "
+                        "average, at most 8; on CUDA torch's choice)")
 PRESET = typer.Option(None, "--config", help="preset file of settings (configs/*.toml)")
 RESUME = typer.Option(None, help="continue the run in this directory or checkpoint, with its "
                       "settings (only --epochs may change)")
-MAX_MINUTES = typer.Option(None, help="stop after the epoch that passes this many minutes")
+MAX_MINUTES = typer.Option(None, help="minutes for the whole command, the final test scoring "
+                           "included: training stops at the step that leaves time for "
+                           "validation and scoring")
 PRECISION_HELP = "fp32, bf16 or fp16 (autocast; fp16 on CUDA only)"
 
 
@@ -59,15 +63,18 @@ def train_charlm(out: Path = typer.Option(Path("runs/charlm"), help="checkpoint 
                  cell: Optional[str] = setting(CharLMConfig, "cell", "lstm, gru or rnn"),
                  nonlinearity: Optional[str] = setting(CharLMConfig, "nonlinearity", "rnn: tanh or relu")):
     """Character language model with truncated BPTT (Hamlet by default)."""
+    since = time.perf_counter()  # --max-minutes counts importing torch too
     from rnnedge.train.charlm import train_charlm as run
 
-    best = run(out, text=text, data_dir=data_dir, max_minutes=max_minutes, device=device,
-               resume=resume, threads=threads, preset=preset, epochs=epochs, seed=seed,
-               precision=precision, batch_size=batch_size, num_steps=num_steps, lr=lr, clip=clip,
+    best = run(out, text=text, data_dir=data_dir, max_minutes=max_minutes, since=since,
+               device=device, resume=resume, threads=threads, preset=preset, epochs=epochs,
+               seed=seed, precision=precision, batch_size=batch_size, num_steps=num_steps, lr=lr,
+               clip=clip,
                embed_dim=embed_dim, hidden_size=hidden_size, num_layers=num_layers,
                dropout=dropout, cell=cell, nonlinearity=nonlinearity)
     say_once(f"best epoch {best['epoch']}: validation {best['val_nats']:.3f} nats/char "
              f"= {best['val_bpc']:.3f} bits/char; checkpoints in {out}")
+    say_quality(best)
 
 
 @train_app.command("sentiment")
@@ -101,10 +108,12 @@ def train_sentiment(out: Path = typer.Option(Path("runs/sentiment"), help="check
                     min_count: Optional[int] = setting(SentimentConfig, "min_count"),
                     max_vocab: Optional[int] = setting(SentimentConfig, "max_vocab")):
     """Many-to-one review classifier with early stopping on validation accuracy (IMDb by default)."""
+    since = time.perf_counter()  # --max-minutes counts importing torch too
     from rnnedge.train.sentiment import train_sentiment as run
 
-    best = run(out, data=data, data_dir=data_dir, max_minutes=max_minutes, device=device,
-               resume=resume, threads=threads, preset=preset, epochs=epochs, seed=seed,
+    best = run(out, data=data, data_dir=data_dir, max_minutes=max_minutes, since=since,
+               device=device, resume=resume, threads=threads, preset=preset, epochs=epochs,
+               seed=seed,
                precision=precision, batch_size=batch_size, lr=lr, clip=clip, patience=patience,
                val_size=val_size,
                embed_dim=embed_dim, hidden_size=hidden_size, num_layers=num_layers,
@@ -112,6 +121,7 @@ def train_sentiment(out: Path = typer.Option(Path("runs/sentiment"), help="check
                bidirectional=bidirectional, max_len=max_len, keep=keep, min_count=min_count,
                max_vocab=max_vocab)
     say_once(classifier_summary(best, out))
+    say_quality(best)
 
 
 def classifier_summary(best, out):
@@ -121,14 +131,24 @@ def classifier_summary(best, out):
             else f"epoch {best['epoch']}")
     parts = [f"validation accuracy {best['val_acc']:.4f}"]
     if "test_acc" in best:
-        parts.append(f"test accuracy {best['test_acc']:.4f}")
+        sampled = (f" on a sample of {best['test_n']:,} of {best['test_of']:,}"
+                   if "test_n" in best else "")
+        parts.append(f"test accuracy {best['test_acc']:.4f}{sampled}")
     stopped = {"early": "stopped early", "budget": "stopped by --max-minutes"}.get(best.get("stopped"))
     seconds = best.get("train_s")
     tail = ", ".join(x for x in (stopped, seconds and f"{seconds:.0f} s of training") if x)
     return f"best.pt: {what}, {', '.join(parts)}{f' ({tail})' if tail else ''}; checkpoints in {out}"
 
 
-def say_once(line):
+def say_once(line, err=False):
     """The closing line of a training command, printed by rank 0 alone under torchrun."""
     if os.environ.get("RANK", "0") == "0":
-        typer.echo(line)
+        typer.echo(line, err=err)
+
+
+def say_quality(best):
+    """The last line, when the preset has an [expect] band: inside it on stdout, a warning
+    outside it on stderr; the command succeeds either way (``rnnedge.train.expect``)."""
+    quality = best.get("quality")
+    if quality:
+        say_once(quality["line"], err=not quality["ok"])

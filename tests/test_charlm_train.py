@@ -22,11 +22,14 @@ def test_checkpoints_load_safely_and_hold_everything(charlm):
     assert {"best.pt", "last.pt", "train_log.jsonl"} <= set(files)
     assert not [f for f in files if f.endswith(".tmp")]
     log = [json.loads(l) for l in (charlm[0].parent / "train_log.jsonl").read_text().splitlines()]
-    assert log[-1]["epoch"] == 1 and log[-1]["chars_per_s"] > 0
+    epochs = [r for r in log if "event" not in r]
+    assert epochs[-1]["epoch"] == 1 and epochs[-1]["chars_per_s"] > 0
+    assert log[-1]["event"] == "end" and log[-1]["budget_s"] is None
 
 
 def test_same_seed_same_weights_and_resume_equals_one_run(tmp_path, data_dir):
-    kw = {**TINY_CHARLM, "dropout": 0.2, "epochs": 2, "data_dir": data_dir, "echo": None}
+    kw = {**TINY_CHARLM, "dropout": 0.2, "epochs": 2, "data_dir": data_dir, "echo": None,
+          "threads": 1}  # equal weights need equal thread counts
     train_charlm(tmp_path / "a", **kw)
     train_charlm(tmp_path / "b", **{**kw, "epochs": 1})
     train_charlm(tmp_path / "b", resume=tmp_path / "b", **kw)  # a run directory: its last.pt
@@ -78,10 +81,10 @@ def test_state_flows_across_windows_detached(monkeypatch):
     assert clips and set(clips) == {0.5}
 
 
-def test_time_budget_stops_after_the_current_epoch(tmp_path, data_dir):
+def test_a_spent_time_budget_stops_at_the_first_step(tmp_path, data_dir):
     best = train_charlm(tmp_path, data_dir=data_dir, echo=None, max_minutes=1e-6,
                         **{**TINY_CHARLM, "epochs": 5})
-    assert best["epoch"] == 1
+    assert (best["epoch"], best["stopped"], best["steps"], best["partial"]) == (1, "budget", 1, True)
 
 
 def test_bad_settings_and_foreign_checkpoints_are_typed_errors(tmp_path, data_dir, charlm):

@@ -148,7 +148,8 @@ def test_two_processes_on_half_batches_reach_the_weights_of_one(task, data, tmp_
     assert not (tmp_path / "rank1").exists()  # rank 1 wrote nothing, made no folder
     log = (tmp_path / "two" / "train_log.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in log if "epoch" in line][:2] == [1, 2]
-    assert two["trained_on"] == {"device": "cpu", "precision": "fp32", "world_size": 2}
+    assert two["trained_on"] == {"device": "cpu", "precision": "fp32", "world_size": 2,
+                                 "threads": 1}
     assert one["trained_on"]["world_size"] == 1
 
 

@@ -84,7 +84,8 @@ def test_a_bf16_run_records_where_it_trained_and_exports_like_any_other(tmp_path
                     embed_dim=8, hidden_size=8, val_size=20, min_count=1, batch_size=16,
                     echo=None)
     ckpt = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
-    assert ckpt["trained_on"] == {"device": "cpu", "precision": "bf16", "world_size": 1}
+    assert ckpt["trained_on"] == {"device": "cpu", "precision": "bf16", "world_size": 1,
+                                  "threads": torch.get_num_threads()}
     assert ckpt["train_config"]["precision"] == "bf16"
     assert all(t.dtype == torch.float32 for t in ckpt["model"].values() if t.is_floating_point())
     path, diffs = export(tmp_path / "run" / "best.pt", tmp_path / "model.onnx")

@@ -16,7 +16,7 @@ from rnnedge.train.sentiment import predict_proba, train_sentiment
 from rnnedge.train.sentiment_model import SentimentModel, build_model
 
 TINY = dict(embed_dim=16, hidden_size=16, dropout=0.1, batch_size=16, lr=1e-2, val_size=60,
-            max_len=30, min_count=1, echo=None)
+            max_len=30, min_count=1, threads=1, echo=None)  # equal weights need equal threads
 NEUTRAL = "the a film movie plot actor scene was is it and of to story cast".split()
 POSITIVE = "great superb wonderful loved brilliant".split()
 NEGATIVE = "awful boring terrible hated dull".split()
@@ -96,7 +96,7 @@ def test_run_writes_safe_checkpoints_and_a_log(trained):
     assert ckpt["epoch"] == 3 and len(ckpt["history"]) == 3
     lines = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines if "val_acc" in r] == [1, 2, 3]
-    assert lines[-1]["event"] == "test"
+    assert [r.get("event") for r in lines][-2:] == ["test", "end"]
     assert metrics["stopped"] == "epochs" and metrics["params"] > 0
 
 
@@ -126,7 +126,7 @@ def test_resuming_gives_the_weights_of_an_uninterrupted_run(tmp_path):
     train_sentiment(tmp_path / "straight", data=data, epochs=2, **TINY)
     train_sentiment(tmp_path / "cut", data=data, epochs=1, **TINY)
     metrics = train_sentiment(tmp_path / "cut", data=data, epochs=2, resume=tmp_path / "cut",
-                              echo=None)
+                              threads=1, echo=None)
     straight = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
     resumed = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert resumed["epoch"] == 2 and "test_acc" not in metrics

@@ -21,8 +21,11 @@ from rnnedge.data.hamlet import CharCorpus, load_text, stream_windows
 from rnnedge.runtime.errors import CheckpointError, InputError
 
 from . import checkpoint, distributed
-from .common import Budget, TrainLog, pick_device, progress, seed_everything, to_device
+from .budget import Budget, steps_record
+from .common import (TrainLog, finish, pick_device, progress, seed_everything, set_threads,
+                     started, to_device)
 from .config import CharLMConfig, CharTrainConfig, gather, resumed
+from .expect import judge, load_bands
 from .precision import Precision
 
 TASK = "charlm"
@@ -85,16 +88,26 @@ def evaluate(model, ids, device, batch_size=16, num_steps=200, world=distributed
     return total / count
 
 
-def train_epoch(model, opt, ids, tc, device, rng, bar, task, world=distributed.ONE, amp=None):
-    """One pass of truncated BPTT over ``ids``; returns (mean loss, chars/s of all ranks).
+def windows(n_chars, tc, offset):
+    """How many windows ``stream_windows`` cuts ``n_chars`` into from ``offset``."""
+    return -(-((n_chars - offset - 1) // tc.batch_size) // tc.num_steps)
+
+
+def train_epoch(model, opt, ids, tc, device, rng, bar, task, world=distributed.ONE, amp=None,
+                budget=None):
+    """One pass of truncated BPTT over ``ids``, cut short at the first step boundary where
+    ``budget`` is spent (none: unlimited); returns (mean loss, chars/s of all ranks,
+    (steps done, steps of the pass)).
 
     ``model`` may be wrapped in DDP (``distributed.wrap``); this rank trains its rows of the
     global batch. ``amp`` is the run's ``Precision`` (float32 when None).
     """
     model.train()
     amp = amp or Precision("fp32", torch.device(device))
+    budget = budget or Budget()
     offset = int(rng.integers(0, tc.num_steps))  # a new cut of the windows each epoch
-    state, total, count, t0 = None, 0.0, 0, time.perf_counter()
+    steps = windows(len(ids), tc, offset)
+    state, total, count, done, t0 = None, 0.0, 0, 0, time.perf_counter()
     for x, y in stream_windows(ids, tc.batch_size, tc.num_steps, offset):
         mine, weight = distributed.rows(np.arange(tc.batch_size), world)
         x, y = to_device(x[mine], device), to_device(y[mine], device)  # (B / ranks, T)
@@ -107,11 +120,52 @@ def train_epoch(model, opt, ids, tc, device, rng, bar, task, world=distributed.O
         # clip <= 0 trains without clipping (the gradient diagnostic's baseline)
         amp.step(loss_sum * (weight / y.shape[1]), opt, model.parameters(), tc.clip)
         total += loss_sum.item()
-        count += y.numel()
-        rate = count * world.size / (time.perf_counter() - t0)
-        bar.update(task, advance=1, info=f"loss {total / count:.3f}  {rate:,.0f} chars/s")
+        count, done = count + y.numel(), done + 1
+        seconds = time.perf_counter() - t0
+        bar.update(task, advance=1,
+                   info=f"loss {total / count:.3f}  {count * world.size / seconds:,.0f} chars/s")
+        budget.trained(count, seconds)
+        if budget.spent():
+            break
     total, count = distributed.sum_all([total, count], world)
-    return total / count, count / (time.perf_counter() - t0)
+    return total / count, count / (time.perf_counter() - t0), (done, steps)
+
+
+def fit(model, opt, corpus, tc, save, history, device, budget, log, world=distributed.ONE,
+        amp=None):
+    """Epochs after ``history`` up to ``tc.epochs``; ``save(record, is_best)`` commits each
+    (checkpoints and log record). ``model`` is what steps (DDP-wrapped in a multi-process
+    run), validation runs on its module. An epoch cut short by ``budget`` is validated and
+    saved like any other, its record saying how far it went (``budget.steps_record``).
+
+    Returns why training stopped: "epochs" or "budget".
+    """
+    net = getattr(model, "module", model)
+    best = min((h["val_nats"] for h in history), default=None)
+    n_windows = windows(len(corpus.train), tc, tc.num_steps - 1)  # the fewest of any offset
+    with progress(main=world.main) as bar:
+        for epoch in range(len(history) + 1, tc.epochs + 1):
+            task = bar.add_task(f"epoch {epoch}/{tc.epochs}", total=n_windows, info="")
+            rng = np.random.default_rng([tc.seed, epoch])  # resumable: depends on the epoch only
+            train_nats, rate, (done, steps) = train_epoch(model, opt, corpus.train, tc, device,
+                                                          rng, bar, task, world, amp, budget)
+            bar.remove_task(task)
+            with budget.scoring(len(corpus.val) // world.size):
+                val_nats = evaluate(net, corpus.val, device, world=world)
+            record = {"epoch": epoch, "train_nats": train_nats, "val_nats": val_nats,
+                      "val_bpc": val_nats / math.log(2), "chars_per_s": rate,
+                      "elapsed_s": budget.elapsed(), **steps_record(done, steps)}
+            is_best = best is None or val_nats < best
+            best = val_nats if is_best else best
+            history.append(record)
+            save(record, is_best)
+            log.say(f"epoch {epoch}: train {train_nats:.3f} nats, val {val_nats:.3f} "
+                    f"nats = {record['val_bpc']:.3f} bits/char, {rate:,.0f} chars/s")
+            if done < steps or budget.spent():  # the same on every rank (``Budget.spent``)
+                log.write({"event": "stop", "reason": "budget", "epoch": epoch,
+                           **steps_record(done, steps)}, budget.stop_line(epoch, done, steps))
+                return "budget"
+    return "epochs"
 
 
 def _resume_state(path, out, corpus, main=True):
@@ -127,22 +181,30 @@ def _resume_state(path, out, corpus, main=True):
 
 @distributed.holding
 def train_charlm(out, text=None, data_dir=None, max_minutes=None, device="auto", resume=None,
-                 threads=None, echo=print, preset=None, **settings):
+                 threads=None, echo=print, preset=None, since=None, **settings):
     """Train on ``text`` (Hamlet by default); write best.pt, last.pt and train_log.jsonl to ``out``.
 
     ``settings`` are fields of ``CharLMConfig`` and ``CharTrainConfig`` (their defaults apply,
     then the ``preset`` file, then these). Returns the metrics of the best epoch (validation
-    nats and bits per character). The call holds ``out`` (``rundir``): a second training into
-    it fails at once, and a kill at any point leaves its files in step. A fresh run refuses an
-    ``out`` that holds a run already;
-    ``resume`` (a checkpoint or a run directory) continues one, into ``out``, by the rule of
-    ``train/config.py``. Under torchrun every process calls this; rank 0 writes (``distributed``).
+    nats and bits per character), why training stopped ("epochs" or "budget"), the seconds
+    it took and, when the preset has an [expect] band, its verdict (``quality``,
+    ``expect.py``). ``max_minutes`` bounds the whole call, from ``since`` when given
+    (``budget.py``): an epoch can end part-way, and is then validated and saved.
+    ``threads``: torch's CPU threads (default on the CPU: the free cores,
+    ``common.set_threads``). The call holds ``out`` (``rundir``): a second training into it
+    fails at once, and a kill at any point leaves its files in step.
+    A fresh run refuses an ``out`` that holds a run already; ``resume`` (a checkpoint or a run
+    directory) continues one, into ``out``, by the rule of ``train/config.py``, with the epoch
+    after the checkpoint's (also after a partial one). Under torchrun every process calls
+    this; rank 0 writes (``distributed``).
     """
-    out = Path(out)
+    out, budget = Path(out), Budget(max_minutes, since)
     model_settings, train_settings = gather(CharLMConfig, CharTrainConfig, preset, settings,
                                             fixed=("vocab_size",))
+    bands = load_bands(preset, ("val_bpc",))
     resumed_path = checkpoint.resume_path(out, resume)
-    device, world = pick_device(device, threads), distributed.from_env()
+    device, world = pick_device(device), distributed.from_env()
+    threads = set_threads(threads, device)
     corpus = CharCorpus.from_text(load_text(text, data_dir))
     ckpt = _resume_state(resumed_path, out, corpus, world.main) if resumed_path else None
     tc = (resumed(ckpt, CharTrainConfig, model_settings, train_settings, resumed_path) if ckpt
@@ -152,46 +214,29 @@ def train_charlm(out, text=None, data_dir=None, max_minutes=None, device="auto",
     distributed.local_batch(tc.batch_size, world)
     world, device = distributed.join(device)
     amp = Precision(tc.precision, device)
-    seed = tc.seed
-    seed_everything(seed)
+    seed_everything(tc.seed)
     config = (CharLMConfig(**ckpt["config"]) if ckpt
               else CharLMConfig(len(corpus.vocab), **model_settings))
     model = CharLM(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    start_epoch, history, best = 0, [], None
-    if ckpt:
-        start_epoch, history = ckpt["epoch"], checkpoint.restore(ckpt, model, opt)
-        best = min((h["val_nats"] for h in history), default=None)
-        amp.load_state_dict(ckpt.get("scaler"))
-    net = distributed.wrap(model, world)
-    log, budget = TrainLog(out, echo, world.main), Budget(max_minutes)
-    n_windows = math.ceil(((len(corpus.train) - tc.num_steps) // tc.batch_size) / tc.num_steps)
-    with progress(main=world.main) as bar:
-        for epoch in range(start_epoch + 1, tc.epochs + 1):
-            task = bar.add_task(f"epoch {epoch}/{tc.epochs}", total=n_windows, info="")
-            rng = np.random.default_rng([seed, epoch])  # resumable: depends on the epoch only
-            train_nats, rate = train_epoch(net, opt, corpus.train, tc, device, rng, bar, task,
-                                           world, amp)
-            bar.remove_task(task)
-            val_nats = evaluate(model, corpus.val, device, world=world)
-            record = {"epoch": epoch, "train_nats": train_nats, "val_nats": val_nats,
-                      "val_bpc": val_nats / math.log(2), "chars_per_s": rate,
-                      "elapsed_s": budget.elapsed()}
-            history.append(record)
-            payload = {"task": TASK, "config": asdict(config), "train_config": asdict(tc),
-                       "vocab": list(corpus.vocab), "model": model.state_dict(),
-                       "optimizer": opt.state_dict(), "epoch": epoch, "metrics": record,
-                       "history": history, **checkpoint.rng_state(),
-                       "scaler": amp.state_dict(),
-                       "trained_on": distributed.trained_on(device, tc.precision, world)}
-            is_best = best is None or val_nats < best
-            best = val_nats if is_best else best
-            if world.main:
-                checkpoint.save_epoch(out, payload, is_best)
-            log.say(f"epoch {epoch}: train {train_nats:.3f} nats, val {val_nats:.3f} "
-                    f"nats = {record['val_bpc']:.3f} bits/char, {rate:,.0f} chars/s")
-            if budget.spent():
-                log.write({"event": "budget_spent", "epoch": epoch},
-                          f"time budget of {max_minutes} min spent after epoch {epoch}")
-                break
-    return min(history, key=lambda h: h["val_nats"])
+    history = checkpoint.restore(ckpt, model, opt) if ckpt else []
+    amp.load_state_dict(ckpt and ckpt.get("scaler"))
+    where = distributed.trained_on(device, tc.precision, world, threads.count)
+
+    def save(record, is_best):
+        if world.main:
+            checkpoint.save_epoch(out, {
+                "task": TASK, "config": asdict(config), "train_config": asdict(tc),
+                "vocab": list(corpus.vocab), "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "epoch": record["epoch"], "metrics": record,
+                "history": history, **checkpoint.rng_state(), "scaler": amp.state_dict(),
+                "trained_on": where}, is_best)
+
+    log = TrainLog(out, echo, world.main)
+    log.say(started(device, threads, world))
+    budget.plan(len(corpus.val) // world.size)
+    stopped = fit(distributed.wrap(model, world), opt, corpus, tc, save, history, device,
+                  budget, log, world, amp)
+    best = {**min(history, key=lambda h: h["val_nats"]), "stopped": stopped,
+            "train_s": budget.elapsed()}
+    return finish(best, log, budget, judge(bands, best, history, tc.epochs, max_minutes))

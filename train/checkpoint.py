@@ -163,16 +163,25 @@ def restore(ckpt, model, opt):
     return list(ckpt.get("history", []))
 
 
-def record_test(out, task, log, score):
+def record_test(out, task, log, score, sample=None):
     """Score ``out/best.pt`` on the test split once, after training; write the result into its
-    metrics (one commit) and the log. ``score(best) -> (accuracy, loss)``."""
+    metrics (one commit) and the log. ``score(best) -> (accuracy, loss)``. ``sample``
+    ({"test_n", "test_of", "test_seed", "unit"}) when the time budget left room for a sample
+    of the split only: the record and the line say so."""
     best = load(out / "best.pt", task)
     acc, loss = score(best)
-    best["metrics"] = {**best["metrics"], "test_acc": acc, "test_loss": loss}
+    result = {"test_acc": acc, "test_loss": loss}
+    scope = ""
+    if sample:
+        result.update({k: sample[k] for k in ("test_n", "test_of", "test_seed")})
+        scope = (f" on {sample['test_n']:,} of {sample['test_of']:,} {sample['unit']} (a "
+                 f"class-balanced sample, seed {sample['test_seed']}: the time budget left "
+                 f"no room for all)")
+    best["metrics"] = {**best["metrics"], **result}
     save(out / "best.pt", best)
-    log.write({"event": "test", "epoch": best["epoch"], "test_acc": acc, "test_loss": loss},
-              f"test (best.pt, epoch {best['epoch']}): accuracy {acc:.4f}, loss {loss:.4f}")
-    return {"test_acc": acc, "test_loss": loss}
+    log.write({"event": "test", "epoch": best["epoch"], **result},
+              f"test (best.pt, epoch {best['epoch']}): accuracy {acc:.4f}, loss {loss:.4f}{scope}")
+    return result
 
 
 def resume_path(out, resume):

@@ -1,28 +1,29 @@
-"""What every training loop shares: device choice, seeding, the progress bar, the log."""
+"""What every training loop shares: device and thread choice, seeding, the progress bar, the log.
 
+Not here: the time budget (``budget.py``).
+"""
+
+import contextlib
 import io
+import os
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from rnnedge.runtime.errors import InputError
 
 from . import distributed, rundir
 
+# The default's cap: the recurrent nets trained here gain little past it, and on a large
+# machine the other cores stay with its other users.
+MAX_THREADS = 8
 
-def pick_device(name="auto", threads=None):
-    """``auto`` takes CUDA when available, else the CPU; ``cuda`` without a GPU is an error.
 
-    ``threads`` sets torch's CPU thread count (None keeps torch's default); results on
-    the CPU are reproducible for a given seed and thread count.
-    """
+def pick_device(name="auto"):
+    """``auto`` takes CUDA when available, else the CPU; ``cuda`` without a GPU is an error."""
     import torch
-
-    if threads is not None:
-        if threads < 1:
-            raise InputError(f"--threads must be >= 1, not {threads}")
-        torch.set_num_threads(threads)
 
     if name not in ("auto", "cpu", "cuda"):
         raise InputError(f"--device must be auto, cpu or cuda, not {name!r}")
@@ -33,6 +34,63 @@ def pick_device(name="auto", threads=None):
     if name == "cuda":
         torch.backends.cudnn.enabled = True
     return torch.device(name)
+
+
+@dataclass(frozen=True)
+class Threads:
+    """torch's CPU threads in a run, and where the number came from: ``given`` (--threads),
+    ``free`` (the free cores: ``cores`` less the load average ``load``) or ``torch``'s own."""
+
+    count: int
+    source: str
+    cores: int | None = None  # measured for ``free`` only
+    load: float | None = None
+
+    def __str__(self):
+        n = f"{self.count} thread{'s' if self.count != 1 else ''}"
+        if self.source == "free":
+            return f"{n} ({self.cores} cores, load {self.load:.1f})"
+        return f"{n} (--threads)" if self.source == "given" else f"{n} (torch's default)"
+
+
+def set_threads(threads, device):
+    """Set torch's CPU threads and say why (``Threads``): ``threads`` when given; on the CPU
+    otherwise the free cores (``free_cores``); on CUDA, torch's default.
+
+    torch's default is every core, which on a loaded machine oversubscribes it: a Hamlet
+    model trained at 900 chars/s so on 2 busy cores, 6,490 on one thread. Results on the CPU
+    are reproducible for a given seed and thread count: give ``threads`` to rerun a run bit
+    for bit, as the default follows the load. The inter-op pool gets the same count where
+    torch still lets it be set (once, before any parallel work).
+    """
+    import torch
+
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads must be >= 1, not {threads}")
+    if threads is None and device.type != "cpu":
+        return Threads(torch.get_num_threads(), "torch")
+    chosen = Threads(threads, "given") if threads is not None else free_cores(
+        distributed.local_size())
+    torch.set_num_threads(chosen.count)
+    with contextlib.suppress(RuntimeError):  # settable once, before any parallel work
+        torch.set_num_interop_threads(chosen.count)
+    return chosen
+
+
+def free_cores(processes=1):
+    """``Threads`` of the cores the 1-minute load average leaves free, shared by ``processes``
+    training processes on this machine: max(1, cores - round(load)) among them, 1 to
+    ``MAX_THREADS`` each. ``cores`` are those this process may run on."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not Unix, or no load average to read
+        load = 0.0
+    free = max(1, min(cores, cores - round(load)))
+    return Threads(max(1, min(free // processes, MAX_THREADS)), "free", cores, load)
 
 
 def to_device(array, device):
@@ -72,6 +130,15 @@ def progress(every=5.0, stream=None, main=True):
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=True)
+
+
+@contextlib.contextmanager
+def counted(description, total, main=True):
+    """A progress bar of one pass over ``total`` items (``progress``); yields ``advance(n)``."""
+    with progress(main=main) as bar:
+        task = bar.add_task(description, total=total, info="")
+        yield lambda n: bar.update(task, advance=n)
+        bar.remove_task(task)
 
 
 class PlainProgress:
@@ -123,23 +190,25 @@ class PlainProgress:
               file=self.stream, flush=True)
 
 
-class Budget:
-    """A wall-clock budget in minutes (``None`` means unlimited).
+def started(device, threads, world):
+    """The line that opens a training call's output: where it trains, on how many threads and
+    why, in how many processes. Said, not logged (each log commit is an epoch's or the end's);
+    the checkpoints record the threads (``trained_on``)."""
+    processes = f" in {world.size} processes" if world.size > 1 else ""
+    each = " each" if world.size > 1 else ""
+    return f"training on {device.type}{processes}, {threads}{each}"
 
-    In a multi-process run ``spent`` is true on every rank once it is on one (each call is a
-    collective then), so that all ranks stop at the same step."""
 
-    def __init__(self, max_minutes=None):
-        self.start = time.perf_counter()
-        self.limit = None if max_minutes is None else 60.0 * max_minutes
-
-    def elapsed(self):
-        return time.perf_counter() - self.start
-
-    def spent(self):
-        if self.limit is None:
-            return False
-        return distributed.any_rank(self.elapsed() >= self.limit)
+def finish(metrics, log, budget, quality=None):
+    """The result of a training call, closed: the ``quality`` record (``expect.judge``; the
+    command line prints its line last), then the ``end`` record (``Budget.end``) go into the
+    log; ``metrics`` gain both, the quality record and the call's ``elapsed_s``."""
+    if quality:
+        log.write(quality)
+        metrics = {**metrics, "quality": quality}
+    record, line = budget.end()
+    log.write(record, line)
+    return {**metrics, "elapsed_s": record["elapsed_s"]}
 
 
 class TrainLog:

@@ -5,17 +5,20 @@ Torch-free, so that the command line can show the defaults without importing tor
 Each default is written once, in a task's config dataclasses (``CharLMConfig`` and
 ``CharTrainConfig``, ``SentimentConfig`` and ``SentimentTrainConfig``). A preset file
 (``configs/*.toml``, flat ``key = value`` pairs, as nanoGPT's ``config/``) overrides them,
-and the settings given by the caller (command-line flags) override the preset.
+and the settings given by the caller (command-line flags) override the preset. A preset may
+also hold one table, ``[expect]``: the band its model should reach (``expect.py``).
 
 Resume, the same in every task: the run continues with the checkpoint's model config and
 training settings. ``epochs`` may be raised to train longer; any other setting given with a
 value that differs from the checkpoint's is refused with the list of differences, never
-silently ignored. Not settings: ``max_minutes``, ``device``, ``threads``, the data paths and
-the number of training processes (torchrun's WORLD_SIZE), which belong to one invocation: a
-run trained on N processes resumes on one and the other way round. ``batch_size`` is the
-global batch, divided among the processes. ``precision`` (fp32, bf16, fp16) is a setting:
-it changes what is computed, so a resume keeps it; the checkpoint also records where it was
-trained (``trained_on``: device, precision, world size).
+silently ignored. A resume goes on with the epoch after the checkpoint's, also when that
+one was cut short by the time budget (its record says ``"partial": true``): the rest of a
+partial epoch is not trained. Not settings: ``max_minutes``, ``device``, ``threads``, the
+data paths and the number of training processes (torchrun's WORLD_SIZE), which belong to one
+invocation: a run trained on N processes resumes on one and the other way round.
+``batch_size`` is the global batch, divided among the processes. ``precision`` (fp32, bf16,
+fp16) is a setting: it changes what is computed, so a resume keeps it; the checkpoint also
+records where it was trained (``trained_on``: device, precision, world size, threads).
 """
 
 import dataclasses
@@ -147,22 +150,29 @@ def default(cls, name):
     return fields(cls)[name].default
 
 
-def load_preset(path):
-    """The settings of a TOML preset file, as a dict; typed errors for a bad file."""
+def read_preset(path):
+    """The TOML of a preset file, as a dict; typed errors for a file that is not one."""
     import tomllib
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"preset {path} {'is a directory' if path.is_dir() else 'does not exist'}")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"preset {path} is not valid TOML ({exc})") from exc
-    nested = [k for k, v in data.items() if isinstance(v, dict)]
+
+
+def load_preset(path):
+    """The settings of a TOML preset file, as a dict; typed errors for a bad file. Its one
+    table, [expect], is not settings: ``expect.py`` reads it."""
+    data = read_preset(path)
+    nested = [k for k, v in data.items() if isinstance(v, dict) and k != "expect"]
     if nested:
         raise InputError(f"preset {path}: tables [{', '.join(nested)}] are not settings; "
-                         "write flat `name = value` lines")
-    return data
+                         "write flat `name = value` lines (the one table a preset may hold "
+                         "is [expect], the band its model should reach)")
+    return {k: v for k, v in data.items() if not (k == "expect" and isinstance(v, dict))}
 
 
 def gather(model_cls, train_cls, preset=None, given=None, fixed=()):

@@ -82,6 +82,19 @@ def from_env(env=None):
     return world
 
 
+def local_size(env=None):
+    """How many processes of the run share this machine (torchrun's LOCAL_WORLD_SIZE; 1
+    without it): they share its free cores (``common.free_cores``)."""
+    env = os.environ if env is None else env
+    try:
+        size = int(env.get("LOCAL_WORLD_SIZE", 1))
+    except ValueError as exc:
+        raise InputError(f"LOCAL_WORLD_SIZE must be an integer ({exc})") from None
+    if size < 1:
+        raise InputError(f"LOCAL_WORLD_SIZE must be >= 1, not {size}")
+    return size
+
+
 def current():
     """The world of this process: the joined group's, else what the environment says."""
     import torch.distributed as dist
@@ -179,9 +192,11 @@ def wrap(model, world):
     return DistributedDataParallel(model, device_ids=ids)
 
 
-def trained_on(device, precision, world):
-    """What the checkpoint records of where it was trained (not a setting: see config.py)."""
-    return {"device": device.type, "precision": precision, "world_size": world.size}
+def trained_on(device, precision, world, threads):
+    """What the checkpoint records of where it was trained (not a setting: see config.py);
+    ``threads``: torch's CPU threads per process."""
+    return {"device": device.type, "precision": precision, "world_size": world.size,
+            "threads": threads}
 
 
 def lost_peer(exc, world):

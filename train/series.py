@@ -25,8 +25,11 @@ from rnnedge.runtime.series import pad_cases
 
 from . import checkpoint, distributed
 from .averaging import load_average
-from .common import Budget, TrainLog, pick_device, progress, seed_everything, to_device
+from .budget import Budget, balanced_sample, steps_record
+from .common import (TrainLog, counted, finish, pick_device, progress, seed_everything,
+                     set_threads, started, to_device)
 from .config import SeriesConfig, SeriesTrainConfig, gather, resumed
+from .expect import judge, load_bands
 from .precision import Precision
 from .sentiment import length_batches
 from .series_model import SeriesNet, build_model
@@ -55,21 +58,24 @@ def pad(X, batch, device):
 
 
 @torch.no_grad()
-def logits_of(model, X, device, batch_size=256):
-    """Logits (N, K) of normalised cases, in their input order."""
+def logits_of(model, X, device, batch_size=256, advance=None):
+    """Logits (N, K) of normalised cases, in their input order; ``advance(n)`` after each
+    batch (a progress bar, ``common.counted``)."""
     model.eval()
     lengths = np.array([len(x) for x in X], dtype=np.int64)
     out = np.empty((len(X), model.config.num_classes), dtype=np.float32)
     for batch in length_batches(lengths, batch_size):
         out[batch] = model(*pad(X, batch, device)).float().cpu().numpy()
+        if advance:
+            advance(len(batch))
     return out
 
 
-def evaluate(model, X, labels, device, world=distributed.ONE):
+def evaluate(model, X, labels, device, world=distributed.ONE, advance=None):
     """(accuracy, mean cross-entropy) of normalised cases against int ``labels``; each rank
     of ``world`` scores its share, and the sums are reduced."""
     mine = distributed.shard(len(X), world)
-    logits, labels = logits_of(model, [X[i] for i in mine], device), labels[mine]
+    logits, labels = logits_of(model, [X[i] for i in mine], device, advance=advance), labels[mine]
     loss = nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels),
                                        reduction="sum").item()
     correct = np.sum(logits.argmax(axis=1) == labels)
@@ -79,12 +85,14 @@ def evaluate(model, X, labels, device, world=distributed.ONE):
 
 def train_epoch(model, opt, X, labels, tc, device, rng, bar, task, budget,
                 world=distributed.ONE, amp=None):
-    """One pass (cut short when ``budget`` is spent); returns (mean loss, cases/s of all
-    ranks). This rank trains its rows of each global batch (``distributed.rows``)."""
+    """One pass, cut short at the first step boundary where ``budget`` is spent; returns (mean
+    loss, cases/s of all ranks, (steps done, steps of the pass)). This rank trains its rows
+    of each global batch (``distributed.rows``)."""
     model.train()
     amp = amp or Precision("fp32", torch.device(device))
-    total, count, t0 = 0.0, 0, time.perf_counter()
-    for batch in length_batches(np.array([len(x) for x in X]), tc.batch_size, rng):
+    batches = length_batches(np.array([len(x) for x in X]), tc.batch_size, rng)
+    total, count, done, t0 = 0.0, 0, 0, time.perf_counter()
+    for batch in batches:
         mine, weight = distributed.rows(batch, world)
         target = to_device(labels[mine], device)
         frames, lengths = pad(X, mine, device)
@@ -96,11 +104,13 @@ def train_epoch(model, opt, X, labels, tc, device, rng, bar, task, budget,
         amp.step(loss_sum * weight, opt, model.parameters(), tc.clip)
         if weight:  # a stand-in row (weight 0) is not data of this rank
             total, count = total + loss_sum.item(), count + len(mine)
+        done += 1
         bar.update(task, advance=1, info=f"loss {total / max(count, 1):.3f}")
+        budget.trained(count, time.perf_counter() - t0)
         if budget.spent():
             break
     total, count = distributed.sum_all([total, count], world)
-    return total / count, count / (time.perf_counter() - t0)
+    return total / count, count / (time.perf_counter() - t0), (done, len(batches))
 
 
 def fit(model, opt, train, val, tc, save, history, device, budget, log, world=distributed.ONE,
@@ -109,7 +119,8 @@ def fit(model, opt, train, val, tc, save, history, device, budget, log, world=di
     each, ``scored`` being the weights validated. ``model`` is what steps (DDP-wrapped in a
     multi-process run), validation runs on its module. From epoch ``tc.average_from`` on (when
     set) ``average`` (``averaging.WeightAverage``) takes each epoch's weights, and its mean is
-    validated and is the best.
+    validated and is the best. An epoch cut short by ``budget`` is validated and saved like
+    any other, its record saying how far it went.
 
     Returns why training stopped: "epochs", "early" (no better validation accuracy for
     ``patience`` epochs; ties go to the lower validation loss; never while averaging) or
@@ -121,16 +132,18 @@ def fit(model, opt, train, val, tc, save, history, device, budget, log, world=di
             task = bar.add_task(f"epoch {epoch}/{tc.epochs}", total=-(-len(train[0]) // tc.batch_size),
                                 info="")
             rng = np.random.default_rng([tc.seed, epoch])  # resumable: depends on the epoch only
-            train_loss, rate = train_epoch(model, opt, *train, tc, device, rng, bar, task, budget,
-                                           world, amp)
+            train_loss, rate, (done, steps) = train_epoch(model, opt, *train, tc, device, rng, bar,
+                                                          task, budget, world, amp)
             bar.remove_task(task)
             averaging = bool(tc.average_from) and epoch >= tc.average_from
             if averaging:
                 average.update(net)
             scored = average.model(net) if averaging else net
-            val_acc, val_loss = evaluate(scored, *val, device, world)
+            with budget.scoring(len(distributed.shard(len(val[0]), world))):
+                val_acc, val_loss = evaluate(scored, *val, device, world)
             record = {"epoch": epoch, "train_loss": train_loss, "val_acc": val_acc,
                       "val_loss": val_loss, "cases_per_s": rate, "elapsed_s": budget.elapsed(),
+                      **steps_record(done, steps),
                       **({"averaged_epochs": average.count} if averaging else {})}
             is_best = averaging or not history or _rank(record) > max(map(_rank, history))
             history.append(record)
@@ -139,11 +152,13 @@ def fit(model, opt, train, val, tc, save, history, device, budget, log, world=di
                     f"val loss {val_loss:.4f}, {rate:,.0f} cases/s")
             best = best_record(history)["epoch"]
             early = not tc.average_from and epoch - best >= tc.patience
-            reason = "budget" if budget.spent() else "early" if early else None
+            # done < steps is the same on every rank, so all call ``spent`` alike (budget.py)
+            reason = "budget" if done < steps or budget.spent() else "early" if early else None
             if reason:
-                log.write({"event": "stop", "reason": reason, "epoch": epoch},
-                          f"stopped after epoch {epoch}: " + ("the time budget is spent" if
-                          reason == "budget" else f"no better validation for {tc.patience} epochs"))
+                line = (budget.stop_line(epoch, done, steps) if reason == "budget" else
+                        f"stopped after epoch {epoch}: no better validation for {tc.patience} epochs")
+                log.write({"event": "stop", "reason": reason, "epoch": epoch,
+                           **steps_record(done, steps)}, line)
                 return reason
     return "epochs"
 
@@ -186,13 +201,22 @@ def _payload(config, tc, classes, norm, model, opt, epoch, record, history, run,
             "scaler": run[0].state_dict(), "trained_on": run[1]}
 
 
-def _score_test(out, test, device, log):
-    """Test accuracy of ``out/best.pt``, also written into its metrics."""
-    def score(best):
-        labels = relabel(test, best["vocab"], f"the test data {test.name}")
-        return evaluate(build_model(best).to(device), normalise(test.X, best["norm"]), labels, device)
+def _score_test(out, test, classes, device, log, budget, seed):
+    """Test accuracy of ``out/best.pt``, also written into its metrics: on every case, or on
+    a seeded class-balanced sample of the size that fits the time left (``budget.py``)."""
+    labels = relabel(test, classes, f"the test data {test.name}")
+    picked, n, sample = np.arange(len(labels)), budget.test_size(), None
+    if n < len(labels):
+        picked = balanced_sample(labels, n, seed)
+        sample = {"test_n": n, "test_of": len(labels), "test_seed": seed, "unit": "cases"}
 
-    return checkpoint.record_test(out, TASK, log, score)
+    def score(best):
+        X = normalise([test.X[i] for i in picked], best["norm"])
+        with counted(f"scoring best.pt on {len(picked):,} test cases", len(picked)) as advance:
+            return evaluate(build_model(best).to(device), X, labels[picked], device,
+                            advance=advance)
+
+    return checkpoint.record_test(out, TASK, log, score, sample)
 
 
 def _check_labels(train, ckpt):
@@ -210,18 +234,25 @@ def _check_labels(train, ckpt):
 @distributed.holding
 def train_series(out, data=None, test=None, data_dir=None, max_minutes=None, device="auto",
                  resume=None, threads=None, echo=print, preset=None, missing="error",
-                 **settings):
+                 since=None, **settings):
     """Train on ``data`` (default Japanese Vowels); write best.pt, last.pt, train_log.jsonl.
 
     ``settings`` are fields of ``SeriesConfig`` and ``SeriesTrainConfig`` (their defaults
-    apply, then the ``preset`` file, then these). Returns the metrics of the best epoch and,
-    with a test split, the test accuracy of best.pt. Resume follows ``train/config.py``.
-    Under torchrun every process calls this; rank 0 writes (``distributed``).
+    apply, then the ``preset`` file, then these). Returns the metrics of the best epoch, why
+    training stopped, the seconds it took, with a test split the test accuracy of best.pt
+    and, when the preset has an [expect] band, its verdict (``quality``, ``expect.py``).
+    ``max_minutes`` bounds the whole call, the test scoring included, from ``since`` when
+    given (``budget.py``).
+    ``threads``: torch's CPU threads (default on the CPU: the free cores). Resume follows
+    ``train/config.py``: it goes on with the epoch after the checkpoint's. Under torchrun
+    every process calls this; rank 0 writes (``distributed``).
     """
+    out, budget = Path(out), Budget(max_minutes, since)
     model_settings, train_settings = gather(SeriesConfig, SeriesTrainConfig, preset, settings,
                                             fixed=("channels", "num_classes"))
-    out, budget, device = Path(out), Budget(max_minutes), pick_device(device, threads)
-    world = distributed.from_env()
+    bands = load_bands(preset, ("val_acc",))
+    device, world = pick_device(device), distributed.from_env()
+    threads = set_threads(threads, device)
     resumed_path = checkpoint.resume_path(out, resume)
     ckpt = checkpoint.load(resumed_path, TASK) if resumed_path else None
     if ckpt and world.main:
@@ -245,7 +276,7 @@ def train_series(out, data=None, test=None, data_dir=None, max_minutes=None, dev
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
     history = checkpoint.restore(ckpt, model, opt) if ckpt else []
     amp.load_state_dict(ckpt and ckpt.get("scaler"))
-    run = (amp, distributed.trained_on(device, tc.precision, world))
+    run = (amp, distributed.trained_on(device, tc.precision, world, threads.count))
     average = load_average(ckpt)
 
     def save(record, is_best, scored):
@@ -256,10 +287,13 @@ def train_series(out, data=None, test=None, data_dir=None, max_minutes=None, dev
             checkpoint.save_epoch(out, payload, is_best, best)
 
     log = TrainLog(out, echo, world.main)
+    log.say(started(device, threads, world))
+    budget.plan(len(distributed.shard(len(val_set[0]), world)),
+                len(test.X) if test is not None else 0)
     stopped = fit(distributed.wrap(model, world), opt, fit_set, val_set, tc, save, history,
                   device, budget, log, world, amp, average)
     metrics = {**best_record(history), "stopped": stopped,
                "train_s": budget.elapsed(), "params": sum(p.numel() for p in model.parameters())}
     if test is not None and world.main:
-        metrics.update(_score_test(out, test, device, log))
-    return metrics
+        metrics.update(_score_test(out, test, classes, device, log, budget, tc.seed))
+    return finish(metrics, log, budget, judge(bands, metrics, history, tc.epochs, max_minutes))
