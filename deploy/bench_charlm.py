@@ -102,10 +102,12 @@ def _kernel_maker(engine):
         c = np.zeros_like(h) if engine.lstm else NO_STATE
         tokens = np.zeros((batch, 1), np.int64)
         logits = np.empty((batch, 1, engine.C), np.float32)
+        rest = (*engine.arguments, *engine.work)
 
         def step(ids):
             tokens[:, 0] = ids
-            engine.kernel(engine.no_frames, tokens, h, c, logits, *engine.arguments)  # h, c in place
+            engine.stream(engine.no_frames, tokens, NO_STATE, NO_STATE, h, c, logits,
+                          *rest)  # h, c updated in place
             return logits[:, -1].copy()  # the next step writes the same buffer
         return step
     return make

@@ -3,7 +3,7 @@
 ``FastChainEngine(onnx_model, quantize=None | "int8")`` runs what ``chain_graph.read_chain``
 finds (a chain of forward LSTM, GRU or RNN layers over frames or token ids, batch- or
 time-major, a linear head, optional states): ``run(feeds) -> {output name: array}`` is one
-numba call (ops/fused_chain.py), fp32 or int8; ``run_checked`` takes the common streamed call in one
+numba call (ops/fused_stack.py, the kernel every fused engine runs), fp32 or int8; ``run_checked`` takes the common streamed call in one
 pass (``feeds.py``). rnnedge's own char model is such a chain (token ids, every-step head,
 h0/c0 in and hn/cn out). A graph it cannot read raises ``UnsupportedError`` (the caller then
 falls back to the interpreter). Not thread-safe (one set of work buffers).
@@ -14,14 +14,15 @@ import numpy as np
 from .chain_graph import read_chain
 from .engine import Engine
 from .errors import InputError, UnsupportedError
-from .feeds import (FLOAT32, INT64, all_finite, copy_finite, copy_finite3, is_array,
+from .feeds import (FLOAT32, INT64, all_finite, is_array,
                     split_sequence, takes_declared)
 from .fast_seq import FastSeqEngine, Seq
-from .ops import fused_chain
+from .ops import fused_stack
 from .ops.fused_node import CELLS
 
-NO_STATE = fused_chain.NO_STATE  # c of a GRU or RNN: never read by the kernels
-NO_SUM = np.zeros((0, 0), np.float32)  # the pooled sums this engine has not
+NO_STATE = fused_stack.NO_STATE  # c of a GRU or RNN: never read by the kernels
+NO_SUM = fused_stack.NO_POOL  # the pooled sums (and counts) this engine has not
+NO_PROBS = fused_stack.NO_PROBS  # a chain's head gives logits alone
 
 
 class FastChainEngine(Engine):
@@ -37,15 +38,21 @@ class FastChainEngine(Engine):
         if c.directions != 1 or c.pool:
             raise UnsupportedError("fast chain engine: bidirectional layers or a pooled head "
                                    "run on FastPooledEngine")
-        forward = [tuple(w[0] for w in layer) for layer in c.layers]  # the one direction
-        packed = fused_chain.pack(CELLS[c.op], c.activation, c.lbr, forward, c.embedding,
-                                  c.fc, c.fc_bias)
+        self.L, self.H = len(c.layers), c.layers[0][1].shape[2]
+        self.F = 0 if c.embedding is not None else c.layers[0][0].shape[2]  # 0: token ids
+        # frames pass through unnormalised: (x - 0) / 1 is x, bit for bit
+        packed = fused_stack.pack(CELLS[c.op], c.activation, c.lbr, c.layers, c.embedding,
+                                  np.zeros(self.F), np.ones(self.F), c.fc, c.fc_bias)
         self.name = "fast-int8" if quantize else "fast"
-        self.kernel = getattr(fused_chain, ("run8" if quantize else "run")
-                              + ("_numpy" if twin else ""))
-        self.arguments = fused_chain.arguments(packed, c.every, quantize == "int8")
-        self.L, self.H = packed[7].shape
-        self.F = packed[4].shape[2] - self.H  # 0 for token ids
+        # one step (the streamed call) runs time-major, longer sequences layer after layer
+        self.kernel = fused_stack.run_numpy if twin else fused_stack.run
+        self.stream = fused_stack.stream_numpy if twin else fused_stack.stream
+        # every case runs its whole time: lengths above T (``clamp``) mean T
+        head = fused_stack.EVERY if c.every else fused_stack.FINAL
+        self.arguments = fused_stack.arguments(packed, head, quantize == "int8", clamp=True,
+                                               int8_table=False)
+        self.packed, self.steps, self.work = packed, 1, fused_stack.work(packed, 1)
+        self.whole = {}  # batch size -> lengths that mean "every step"
         self.outputs = [o.name for o in model.graph.output]
         self.no_tokens = np.zeros((0, 0), np.int64)
         # what ``run_checked`` reads, worked out once (per streamed call every lookup counts)
@@ -66,14 +73,30 @@ class FastChainEngine(Engine):
         B, T = X.shape[:2]
         h = _state(feeds, c.states["h"], (self.L, B, self.H))
         cn = _state(feeds, c.states["c"], h.shape) if c.op == "LSTM" else NO_STATE
-        return self._outputs(X, tokens, h, cn)
+        out = self._outputs(X, tokens, h, cn)
+        if out is None:  # what ``GraphModel.check`` refuses first, for a caller without it
+            raise InputError(f"{c.sequence} holds NaN or infinity")
+        return out
 
-    def _outputs(self, X, tokens, h, cn):
-        """The kernel on checked inputs and state copies it updates in place."""
+    def _outputs(self, X, tokens, h, cn, h0=NO_STATE, c0=NO_STATE):
+        """The kernel on checked inputs and state copies it updates in place; given states
+        h0, c0 are copied into them there, checked with the frames (None: not finite)."""
         B, T = tokens.shape if self.ids else X.shape[:2]
         y = np.empty((B, T, self.C) if self.every else (B, 1, self.C), FLOAT32)
-        bad = self.kernel(X, tokens, h, cn, y, *self.arguments)
-        if bad >= 0:
+        if T == 1:
+            bad = self.stream(X, tokens, h0, c0, h, cn, y, *self.arguments, *self.work)
+        else:
+            lengths = self.whole.get(B)
+            if lengths is None:
+                lengths = self.whole[B] = np.full(B, np.iinfo(np.int64).max, np.int64)
+            if self.steps < T:
+                self.steps, self.work = T, fused_stack.work(self.packed, T)
+            bad = self.kernel(X, tokens, lengths, h0, c0, h, cn, NO_SUM, NO_SUM, y, NO_PROBS,
+                              *self.arguments, *self.work)
+        if bad == fused_stack.NOT_FINITE:
+            return None
+        bad -= B
+        if bad >= 0:  # the kernel's code of a token: B + its flat index
             raise InputError(f"token id {tokens.flat[bad]} at "
                              f"{tuple(int(i) for i in np.unravel_index(bad, tokens.shape))} "
                              f"is outside the vocabulary [0, {self.chain.embedding.shape[0]})")
@@ -95,7 +118,8 @@ class FastChainEngine(Engine):
         """``run`` of the common case (the sequence in the graph's dtype, finite float32 states
         of the model's shapes, all C-contiguous) with every check of ``GraphModel.check``, in
         one pass (``feeds.py``); None for anything else (the long path says what is wrong).
-        The streamed call: a few attribute reads, one compiled copy-and-check, the kernel."""
+        The streamed call: a few attribute reads and one compiled call, which copies and checks
+        the states and frames before it runs the stack."""
         seq = feeds.get(self.sequence)
         if self.time_major and type(seq) is np.ndarray and seq.ndim > 1:
             seq = np.ascontiguousarray(seq.swapaxes(0, 1))
@@ -109,16 +133,14 @@ class FastChainEngine(Engine):
         hn = np.empty(shape, FLOAT32) if self.h_name else np.zeros(shape, FLOAT32)
         cn = (NO_STATE if not self.lstm else np.empty(shape, FLOAT32) if self.c_name
               else np.zeros(shape, FLOAT32))
-        if not (is_array(h, FLOAT32, shape) if self.h_name else True):
+        # read-only states take the long path: the kernel is compiled for writable arrays
+        # (a read-only one would compile it again, seconds, for a copy the long path makes)
+        if not (is_array(h, FLOAT32, shape) and h.flags.writeable if self.h_name else True):
             return None
-        if not (is_array(c, FLOAT32, shape) if self.c_name else True):
+        if not (is_array(c, FLOAT32, shape) and c.flags.writeable if self.c_name else True):
             return None
-        h = h if self.h_name else NO_STATE
-        c, cc = (c, cn) if self.c_name else (NO_STATE, NO_STATE)
-        if not (copy_finite(h, c, hn if self.h_name else NO_STATE, cc) if self.ids
-                else copy_finite3(X, h, c, hn if self.h_name else NO_STATE, cc)):
-            return None
-        return self._outputs(X, tokens, hn, cn)
+        return self._outputs(X, tokens, hn, cn, h if self.h_name else NO_STATE,
+                             c if self.c_name else NO_STATE)
 
     def _sequence(self, seq):
         return split_sequence(seq, self.chain.embedding is not None, self.F,
@@ -161,7 +183,7 @@ def _state(feeds, name, shape):
 class FastPooledEngine(FastSeqEngine):
     """Users' whole-sequence classifiers the chain engine does not run, bidirectional layers
     or a head on the top outputs' mean or max over time (``chain_graph.read_chain``), on the
-    sequence engine's kernel (ops/fused_seq.py); every case runs its whole time (the graph
+    sequence engine; every case runs its whole time (the graph
     has no lengths input)."""
 
     def __init__(self, model, quantize=None, twin=False, chain=None):

@@ -7,7 +7,7 @@ with the forward models' states ``h`` [, ``c``] (L, B, H) [, ``pooled`` (B, H), 
 (B, 1)] in and out) write: per-channel normalisation or an embedding, LSTM/GRU/RNN layers
 stopped at each case's true length (``sequence_lens``), maybe bidirectional, a last, mean
 or max head, a linear layer, sigmoid or softmax: ``run(feeds)`` is one numba call
-(ops/fused_seq.py), fp32 or int8.
+(ops/fused_stack.py), fp32 or int8.
 
 ``read_seq`` does not trace every operator (the exporter sorts the batch by length and
 back around the recurrent nodes): the metadata says which exporter wrote the file and with
@@ -27,7 +27,8 @@ from .engine import Engine
 from .errors import InputError, UnsupportedError
 from .feeds import (INT64, all_finite, checked_sequence, checked_states, copy_finite4, is_array,
                     split_sequence, state_copy, takes_declared)
-from .ops import common, fused_seq
+from .ops import common, fused_stack
+from .ops.fused_stack import NO_STATE
 from .ops.fused_node import CELLS, DEFAULT_ACTIVATIONS
 
 OPS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
@@ -244,7 +245,7 @@ def read_seq(model, meta=None):
 
 class FastSeqEngine(Engine):
     """Fused kernels over a whole-sequence classifier, ``run`` as ``OrtEngine.run``
-    (``twin=True``: the plain numpy twin, ``fused_seq.run_numpy``)."""
+    (``twin=True``: the plain numpy twin, ``fused_stack.run_numpy``)."""
 
     all_finite = staticmethod(all_finite)  # for ``GraphModel.check``: compiled, one call
 
@@ -253,15 +254,15 @@ class FastSeqEngine(Engine):
             raise InputError(f"quantize must be None or 'int8', not {quantize!r}")
         self.seq = s = seq or read_seq(model)  # ``seq``: what another reader found
         none = np.zeros(0, np.float32)
-        packed = fused_seq.pack(CELLS[s.op], s.activation, s.lbr, s.layers, s.embedding,
-                                none if s.mean is None else s.mean,
-                                none if s.std is None else s.std, s.fc, s.fc_bias)
+        packed = fused_stack.pack(CELLS[s.op], s.activation, s.lbr, s.layers, s.embedding,
+                                  none if s.mean is None else s.mean,
+                                  none if s.std is None else s.std, s.fc, s.fc_bias)
         self.name = "fast-int8" if quantize else "fast"
-        self.arguments = (fused_seq.HEADS[s.head], quantize == "int8",
-                          *(fused_seq.quantize(packed) if quantize
-                            else fused_seq.panelled(packed)))
-        self.kernel = fused_seq.run_numpy if twin else fused_seq.run
-        self.packed, self.work = packed, fused_seq.work(packed, 1)
+        self.arguments = fused_stack.arguments(
+            packed, fused_stack.HEADS[s.head], quantize == "int8", s.clamp,
+            "sigmoid" if len(s.fc_bias) == 1 else "softmax")
+        self.kernel = fused_stack.run_numpy if twin else fused_stack.run
+        self.packed, self.steps, self.work = packed, 1, fused_stack.work(packed, 1)
         self.D, self.H = packed[6].shape[:2]
         self.L, self.F = len(s.layers), len(packed[3])
         self.outputs = [o.name for o in model.graph.output]
@@ -325,20 +326,22 @@ class FastSeqEngine(Engine):
         """The kernel on checked inputs (lengths int64) and state copies it updates in place."""
         s = self.seq
         B, T = X.shape[:2]
-        logits = np.empty((B, len(s.fc_bias)), np.float32)
-        probs = np.empty_like(logits)
-        if self.work[0].shape[0] < T:
-            self.work = fused_seq.work(self.packed, T)
-        bad = self.kernel(X, tokens, lengths, s.clamp, st["h"], st["c"], st["pooled"],
-                          st["seen"], logits, probs, *self.arguments, *self.work)
-        if bad >= 0:
+        y = np.empty((B, 1, len(s.fc_bias)), np.float32)
+        probs = np.empty_like(y)
+        if self.steps < T:
+            self.steps, self.work = T, fused_stack.work(self.packed, T)
+        bad = self.kernel(X, tokens, lengths, NO_STATE, NO_STATE, st["h"], st["c"], st["pooled"],
+                          st["seen"], y, probs, *self.arguments, *self.work)
+        if bad >= 0 or bad == fused_stack.NOT_FINITE:
             raise self._error(bad, lengths, tokens, T)
-        values = {"logit": logits[:, 0] if s.squeeze else logits,
-                  "prob": probs[:, 0] if s.squeeze else probs, **st}
+        values = {"logit": y[:, 0, 0] if s.squeeze else y[:, 0],
+                  "prob": probs[:, 0, 0] if s.squeeze else probs[:, 0], **st}
         return {name: values[s.outputs[name]] for name in self.outputs}
 
     def _error(self, bad, lengths, tokens, T):
-        """The InputError of the kernel's code ``bad`` (``fused_seq.run``)."""
+        """The InputError of the kernel's code ``bad`` (``fused_stack.run``)."""
+        if bad == fused_stack.NOT_FINITE:  # what ``GraphModel.check`` refuses first
+            return InputError(f"{self.seq.sequence} holds NaN or infinity")
         if bad < len(lengths):
             rule = "(above T means T here)" if self.seq.clamp else "(the padded time)"
             return InputError(f"lengths[{bad}] is {lengths[bad]}; lengths must lie in [1, {T}] {rule}")

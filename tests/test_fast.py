@@ -15,10 +15,10 @@ import pytest
 from rnnedge.export.models import charlm_graph, sentiment_graph
 from rnnedge.runtime.errors import InputError, UnsupportedError
 from rnnedge.runtime.engines import OrtEngine, fused_engine
-from rnnedge.runtime.fast_chain import NO_STATE, FastChainEngine
+from rnnedge.runtime.fast_chain import NO_PROBS, NO_STATE, NO_SUM, FastChainEngine
 from rnnedge.runtime.metadata import read_metadata
 from rnnedge.runtime.model import load
-from rnnedge.runtime.ops import fused_chain
+from rnnedge.runtime.ops import fused_stack
 from rnnedge.runtime.tolerances import FP32, INT8, KERNEL, assert_close
 
 V, E, H = 13, 9, 21
@@ -74,8 +74,10 @@ def _twin(engine, feeds):
     h = feeds["h0"].copy()
     c = feeds["c0"].copy() if "c0" in feeds else NO_STATE
     logits = np.empty((*feeds["tokens"].shape, V), np.float32)
-    twin = fused_chain.run8_numpy if engine.name == "fast-int8" else fused_chain.run_numpy
-    assert twin(engine.no_frames, feeds["tokens"], h, c, logits, *engine.arguments) == -1
+    lengths = np.full(len(h[0]), feeds["tokens"].shape[1])
+    assert fused_stack.run_numpy(engine.no_frames, feeds["tokens"], lengths, NO_STATE, NO_STATE,
+                                 h, c, NO_SUM, NO_SUM, logits, NO_PROBS, *engine.arguments,
+                                 *engine.work) == -1
     return logits, {"h0": h, **({"c0": c} if "c0" in feeds else {})}
 
 
@@ -201,10 +203,10 @@ CACHE_PROBE = """
 import sys
 import numpy as np
 import rnnedge.runtime as rt
-from rnnedge.runtime.ops import fused_chain
+from rnnedge.runtime.ops import fused_stack
 model = rt.load(sys.argv[1], engine=sys.argv[2])
 model.stream().step("Ham")
-kernel = fused_chain.run8 if sys.argv[2] == "fast-int8" else fused_chain.run
+kernel = fused_stack.run
 print(sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.values()))
 """
 

@@ -204,6 +204,25 @@ def test_typed_input_errors():
         FastChainEngine(export("GRU", 1), quantize="int4")
 
 
+@pytest.mark.parametrize("time", [1, 4])  # one step (``stream``) and a sequence (``run``)
+def test_the_kernel_refuses_nan_frames_and_states_itself(time):
+    """The kernel checks frames and given states for NaN and infinity in the pass that copies
+    the states: ``run`` without ``GraphModel.check`` still refuses them in one typed line,
+    and ``run_checked`` hands them to the long path (None)."""
+    engine = FastChainEngine(export("LSTM", 2))
+    x, h = np.zeros((1, time, F), np.float32), np.zeros((2, 1, H), np.float32)
+    bad_x = x.copy()
+    bad_x[0, -1, 0] = np.nan
+    with pytest.raises(InputError, match="x holds NaN or infinity"):
+        engine.run({"x": bad_x, "h": h, "c": h})
+    bad_h = h.copy()
+    bad_h[1, 0, 3] = np.inf
+    assert engine.run_checked({"x": bad_x, "h": h, "c": h}) is None
+    assert engine.run_checked({"x": x, "h": bad_h, "c": h}) is None
+    assert engine.run_checked({"x": x, "h": h, "c": bad_h}) is None
+    assert set(engine.run_checked({"x": x, "h": h, "c": h})) == {"y", "h_new", "c_new"}
+
+
 def outcome(run, feeds):
     """What a call gives: ("ok", outputs) or (error type, message)."""
     try:

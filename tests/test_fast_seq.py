@@ -1,4 +1,4 @@
-"""The fast engine of whole-sequence classifiers (``runtime/fast_seq.py``, ``ops/fused_seq.py``):
+"""The fast engine of whole-sequence classifiers (``runtime/fast_seq.py``, ``ops/fused_stack.py``):
 sentiment graphs (``export/models.py``, built from random weights, no torch) and series
 exports (torch, random weights) of every cell, head, depth and direction, run by the fused
 kernels against onnxruntime (FP32; int8: INT8) and their numpy twins (KERNEL).

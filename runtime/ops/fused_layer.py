@@ -1,8 +1,8 @@
 """One step of one recurrent layer on the fused weight layout, fp32 and int8, with plain twins.
 
-The building block of the fused engines: ``fused_chain.py`` (streaming chains, the char
-model among them), ``fused_seq.py`` (classifiers) and ``fused_node.py`` (any LSTM/GRU/RNN
-node). A
+The building block of the fused engines: ``fused_stack.py`` (a whole stack with its head:
+streaming chains, the char model among them, and classifiers) and ``fused_node.py`` (any
+LSTM/GRU/RNN node). A
 layer's weights are ``M`` (H, G, K): row (j, g) is [W | R] of gate g of unit j (ONNX gate
 order i, o, f, c / z, r, h), K = input + hidden, so that the G gates of unit j are
 adjacent; the kernels take them in row panels (panels.py: ``pack_rows``), whose one pass
