@@ -28,10 +28,13 @@ define sentiment_model
 endef
 
 $(STAMP): pyproject.toml
+	@echo "rnnedge: installing into $(VENV) (torch, then the project and its extras; 1-3 min the first time)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0
+	@echo "rnnedge: torch installed; now the project"
 	$(BIN)/python -m pip install -q -e ".[train,plot,dev]"
 	touch $(STAMP)
+	@echo "rnnedge: installed; the command is $(BIN)/rnnedge (or: source $(BIN)/activate)"
 
 install: $(STAMP)
 

@@ -84,16 +84,20 @@ def test_every_relative_link_points_to_a_file_that_exists(doc):
 def bash_lines(doc):
     """(line number, text) of each logical line of the bash blocks, continuations joined."""
     for language, first, lines in split(doc)[1]:
-        if language not in ("bash", "sh", "shell", "console"):
+        if language in ("bash", "sh", "shell", "console"):
+            yield from logical_lines(lines, first)
+
+
+def logical_lines(lines, first):
+    """(line number, text) of each line of one block, ``\\`` continuations joined."""
+    text, start = "", None
+    for number, line in enumerate(lines, first):
+        start = number if start is None else start
+        if line.rstrip().endswith("\\"):
+            text += line.rstrip()[:-1] + " "
             continue
+        yield start, text + line
         text, start = "", None
-        for number, line in enumerate(lines, first):
-            start = number if start is None else start
-            if line.rstrip().endswith("\\"):
-                text += line.rstrip()[:-1] + " "
-                continue
-            yield start, text + line
-            text, start = "", None
 
 
 def rnnedge_calls(line):
@@ -122,6 +126,8 @@ def check_call(args):
     """What is wrong with `rnnedge ARGS` against the command line, or None."""
     command, path = typer.main.get_command(app), ["rnnedge"]
     while hasattr(command, "commands"):  # a group: the next word names one of its commands
+        if args and args[0].startswith("-") and args[0].split("=")[0] in options(command):
+            return None  # the group's own option (``rnnedge --version``)
         if not args or args[0] not in command.commands:
             word = args[0] if args else "(nothing)"
             return f"{' '.join(path)} has no command {word}; it has {', '.join(sorted(command.commands))}"
@@ -150,6 +156,7 @@ def test_every_rnnedge_line_names_a_command_and_options_that_exist(doc):
 
 def test_the_command_check_catches_what_it_should():
     assert check_call(["bench", "m.onnx", "--checkpoint", "c.pt"]) is None
+    assert check_call(["--version"]) is None and "no command --nope" in check_call(["--nope"])
     assert "no command" in check_call(["benchmark", "m.onnx"])
     assert "no command" in check_call(["train", "poems"])
     assert "no option --nope" in check_call(["generate", "m.onnx", "--nope=3"])
