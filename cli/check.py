@@ -16,9 +16,11 @@ from .app import AS_JSON, DATA_DIR, app, torch_checkpoint
 @app.command()
 def verify(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="source checkpoint"),
            data_dir: Optional[Path] = DATA_DIR, as_json: bool = AS_JSON,
-           verbose: bool = typer.Option(False, "--verbose", "-v", help="every comparison, not the summary")):
+           verbose: bool = typer.Option(False, "--verbose", "-v", help="every comparison, not the summary"),
+           allow_skip: bool = typer.Option(False, "--allow-skip", help="an engine that cannot run "
+                                           "the file is listed as skipped, not a failure")):
     """Check every engine (ort, numba, fast, fast-int8) against the golden bundle, onnxruntime
-    and the checkpoint; exit 1 on a failure."""
+    and the checkpoint; exit 1 on a failure, or when an engine cannot run the file."""
     from rnnedge.deploy.verify import verify as run
     from rnnedge.runtime.model import file_kind
 
@@ -28,8 +30,9 @@ def verify(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="so
         from rnnedge.export.torch_engines import reference as torch_reference
 
         reference = torch_reference(checkpoint, task=file_kind(model))
-    notes = []
-    diffs = run(model, reference=reference, data_dir=data_dir, notes=notes)
+    notes, skipped = [], {}
+    diffs = run(model, reference=reference, data_dir=data_dir, notes=notes, allow_skip=allow_skip,
+                skipped=skipped)
     if as_json:
         typer.echo(json.dumps([d.as_dict() for d in diffs], indent=2))
     else:
@@ -37,10 +40,15 @@ def verify(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="so
 
         for line in ([str(d) for d in diffs] if verbose else summarize(diffs)):
             typer.echo(line)
+    allowed = skipped if allow_skip else {}
+    for name, why in allowed.items():
+        typer.echo(f"engine {name}: skipped (--allow-skip): {why}", err=as_json)
     for note in notes:
         typer.echo(f"note: {note}", err=True)
     failed = [d for d in diffs if not d.ok]
-    typer.echo(f"{len(diffs) - len(failed)} passed, {len(failed)} failed", err=as_json)
+    typer.echo(f"{len(diffs) - len(failed)} passed, {len(failed)} failed"
+               + (f", {len(allowed)} skipped ({', '.join(allowed)})" if allowed else ""),
+               err=as_json)
     if failed:
         raise typer.Exit(1)
 

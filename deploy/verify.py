@@ -15,8 +15,12 @@ checkpoint, for every kind of file; every failure collected into one report of `
    a classifier's labels agree between fp32 engines on every real case.
 
 Without a golden bundle (a file rnnedge did not export) inputs are random, from the
-signature, and check 3 is reported as skipped. Torch-free: PyTorch is handed in.
+signature, and check 3 is reported as skipped. An engine that cannot load or run the file
+(an operator or attribute it lacks) is a failed row of its own, ``engine NAME``, unless the
+caller allows skips (``--allow-skip``). Torch-free: PyTorch is handed in.
 """
+
+import math
 
 import numpy as np
 
@@ -24,7 +28,7 @@ from rnnedge.runtime.engines import ENGINES
 from rnnedge.runtime.errors import InputError, UnsupportedError
 from rnnedge.runtime.graph_model import is_batch_axis, is_time_axis
 from rnnedge.runtime.parity import compare_outputs
-from rnnedge.runtime.tolerances import FP32
+from rnnedge.runtime.tolerances import FP32, Diff
 
 from .kinds import ADAPTERS, agreement
 from .makers import tolerance
@@ -33,20 +37,22 @@ RECURRENT = ("LSTM", "GRU", "RNN")
 
 
 def verify(model_path, reference=None, data_dir=None, notes=None, engines=ENGINES, seed=0,
-           limit=None):
-    """The parity rows of any model file (the caller decides the exit code); what was skipped,
-    and why, is appended to ``notes``. ``reference``: PyTorch's ``run(feeds) -> outputs``;
-    ``limit``: real cases read (reviews), default the kind's own."""
+           limit=None, allow_skip=False, skipped=None):
+    """The parity rows of any model file (the caller decides the exit code); checks left out,
+    and why, are appended to ``notes``. ``reference``: PyTorch's ``run(feeds) -> outputs``;
+    ``limit``: real cases read (reviews), default the kind's own.
+
+    An engine that cannot load or run the file goes to ``skipped`` (engine -> why) and gives
+    a failed row, ``engine NAME``, saying why; with ``allow_skip`` it gives no row."""
     from rnnedge.runtime.files import read_onnx
     from rnnedge.runtime.golden import check_fits, from_props
     from rnnedge.runtime.metadata import read_metadata
 
     notes = [] if notes is None else notes
+    skipped = {} if skipped is None else skipped
     proto = read_onnx(model_path)
     meta = read_metadata(proto, model_path)
-    skipped = {}
     models = load_engines(model_path, engines, skipped)
-    notes += [f"engine {name} skipped: {why}" for name, why in skipped.items()]
     cores = {name: m.core for name, m in models.items()}
     adapter = ADAPTERS[meta.kind]
     cases = from_props(meta.props)
@@ -61,7 +67,7 @@ def verify(model_path, reference=None, data_dir=None, notes=None, engines=ENGINE
     feeds.update(adapter.real_feeds(models["ort"], data_dir, notes, limit))
     diffs = node_level(proto, next(iter(feeds.values()))[0])
     for label, group in feeds.items():
-        outs = {name: _concat([core.run(f) for f in group]) for name, core in cores.items()}
+        outs = run_engines(cores, group, skipped)
         diffs += _against(label, outs, "ort", outs["ort"])
         if label.startswith("golden"):
             diffs += _against(label, outs, "golden (PyTorch)", cases[int(label.split()[-1])].outputs)
@@ -73,7 +79,28 @@ def verify(model_path, reference=None, data_dir=None, notes=None, engines=ENGINE
                                    adapter.label_output)
     for name, core in cores.items():
         diffs += streamed_vs_whole(core, next(iter(feeds.values()))[0], name, notes)
-    return diffs
+    return ([] if allow_skip else [could_not_run(n, why) for n, why in skipped.items()]) + diffs
+
+
+def could_not_run(engine, why):
+    """The failed row of an engine that cannot load or run the file."""
+    return Diff(f"engine {engine}", math.nan, math.nan, (), False, tolerance(engine), "engine",
+                f"could not run the file: {why}")
+
+
+def run_engines(cores, group, skipped):
+    """{engine: outputs} over the feeds of ``group``, batch after batch; an engine that
+    refuses them (``UnsupportedError`` at run) leaves ``cores`` for ``skipped``."""
+    outs = {}
+    for name, core in list(cores.items()):
+        try:
+            outs[name] = _concat([core.run(f) for f in group])
+        except UnsupportedError as exc:
+            if name == "ort":
+                raise
+            skipped[name] = str(exc)
+            del cores[name]
+    return outs
 
 
 def _against(label, outs, what, expected):
@@ -212,9 +239,12 @@ def summarize(diffs):
 
     groups = {}
     for d in diffs:
+        if d.check == "engine":  # its own line, below
+            continue
         name = re.sub(r"^(golden|random) case \d+ ", "", d.name)
         words = [w for w in name.split()[:-1] if not re.fullmatch(r"[A-Z]=\d+", w)]
         groups.setdefault(" ".join(words) or d.name, []).append(d)
     lines = [f"{key}: {len(rows)} comparison{'s' * (len(rows) != 1)}, worst max abs {max(r.max_abs for r in rows):.2g} "
              f"{'ok' if all(r.ok for r in rows) else 'FAIL'}" for key, rows in groups.items()]
-    return lines + [str(d) for d in diffs if not d.ok]
+    engines = [f"{d.name}: {d.message} FAIL" for d in diffs if d.check == "engine"]
+    return engines + lines + [str(d) for d in diffs if not d.ok and d.check != "engine"]

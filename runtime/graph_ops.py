@@ -7,7 +7,8 @@ keyword-only parameters are the attributes it implements (with the spec's defaul
 its positional parameters the inputs; any other attribute, a value outside
 ``ALLOWED``, or an operator older than its first entry raises ``UnsupportedError``
 naming the operator, the node and the attribute. Math and neural-network operators
-live here, shape and index operators in ``shape_ops.py``; LSTM, GRU and RNN are
+live here, shape and index operators in ``shape_ops.py``, pooling and the windows
+``Conv`` shares with it in ``pool_ops.py``; LSTM, GRU and RNN are
 ``reference.py``'s, and walking the graph (Loop, If) is ``interpreter.py``'s.
 """
 
@@ -18,6 +19,7 @@ import math
 import numpy as np
 from onnx import helper, numpy_helper
 
+from . import pool_ops as P
 from . import sequence_ops as Q
 from . import shape_ops as S
 from .errors import UnsupportedError
@@ -36,6 +38,18 @@ def pow_(X, Y):
     if np.issubdtype(X.dtype, np.floating):
         return np.power(X, np.asarray(Y).astype(X.dtype))
     return np.power(X.astype(np.float64), Y).astype(X.dtype)
+
+
+def mod(A, B, *, fmod=0):
+    """Mod-10/13: the remainder with the divisor's sign (``fmod`` 0, Python's %) or with the
+    dividend's (``fmod`` 1, C's fmod; the spec requires it for floats)."""
+    return np.fmod(A, B) if fmod else np.mod(A, B)
+
+
+def einsum(*Inputs, equation):
+    """Einsum-12 by numpy's einsum, whose grammar is the spec's (explicit ``->`` or implicit
+    output in alphabetical order, ``...`` broadcast dims); spaces are dropped first."""
+    return np.einsum(equation.replace(" ", ""), *Inputs, optimize=True)
 
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -146,21 +160,6 @@ def arg_max(data, *, axis=0, keepdims=1, select_last_index=0):
     return np.expand_dims(index, axis) if keepdims else index
 
 
-def _conv_pads(auto_pad, pads, size, kernel, strides, dilations):
-    """Begin and end padding per spatial dim, from ``pads`` or ``auto_pad``."""
-    spatial = len(kernel)
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        extent = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
-        total = [max((-(-n // s) - 1) * s + e - n, 0)
-                 for n, s, e in zip(size, strides, extent)]
-        small = [t // 2 for t in total]
-        big = [t - h for t, h in zip(total, small)]
-        return (small, big) if auto_pad == "SAME_UPPER" else (big, small)
-    if auto_pad == "VALID" or pads is None:
-        return [0] * spatial, [0] * spatial
-    return list(pads[:spatial]), list(pads[spatial:])
-
-
 def conv(X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
          pads=None, strides=None):
     """Conv-11 over any number of spatial dims, as one matmul per group on strided windows."""
@@ -169,13 +168,8 @@ def conv(X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_sha
     spatial = len(kernel)
     strides = strides or [1] * spatial
     dilations = dilations or [1] * spatial
-    begin, end = _conv_pads(auto_pad, pads, X.shape[2:], kernel, strides, dilations)
-    X = np.pad(X, [(0, 0), (0, 0)] + list(zip(begin, end)))
-    extent = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
-    axes = tuple(range(2, 2 + spatial))
-    windows = np.lib.stride_tricks.sliding_window_view(X, extent, axis=axes)
-    windows = windows[(Ellipsis,) + tuple(slice(None, None, s) for s in strides)
-                      + tuple(slice(None, None, d) for d in dilations)]
+    begin, end = P.spatial_pads(auto_pad, pads, X.shape[2:], kernel, strides, dilations)
+    windows = P.windows(X, kernel, strides, dilations, begin, end)  # (N, C, O..., K...)
     out = windows.shape[2:2 + spatial]                   # (O1, O2, ...)
     G = group
     # (N, C, O..., K...) -> (N, G, O, C/G * K): one row of the product per output position
@@ -218,13 +212,14 @@ OPS = {
     "Relu": {6: lambda X: np.maximum(X, 0)}, "LeakyRelu": {6: leaky_relu}, "Gelu": {20: gelu},
     "Clip": {6: clip_6, 11: clip},
     "Add": {7: np.add}, "Sub": {7: np.subtract}, "Mul": {7: np.multiply}, "Div": {7: div},
-    "Pow": {7: pow_}, "Max": {8: _variadic(np.maximum, "Max")},
+    "Pow": {7: pow_}, "Mod": {10: mod}, "Max": {8: _variadic(np.maximum, "Max")},
     "Min": {8: _variadic(np.minimum, "Min")},
     "Equal": {7: np.equal}, "Less": {7: np.less}, "Greater": {7: np.greater},
     "LessOrEqual": {12: np.less_equal}, "GreaterOrEqual": {12: np.greater_equal},
     "Not": {1: np.logical_not}, "And": {7: np.logical_and}, "Or": {7: np.logical_or},
     "Xor": {7: np.logical_xor}, "Where": {9: S.where},
-    "MatMul": {1: np.matmul}, "Gemm": {7: gemm}, "Conv": {1: conv},
+    "MatMul": {1: np.matmul}, "Gemm": {7: gemm}, "Einsum": {12: einsum}, "Conv": {1: conv},
+    "MaxPool": {1: P.max_pool}, "AveragePool": {1: P.average_pool},
     "BatchNormalization": {9: batch_normalization},
     "LayerNormalization": {17: layer_normalization},
     "Softmax": {1: _coerced(softmax), 13: softmax},
@@ -238,7 +233,8 @@ OPS = {
     "Squeeze": {1: S.squeeze_1, 13: S.squeeze}, "Unsqueeze": {1: S.unsqueeze_1, 13: S.unsqueeze},
     "Transpose": {1: S.transpose}, "Expand": {8: S.expand}, "Concat": {4: S.concat},
     "Slice": {10: S.slice_}, "Split": {2: S.split_2, 13: S.split_13, 18: S.split_18},
-    "Gather": {1: S.gather}, "ScatterElements": {11: S.scatter_elements},
+    "Gather": {1: S.gather}, "GatherElements": {11: S.gather_elements},
+    "CumSum": {11: S.cumsum}, "ScatterElements": {11: S.scatter_elements},
     "Range": {11: S.range_}, "TopK": {10: S.topk}, "Pad": {11: S.pad},
     "Dropout": {7: S.dropout_7, 12: S.dropout},
     "SequenceEmpty": {11: Q.sequence_empty}, "SequenceInsert": {11: Q.sequence_insert},
@@ -249,10 +245,15 @@ for _name, _fn in (("ReduceMean", np.mean), ("ReduceMax", np.max), ("ReduceMin",
                    ("ReduceProd", np.prod)):
     OPS[_name] = {1: _reduce(_fn, f"{_name}-13", False), 18: _reduce(_fn, f"{_name}-18", True)}
 
+# SAME_* pooling is refused: onnxruntime 1.32 sizes it ignoring dilations and refuses
+# kernels smaller than the stride, so nothing checks it; torch never writes auto_pad
+POOL_PADS = {"NOTSET", "VALID"}
 # attribute values implemented where the spec allows more
 ALLOWED = {
-    ("Cast", "to"): set(S.DTYPES), ("Conv", "auto_pad"): {"NOTSET", "SAME_UPPER", "SAME_LOWER",
-                                                         "VALID"},
+    ("Cast", "to"): set(S.DTYPES),
+    ("Conv", "auto_pad"): {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"},
+    ("MaxPool", "auto_pad"): POOL_PADS, ("AveragePool", "auto_pad"): POOL_PADS,
+    ("MaxPool", "storage_order"): {0},  # the layout of Indices, which is refused
     ("BatchNormalization", "training_mode"): {0}, ("LayerNormalization", "stash_type"): {1},
     ("Gelu", "approximate"): {"none", "tanh"}, ("ScatterElements", "reduction"): {"none"},
     ("Pad", "mode"): {"constant", "reflect", "edge", "wrap"},

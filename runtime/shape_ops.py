@@ -146,6 +146,35 @@ def gather(data, indices, *, axis=0):
     return np.take(data, indices, axis=axis)
 
 
+def gather_elements(data, indices, *, axis=0):
+    """GatherElements-13 (torch.gather): ``out[i][j][k] = data[i][indices[i][j][k]][k]`` for
+    axis 1; ``indices`` has data's rank, no larger a dim, and may count from the end."""
+    data, indices = np.asarray(data), np.asarray(indices, np.int64)
+    if indices.ndim != data.ndim:
+        raise ValueError(f"indices of rank {indices.ndim} for data of rank {data.ndim}")
+    axis %= data.ndim
+    index = list(np.indices(indices.shape, sparse=True))
+    index[axis] = np.where(indices < 0, indices + data.shape[axis], indices)
+    return data[tuple(index)]
+
+
+def cumsum(x, axis, *, exclusive=0, reverse=0):
+    """CumSum-14 along the one ``axis``: ``exclusive`` leaves each element out of its own sum,
+    ``reverse`` sums from the end."""
+    x = np.asarray(x)
+    axis = int(np.asarray(axis).reshape(-1)[0]) % max(x.ndim, 1)
+    if reverse:
+        x = np.flip(x, axis)
+    out = np.cumsum(x, axis=axis, dtype=x.dtype)
+    if exclusive:  # shift by one along axis: (0, s_0, ..., s_{n-2})
+        shifted = np.zeros_like(out)
+        head, tail = [slice(None)] * x.ndim, [slice(None)] * x.ndim
+        head[axis], tail[axis] = slice(1, None), slice(None, -1)
+        shifted[tuple(head)] = out[tuple(tail)]
+        out = shifted
+    return np.flip(out, axis) if reverse else out
+
+
 def scatter_elements(data, indices, updates, *, axis=0, reduction="none"):
     """ScatterElements-18 with reduction "none": ``data`` with ``updates`` written at ``indices``."""
     out = np.array(data)
