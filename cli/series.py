@@ -11,60 +11,35 @@ from typing import Optional
 
 import typer
 
-from rnnedge.train.config import SeriesConfig, SeriesTrainConfig, default
+from rnnedge.train.config import SeriesConfig, SeriesTrainConfig
 
 from .app import AS_JSON, DATA_DIR, ENGINE, THREADS, app
-from .train import (DEVICE, MAX_MINUTES, PRECISION_HELP, PRESET, RESUME, classifier_summary,
-                    say_once, say_quality, setting, train_app)
+from .train import (DEVICE, MAX_MINUTES, PRESET, RESUME, classifier_summary, say_once,
+                    say_quality, train_app, with_settings)
 from .train import THREADS as TORCH_THREADS
 
 
 @train_app.command("series")
+@with_settings(SeriesTrainConfig, SeriesConfig)
 def train_series(out: Path = typer.Option(Path("runs/series"), help="checkpoint directory"),
                  data: Optional[Path] = typer.Option(None, help="training cases: .ts, .npz or .csv "
                                                      "(default: Japanese Vowels)"),
                  test: Optional[Path] = typer.Option(None, help="test cases for the final number "
                                                      "(default: Japanese Vowels test with no --data)"),
+                 missing: str = typer.Option("error", help="missing values (?, NaN) in your "
+                                             "files: error (naming the line) or interpolate"),
                  data_dir: Optional[Path] = DATA_DIR, preset: Optional[Path] = PRESET,
                  max_minutes: Optional[float] = MAX_MINUTES, device: str = DEVICE,
                  resume: Optional[Path] = RESUME, threads: Optional[int] = TORCH_THREADS,
-                 epochs: Optional[int] = setting(SeriesTrainConfig, "epochs"),
-                 seed: Optional[int] = setting(SeriesTrainConfig, "seed"),
-                 precision: Optional[str] = setting(SeriesTrainConfig, "precision",
-                                                    PRECISION_HELP),
-                 batch_size: Optional[int] = setting(SeriesTrainConfig, "batch_size"),
-                 lr: Optional[float] = setting(SeriesTrainConfig, "lr"),
-                 clip: Optional[float] = setting(SeriesTrainConfig, "clip", "global gradient norm"),
-                 patience: Optional[int] = setting(SeriesTrainConfig, "patience"),
-                 val_fraction: Optional[float] = setting(SeriesTrainConfig, "val_fraction"),
-                 noise: Optional[float] = setting(SeriesTrainConfig, "noise", "std of Gaussian "
-                                                  "noise on the normalised training frames"),
-                 average_from: Optional[int] = setting(SeriesTrainConfig, "average_from",
-                                                       "best.pt = the mean weights of epochs N.. "
-                                                       "(SWA; 0: the best epoch by validation)"),
-                 missing: str = typer.Option("error", help="missing values (?, NaN) in your "
-                                             "files: error (naming the line) or interpolate"),
-                 hidden_size: Optional[int] = setting(SeriesConfig, "hidden_size"),
-                 num_layers: Optional[int] = setting(SeriesConfig, "num_layers"),
-                 dropout: Optional[float] = setting(SeriesConfig, "dropout"),
-                 cell: Optional[str] = setting(SeriesConfig, "cell", "lstm, gru or rnn"),
-                 nonlinearity: Optional[str] = setting(SeriesConfig, "nonlinearity"),
-                 head: Optional[str] = setting(SeriesConfig, "head", "last, mean or max"),
-                 bidirectional: Optional[bool] = typer.Option(
-                     None, "--bidirectional/--unidirectional",
-                     help=f"[default: {'bidirectional' if default(SeriesConfig, 'bidirectional') else 'unidirectional'}]")):
+                 **settings):
     """Classifier of real-valued frames, early-stopped on a validation split or weight-averaged
     (Japanese Vowels by default)."""
     since = time.perf_counter()  # --max-minutes counts importing torch too
     from rnnedge.train.series import train_series as run
 
-    best = run(out, data=data, test=test, data_dir=data_dir, max_minutes=max_minutes,
-               since=since, device=device, resume=resume, threads=threads, preset=preset,
-               missing=missing, epochs=epochs, seed=seed, precision=precision, batch_size=batch_size, lr=lr, clip=clip,
-               patience=patience, val_fraction=val_fraction, noise=noise,
-               average_from=average_from, hidden_size=hidden_size,
-               num_layers=num_layers, dropout=dropout, cell=cell, nonlinearity=nonlinearity,
-               head=head, bidirectional=bidirectional)
+    best = run(out, data=data, test=test, missing=missing, data_dir=data_dir,
+               max_minutes=max_minutes, since=since, device=device, resume=resume,
+               threads=threads, preset=preset, **settings)
     say_once(classifier_summary(best, out))
     say_quality(best)
 

@@ -28,7 +28,7 @@ def test_every_committed_preset_is_valid_for_its_task(preset):
     task = preset.name.split("_")[0]
     classes = {"hamlet": (CharLMConfig, CharTrainConfig), "imdb": (SentimentConfig, SentimentTrainConfig),
                "vowels": (SeriesConfig, SeriesTrainConfig)}[task]  # a new task's preset names it
-    model, train = gather(*classes, preset, fixed=("vocab_size", "channels", "num_classes"))
+    model, train = gather(*classes, preset)
     classes[1](**train)
     (classes[0](vocab_size=10, **model) if classes[0] is CharLMConfig else classes[0](**model))
 
@@ -37,7 +37,9 @@ def test_unknown_and_mistyped_settings_and_bad_presets_are_input_errors(tmp_path
     with pytest.raises(InputError, match="unknown setting.*hiden_size"):
         gather(CharLMConfig, CharTrainConfig, given={"hiden_size": 3})
     with pytest.raises(InputError, match="unknown setting.*vocab_size"):
-        gather(CharLMConfig, CharTrainConfig, given={"vocab_size": 3}, fixed=("vocab_size",))
+        gather(CharLMConfig, CharTrainConfig, given={"vocab_size": 3})  # filled in from the data
+    with pytest.raises(InputError, match="unknown setting.*channels"):
+        gather(SeriesConfig, SeriesTrainConfig, given={"channels": 3})
     with pytest.raises(InputError, match="setting lr must be a float, not 'fast'"):
         gather(CharLMConfig, CharTrainConfig, given={"lr": "fast"})
     bad = tmp_path / "bad.toml"

@@ -19,7 +19,7 @@ fewer than ``MIN_TEST`` items, and the log and the result say so. During trainin
 
 Under torchrun ``spent`` is a collective, true on every rank once it is true on one, and
 every rank calls it at the same steps (each one), so that all ranks stop together.
-Not here: the loops that check it (``charlm.py``, ``sentiment.py``, ``series.py``).
+Not here: the loops that check it (``charlm.py``, ``classifier.py``).
 """
 
 import contextlib

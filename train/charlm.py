@@ -199,8 +199,7 @@ def train_charlm(out, text=None, data_dir=None, max_minutes=None, device="auto",
     this; rank 0 writes (``distributed``).
     """
     out, budget = Path(out), Budget(max_minutes, since)
-    model_settings, train_settings = gather(CharLMConfig, CharTrainConfig, preset, settings,
-                                            fixed=("vocab_size",))
+    model_settings, train_settings = gather(CharLMConfig, CharTrainConfig, preset, settings)
     bands = load_bands(preset, ("val_bpc",))
     resumed_path = checkpoint.resume_path(out, resume)
     device, world = pick_device(device), distributed.from_env()

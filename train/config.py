@@ -2,8 +2,12 @@
 
 Torch-free, so that the command line can show the defaults without importing torch.
 
-Each default is written once, in a task's config dataclasses (``CharLMConfig`` and
-``CharTrainConfig``, ``SentimentConfig`` and ``SentimentTrainConfig``). A preset file
+Each setting is written once, in a task's config dataclasses (``CharLMConfig`` and
+``CharTrainConfig``, ``SentimentConfig`` and ``SentimentTrainConfig``, ``SeriesConfig`` and
+``SeriesTrainConfig``): its name, type, default and help (``setting``). The command line
+makes its flags from these fields (``cli/train.py``), in their order; a field the training
+loop fills in from the data (``from_data``: a vocabulary size) is neither a flag nor a
+setting. A preset file
 (``configs/*.toml``, flat ``key = value`` pairs, as nanoGPT's ``config/``) overrides them,
 and the settings given by the caller (command-line flags) override the preset. A preset may
 also hold one table, ``[expect]``: the band its model should reach (``expect.py``).
@@ -23,24 +27,51 @@ records where it was trained (``trained_on``: device, precision, world size, thr
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rnnedge.runtime.errors import InputError
 from rnnedge.runtime.tokenizer import KEEP
 
 CELLS = ("lstm", "gru", "rnn")  # nn.LSTM, nn.GRU, nn.RNN
+NONLINEARITIES = ("tanh", "relu")  # of the rnn cell
 HEADS = ("last", "mean", "max")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def setting(default, help="", off=None):
+    """A field the user sets (a flag, a preset key) with its ``help`` for the command line;
+    ``off``, for a bool, names the flag that sets it False (``--bidirectional/--unidirectional``).
+    A plain field (``epochs: int = 8``) is a setting too, its help the default alone."""
+    return field(default=default, metadata={"help": help, "off": off})
+
+
+def from_data(default=dataclasses.MISSING):
+    """A field the training loop fills in from the data (a vocabulary size), never the user."""
+    return field(default=default, metadata={"from_data": True})
+
+
+def one_of(names):
+    return f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+# help texts of settings in several configs
+CELL = one_of(CELLS)
+NONLINEARITY = f"rnn: {one_of(NONLINEARITIES)}"
+HEAD = one_of(HEADS)
+PRECISION = f"{one_of(PRECISIONS)} (autocast; fp16 on CUDA only)"
+CLIP = "global gradient norm"
+
 
 @dataclass(frozen=True)
 class CharLMConfig:
-    vocab_size: int
+    vocab_size: int = from_data()
     embed_dim: int = 64
     hidden_size: int = 256
     num_layers: int = 2
     dropout: float = 0.1  # between recurrent layers, as nn.LSTM applies it
-    cell: str = "lstm"  # lstm | gru | rnn
-    nonlinearity: str = "tanh"  # rnn cell only: tanh | relu
+    cell: str = setting("lstm", CELL)
+    nonlinearity: str = setting("tanh", NONLINEARITY)
 
     def __post_init__(self):
         check_model(self, ("vocab_size", "embed_dim", "hidden_size", "num_layers"))
@@ -48,13 +79,13 @@ class CharLMConfig:
 
 @dataclass(frozen=True)
 class CharTrainConfig:
-    batch_size: int = 32
-    num_steps: int = 100
-    lr: float = 2e-3
-    clip: float = 5.0  # global gradient norm; <= 0 turns clipping off
     epochs: int = 20
     seed: int = 0
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 on CUDA only)
+    precision: str = setting("fp32", PRECISION)
+    batch_size: int = setting(32, "parallel streams")
+    num_steps: int = setting(100, "BPTT window")
+    lr: float = 2e-3
+    clip: float = setting(5.0, CLIP)  # <= 0 turns clipping off
 
     def __post_init__(self):
         check_training(self)
@@ -68,17 +99,18 @@ class SentimentConfig:
     ``head="last"`` 0.861, ``keep="last", max_len=200`` 0.881, ``keep="last"`` (400) 0.896.
     """
 
-    vocab_size: int = 0  # 0 until the vocabulary is built from the training split
+    vocab_size: int = from_data(0)  # 0 until the vocabulary is built from the training split
     embed_dim: int = 64
     hidden_size: int = 128
     num_layers: int = 1
     dropout: float = 0.4  # on embeddings, between recurrent layers, before the linear layer
-    cell: str = "lstm"  # lstm | gru | rnn
-    nonlinearity: str = "tanh"  # rnn cell only: tanh | relu
-    head: str = "mean"  # last (valid) position | masked mean | masked max over valid outputs
-    bidirectional: bool = False
-    max_len: int = 400  # tokens kept per review, by the keep policy
-    keep: str = "head_tail"  # last | first | head_tail
+    cell: str = setting("lstm", CELL)
+    nonlinearity: str = setting("tanh", NONLINEARITY)
+    # the last (valid) position, or the masked mean or max of the valid outputs
+    head: str = setting("mean", HEAD)
+    bidirectional: bool = setting(False, off="unidirectional")
+    max_len: int = setting(400, "tokens kept per review")  # by the keep policy
+    keep: str = setting("head_tail", one_of(KEEP))
     min_count: int = 2  # a word needs this many training occurrences to get an id
     max_vocab: int = 30000  # ids in all, <pad> and <unk> included
 
@@ -90,14 +122,14 @@ class SentimentConfig:
 
 @dataclass(frozen=True)
 class SentimentTrainConfig:
+    epochs: int = 8
+    seed: int = 0
+    precision: str = setting("fp32", PRECISION)
     batch_size: int = 64
     lr: float = 2e-3
-    clip: float = 1.0  # global gradient norm
-    epochs: int = 8
+    clip: float = setting(1.0, CLIP)
     patience: int = 2  # epochs without a better validation accuracy before stopping
     val_size: int = 2500
-    seed: int = 0
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 on CUDA only)
 
     def __post_init__(self):
         check_training(self)
@@ -110,7 +142,7 @@ def check_model(c, sizes):
     """Typed errors for a model config: the cell, its nonlinearity, the head, sizes, dropout."""
     if c.cell not in CELLS:
         raise InputError(f"cell must be one of {', '.join(CELLS)}, not {c.cell!r}")
-    if c.nonlinearity not in ("tanh", "relu"):
+    if c.nonlinearity not in NONLINEARITIES:
         raise InputError(f"nonlinearity must be tanh or relu, not {c.nonlinearity!r}")
     if hasattr(c, "head") and c.head not in HEADS:
         raise InputError(f"head must be one of {', '.join(HEADS)}, not {c.head!r}")
@@ -121,7 +153,6 @@ def check_model(c, sizes):
 
 
 MAX_LR = 10.0  # Adam's step is about lr per weight: anything above diverges at once
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def check_training(tc):
@@ -145,9 +176,9 @@ def fields(cls):
     return {f.name: f for f in dataclasses.fields(cls)}
 
 
-def default(cls, name):
-    """The default of one setting, for help texts (the dataclass holds it)."""
-    return fields(cls)[name].default
+def setting_fields(cls):
+    """The fields of ``cls`` the user sets, in order: all but those filled in from the data."""
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("from_data")]
 
 
 def read_preset(path):
@@ -175,24 +206,23 @@ def load_preset(path):
     return {k: v for k, v in data.items() if not (k == "expect" and isinstance(v, dict))}
 
 
-def gather(model_cls, train_cls, preset=None, given=None, fixed=()):
+def gather(model_cls, train_cls, preset=None, given=None):
     """(model settings, training settings) from the preset and the given (non-None) values.
 
-    ``fixed`` names model fields the loop sets itself (``vocab_size``), never the user.
+    A field filled in from the data (``from_data``: ``vocab_size``) is no setting.
     """
-    settings = dict(load_preset(preset)) if preset else {}
-    settings.update({k: v for k, v in (given or {}).items() if v is not None})
+    chosen = dict(load_preset(preset)) if preset else {}
+    chosen.update({k: v for k, v in (given or {}).items() if v is not None})
     model_f, train_f = fields(model_cls), fields(train_cls)
-    known = (set(model_f) | set(train_f)) - set(fixed)
-    unknown = sorted(set(settings) - known)
+    known = {f.name: f for f in setting_fields(model_cls) + setting_fields(train_cls)}
+    unknown = sorted(set(chosen) - set(known))
     if unknown:
         raise InputError(f"unknown setting(s) {', '.join(unknown)}; the settings are "
                          f"{', '.join(sorted(known))}")
-    for name, value in settings.items():
-        want = (model_f.get(name) or train_f[name]).type
-        check_type(name, value, want)
-    return ({k: v for k, v in settings.items() if k in model_f},
-            {k: v for k, v in settings.items() if k in train_f})
+    for name, value in chosen.items():
+        check_type(name, value, known[name].type)
+    return ({k: v for k, v in chosen.items() if k in model_f},
+            {k: v for k, v in chosen.items() if k in train_f})
 
 
 def check_type(name, value, want):
@@ -227,15 +257,16 @@ class SeriesConfig:
     """A classifier of real-valued frames (``series_model.py``); channels and classes come from
     the training data, the rest are the defaults of ``configs/vowels_gru.toml``."""
 
-    channels: int = 0  # 0 until the training data is read
-    num_classes: int = 0  # likewise
+    channels: int = from_data(0)  # 0 until the training data is read
+    num_classes: int = from_data(0)  # likewise
     hidden_size: int = 64
     num_layers: int = 1
     dropout: float = 0.0  # between recurrent layers and before the linear layer
-    cell: str = "gru"  # lstm | gru | rnn
-    nonlinearity: str = "tanh"  # rnn cell only: tanh | relu
-    head: str = "mean"  # last (valid) frame | masked mean | masked max over valid outputs
-    bidirectional: bool = False
+    cell: str = setting("gru", CELL)
+    nonlinearity: str = setting("tanh", NONLINEARITY)
+    # the last (valid) frame, or the masked mean or max of the valid outputs
+    head: str = setting("mean", HEAD)
+    bidirectional: bool = setting(False, off="unidirectional")
 
     def __post_init__(self):
         check_model(self, ("hidden_size", "num_layers"))
@@ -243,17 +274,18 @@ class SeriesConfig:
 
 @dataclass(frozen=True)
 class SeriesTrainConfig:
+    epochs: int = 60
+    seed: int = 0
+    precision: str = setting("fp32", PRECISION)
     batch_size: int = 16
     lr: float = 3e-3
-    clip: float = 1.0  # global gradient norm
-    epochs: int = 60
+    clip: float = setting(1.0, CLIP)
     patience: int = 15  # epochs without a better validation accuracy before stopping
     val_fraction: float = 0.2  # of each class of the training data, for early stopping
-    seed: int = 0
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 on CUDA only)
-    noise: float = 0.0  # std of Gaussian noise added to the normalised training frames
-    average_from: int = 0  # 0: best epoch by validation; N: best.pt holds the mean weights of
-    # epochs N.. (SWA, ``averaging.py``), with no early stopping
+    noise: float = setting(0.0, "std of Gaussian noise on the normalised training frames")
+    # with no early stopping (``averaging.py``)
+    average_from: int = setting(0, "best.pt = the mean weights of epochs N.. (SWA; 0: the "
+                                   "best epoch by validation)")
 
     def __post_init__(self):
         check_training(self)
