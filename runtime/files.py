@@ -37,9 +37,51 @@ def read_onnx(path):
                              f"the commands built on it run it with engine ort; this step needs "
                              f"the .onnx file it was made from")
     try:
-        return onnx.load(str(path))  # external weights are read from the file's folder
+        model = onnx.load(str(path))  # external weights are read from the file's folder
     except Exception as exc:  # onnx raises DecodeError, ValueError, ... on a bad file
         raise ModelFileError(f"{path} is not an ONNX model ({type(exc).__name__}: {exc}){hint(path)}") from exc
+    check_graph(model, path)
+    return model
+
+
+def check_graph(model, path):
+    """What onnxruntime refuses at load, refused here too, so that the numba engines never run
+    a file the ort engine cannot: an opset newer than this onnx knows, a name given to two
+    graph inputs, outputs or node outputs; and a ``Loop`` whose constant trip count passes
+    the interpreter's bound (onnxruntime would run it for hours)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from .interpreter import MAX_LOOP_TRIPS
+
+    newest = onnx.defs.onnx_opset_version()
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx") and opset.version > newest:
+            raise ModelFileError(f"{path} declares opset {opset.version} of the ONNX operators; "
+                                 f"this onnx knows up to {newest}: export it at opset {newest} "
+                                 f"or older")
+    graph = model.graph
+    for what, names in (("graph inputs", [v.name for v in graph.input]),
+                        ("graph outputs", [v.name for v in graph.output]),
+                        ("node outputs", [o for n in graph.node for o in n.output if o])):
+        seen = set()
+        for name in names:
+            if name in seen:
+                raise ModelFileError(f"{path}: two {what} are named {name!r}; every name in an "
+                                     f"ONNX graph is given once: the file was altered or badly "
+                                     f"written")
+            seen.add(name)
+    constants = {t.name: t for t in graph.initializer}
+    constants.update({n.output[0]: a.t for n in graph.node if n.op_type == "Constant"
+                      for a in n.attribute if a.name == "value"})
+    for node in graph.node:
+        trips = constants.get(node.input[0]) if node.op_type == "Loop" and node.input else None
+        if trips is not None and trips.data_type == onnx.TensorProto.INT64:
+            count = numpy_helper.to_array(trips)
+            if count.size == 1 and int(count.reshape(-1)[0]) > MAX_LOOP_TRIPS:
+                raise ModelFileError(f"{path}: Loop node {node.name!r} runs {int(count.reshape(-1)[0]):,} "
+                                     f"trips; rnnedge runs at most {MAX_LOOP_TRIPS:,} (a scripted "
+                                     f"loop over time takes one a step)")
 
 
 def hint(path):
