@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rnnedge.runtime.errors import InputError, write_error
 from rnnedge.runtime.files import read_onnx, sha256
-from rnnedge.runtime.metadata import read_metadata
+from rnnedge.runtime.metadata import FORMAT, read_metadata
 
 from .gates import judge_for
 from .variants import (NUMBA_INT8_SETTINGS, ORT_FORMAT_LEVEL, RECURRENT_OPS, build,
@@ -68,9 +68,11 @@ def optimize(model, out, int8=False, fp16=False, ort_format=False, numba_int8=Fa
               "op_types": {"before": op_types(proto), "after": op_types(variant)},
               "fp32_weight_nodes": fp32_weight_nodes(variant), "int8_nodes": int8_nodes(variant),
               "engine": engine, "gate_only": numba_int8, "gate_inputs": judge.inputs}
-    set_props(variant, {"rnnedge.variant": name, "rnnedge.variant_of": sha256(source),
-                         "rnnedge.variant_engine": engine,
-                         "rnnedge.variant_settings": json.dumps(settings, sort_keys=True)})
+    # a file without rnnedge metadata (a plain torch.onnx.export) becomes one of kind "user"
+    schema = {} if meta.rnnedge else {"rnnedge.format": FORMAT, "rnnedge.kind": "user"}
+    set_props(variant, {**schema, "rnnedge.variant": name, "rnnedge.variant_of": sha256(source),
+                        "rnnedge.variant_engine": engine,
+                        "rnnedge.variant_settings": json.dumps(settings, sort_keys=True)})
     with _writing(out):
         report["gate"] = write_gated(variant, out, ort_format, force, judge,
                                       f"the {name} variant of {source}")

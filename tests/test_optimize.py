@@ -254,3 +254,33 @@ def test_requests_that_cannot_work_are_input_errors(charlm, tmp_path):
         with pytest.raises(InputError):
             optimize(src, out, **case)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag", ["--numba-int8", "--int8"])
+def test_a_plain_torch_export_is_optimized_given_real_inputs(tmp_path, flag):
+    """A file without rnnedge metadata (plain torch.onnx.export) gates on ``--inputs`` and
+    its variant is a file of kind user that every command reads back."""
+    torch = pytest.importorskip("torch")
+
+    class Tagger(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru, self.fc = torch.nn.GRU(8, 16, batch_first=True), torch.nn.Linear(16, 3)
+
+        def forward(self, x):
+            return self.fc(self.gru(x)[0])
+
+    torch.manual_seed(0)
+    source, out = tmp_path / "plain.onnx", tmp_path / "plain.variant.onnx"
+    torch.onnx.export(Tagger().eval(), (torch.randn(1, 5, 8),), str(source), input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "batch", 1: "time"},
+                                                        "y": {0: "batch", 1: "time"}},
+                      dynamo=False, opset_version=17)
+    np.savez(tmp_path / "real.npz", x=np.random.default_rng(0).normal(size=(4, 20, 8)).astype(np.float32))
+    done = subprocess.run([sys.executable, "-m", "rnnedge.cli", "optimize", str(source), flag,
+                           "--out", str(out), "--inputs", str(tmp_path / "real.npz")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "gate passed" in done.stdout
+    meta = read_metadata(read_onnx(out))
+    assert meta.kind == "user" and meta.variant == flag.removeprefix("--")
