@@ -11,17 +11,35 @@ written by ``rnnedge optimize`` join as ``ort-int8``, ``ort-fp16``, ..., a gate-
 engine that cannot run the model (``UnsupportedError``: a fast engine on an int8 file) is left
 out and named in the report's ``skipped``.
 
-This module is the command's entry, by the file's task, and draws its ``--plot``; the workloads
-are ``bench_charlm.py``, ``bench_sentiment.py`` and ``bench_generic.py``, the timers
-``timing.py``, the engines and their tolerances ``makers.py``.
+This module is the command's entry for every kind of file and draws its ``--plot``; what a
+kind times and which flags it takes is its adapter's (``kinds.py``: ``bench``,
+``bench_refuses``), over the workloads ``bench_charlm.py``, ``bench_sentiment.py`` and
+``bench_generic.py``; the timers are ``timing.py``, the engines and their tolerances
+``makers.py``.
 """
 
 from pathlib import Path
+from typing import NamedTuple
 
+from rnnedge.runtime.engines import ENGINES
 from rnnedge.runtime.errors import InputError
 
-from .bench_charlm import ENGINES, bench_charlm, markdown
-from .bench_sentiment import bench_sentiment, markdown_sentiment
+from .kinds import ADAPTERS
+
+
+class BenchOptions(NamedTuple):
+    """What ``rnnedge bench`` was asked for, handed to the file's adapter."""
+
+    torch_maker: object
+    steps: int
+    warmup: int
+    threads: int
+    cases: int
+    data_dir: object
+    variants: tuple
+    engines: tuple
+    batch: object
+    time: object
 
 
 def bench(model_path, torch_maker=None, steps=500, warmup=50, threads=1, cases=128, data_dir=None,
@@ -41,9 +59,10 @@ def bench(model_path, torch_maker=None, steps=500, warmup=50, threads=1, cases=1
 
     task = file_kind(model_path)
     engines = _check(task, steps, warmup, threads, cases, engines, batch, time, variants, plot)
+    options = BenchOptions(torch_maker, steps, warmup, threads, cases, data_dir, tuple(variants),
+                           engines, batch, time)
     with blas_threads(1) as blas:
-        report, text = _run(task, model_path, torch_maker, steps, warmup, threads, cases,
-                            data_dir, variants, engines, batch, time)
+        report, text = ADAPTERS[task].bench(model_path, options)
     report.update(task=task, blas_threads=blas)
     if blas is None:
         text += ("\nnote: numpy's BLAS library was not found; the floor ran on as many threads "
@@ -67,42 +86,14 @@ def _check(task, steps, warmup, threads, cases, engines, batch, time, variants, 
     unknown = [e for e in engines or () if e not in ENGINES]
     if unknown:
         raise InputError(f"--engine {unknown[0]}: choose from {', '.join(ENGINES)}")
-    if task == "charlm" and ((batch or 1) != 1 or time):
-        raise InputError("--batch and --time shape whole-sequence timing; a charlm model is timed "
-                         "streaming, one character per call at batch 1 (--steps sets how many)")
-    if task == "sentiment" and time:
-        raise InputError("--time: a sentiment model is timed on real reviews at their own "
-                         "lengths (--cases sets how many); --batch sets the batch size")
-    if variants and task not in ("charlm", "sentiment"):
-        raise InputError("--variant files are timed beside charlm and sentiment models; bench a "
-                         "variant of this model as a file of its own: rnnedge bench VARIANT")
+    refused = ADAPTERS[task].bench_refuses(batch, time, variants)
+    if refused:
+        raise InputError(refused)
     if plot is not None:
         if Path(plot).suffix.lower() != ".png":
             raise InputError(f"--plot {plot}: the chart is a PNG file; give a path ending in .png")
         import matplotlib  # noqa: F401  (missing: a one-line error now, not after the timing)
     return tuple(dict.fromkeys(("ort", *(engines or ENGINES))))
-
-
-def _run(task, model_path, torch_maker, steps, warmup, threads, cases, data_dir, variants,
-         engines, batch, time):
-    extra = {"torch": torch_maker} if torch_maker else {}
-    if task not in ("charlm", "sentiment"):
-        from .bench_generic import bench_generic, markdown_generic
-
-        shape = None if batch is None and time is None else (batch or 1, time)
-        report = bench_generic(model_path, steps=steps, warmup=warmup, threads=threads,
-                               engines=engines, shape=shape)
-        return report, markdown_generic(report)
-    if task == "charlm":
-        report = bench_charlm(model_path, extra, steps=steps, warmup=warmup, threads=threads,
-                              variants=variants, engines=engines)
-        return report, markdown(report)
-    from rnnedge.data.imdb import load_imdb
-
-    texts = [r.text for r in load_imdb("test", data_dir)[::max(1, 25000 // cases)][:cases]]
-    report = bench_sentiment(model_path, texts, extra, variants=variants, engines=engines,
-                             batch_sizes=(batch,) if batch else (1, 8, 64))
-    return report, markdown_sentiment(report)
 
 
 def _gate_only(variants):

@@ -19,9 +19,8 @@ from rnnedge.runtime.errors import InputError, ParityError
 from rnnedge.runtime.graph_model import is_batch_axis, is_time_axis
 from rnnedge.runtime.tolerances import compare
 
-from .makers import ORT_DIRECT, DirectOrt, tolerance
+from .makers import ORT_DIRECT, DirectOrt, load_engines, random_feeds, tolerance
 from .timing import FLOOR, floor_maker, interleaved, percentiles
-from .verify import load_engines, random_feeds
 
 ENGINES = ("ort", "numba", "fast", "fast-int8")
 

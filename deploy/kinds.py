@@ -7,7 +7,9 @@ small and lives here, picked by the file's ``rnnedge.kind`` from ``ADAPTERS``:
   validation windows, IMDb test reviews in padded batches), ``{label: [feeds, ...]}``;
 * ``reference_feeds(model)``: feeds that PyTorch from the source checkpoint can take beside
   the golden ones (a series checkpoint runs raw frames without states);
-* ``label_output``: a classifier's answer output, whose labels ``agreement`` compares.
+* ``label_output``: a classifier's answer output, whose labels ``agreement`` compares;
+* ``bench(model_path, options)``: what ``rnnedge bench`` times and reports (``bench.py``),
+  and ``bench_refuses(batch, time, variants)``: why a flag does not apply, or None.
 
 A user's file has no data set: its golden bundle is its real data. Not here: the checks
 themselves (``verify.py``), the gates (``gates.py``).
@@ -33,6 +35,27 @@ class Adapter:
     def reference_feeds(self, model):
         return None  # None: PyTorch takes every feed verify runs
 
+    def bench(self, model_path, options):
+        """Latency per call of every engine that runs the file, streamed frame by frame, or
+        whole sequences of (batch, time) when either is given (``bench_generic``)."""
+        from .bench_generic import bench_generic, markdown_generic
+
+        shape = (None if options.batch is None and options.time is None
+                 else (options.batch or 1, options.time))
+        report = bench_generic(model_path, steps=options.steps, warmup=options.warmup,
+                               threads=options.threads, engines=options.engines, shape=shape)
+        return report, markdown_generic(report)
+
+    def bench_refuses(self, batch, time, variants):
+        if variants:
+            return ("--variant files are timed beside the char model and the review classifier; "
+                    "bench a variant of this model as a file of its own: rnnedge bench VARIANT")
+        return None
+
+
+def _extra(options):
+    return {"torch": options.torch_maker} if options.torch_maker else {}
+
 
 class CharAdapter(Adapter):
     def real_feeds(self, model, data_dir, notes, limit=None):
@@ -48,6 +71,21 @@ class CharAdapter(Adapter):
         batch, time = CHARLM_WINDOWS
         ids = model.encode(val[: batch * time]).reshape(batch, time)
         return {f"hamlet B={batch} T={time}": [{"tokens": ids, **model.zero_state(batch)}]}
+
+    def bench(self, model_path, options):
+        """Streaming latency per character at batch 1 (``bench_charlm``)."""
+        from .bench_charlm import bench_charlm, markdown
+
+        report = bench_charlm(model_path, _extra(options), steps=options.steps,
+                              warmup=options.warmup, threads=options.threads,
+                              variants=options.variants, engines=options.engines)
+        return report, markdown(report)
+
+    def bench_refuses(self, batch, time, variants):
+        if (batch or 1) != 1 or time:
+            return ("--batch and --time shape whole-sequence timing; a char model is timed "
+                    "streaming, one character per call at batch 1 (--steps sets how many)")
+        return None
 
 
 class ReviewAdapter(Adapter):
@@ -70,6 +108,26 @@ class ReviewAdapter(Adapter):
         batches = [pad_batch(rows[i:i + REVIEW_BATCH]) for i in range(0, len(rows), REVIEW_BATCH)]
         return {f"imdb test {n} reviews, batches of {REVIEW_BATCH}":
                 [{"tokens": ids, "lengths": lengths} for ids, lengths in batches]}
+
+    def bench(self, model_path, options):
+        """Throughput on ``cases`` IMDb test reviews at batch 1, 8 and 64, or ``batch``, on
+        ``threads`` (``bench_sentiment``)."""
+        from rnnedge.data.imdb import load_imdb
+
+        from .bench_sentiment import bench_sentiment, markdown_sentiment
+
+        reviews = load_imdb("test", options.data_dir)
+        texts = [r.text for r in reviews[::max(1, len(reviews) // options.cases)][:options.cases]]
+        report = bench_sentiment(model_path, texts, _extra(options), variants=options.variants,
+                                 engines=options.engines, threads=(options.threads,),
+                                 batch_sizes=(options.batch,) if options.batch else (1, 8, 64))
+        return report, markdown_sentiment(report)
+
+    def bench_refuses(self, batch, time, variants):
+        if time:
+            return ("--time: a review classifier is timed on real reviews at their own lengths "
+                    "(--cases sets how many); --batch sets the batch size")
+        return None
 
 
 class SeriesAdapter(Adapter):

@@ -4,15 +4,17 @@ A maker builds an engine for a thread count (and, for the character model, a bat
 an engine that cannot run a model is left out with the reason. Each engine computes in a
 named precision, from the engine table (``fast-int8`` -> int8) or, for a variant file, from
 its ``rnnedge.variant`` metadata, and its parity check uses that precision's tolerance level.
-Not here: what the makers of each workload return and how they are timed
-(``bench_charlm.py``, ``bench_sentiment.py``, ``timing.py``).
+Also the engines a verb loads on a file (``load_engines``) and random feeds of a signature
+(``random_feeds``), which verify and bench share. Not here: what the makers of each workload
+return and how they are timed (``bench_charlm.py``, ``bench_sentiment.py``, ``timing.py``).
 """
 
 from pathlib import Path
 
 import numpy as np
 
-from rnnedge.runtime.errors import UnsupportedError
+from rnnedge.runtime.errors import InputError, UnsupportedError
+from rnnedge.runtime.graph_model import is_batch_axis, is_time_axis
 from rnnedge.runtime.tolerances import level
 
 from .variants import gated_engine, precision
@@ -131,3 +133,45 @@ class _BoundStream:
             out.update({o: self.inputs[i] for i, o in self.direct.states.items()})
         self.turn ^= 1
         return out
+
+
+def load_engines(model_path, engines, skipped):
+    """{engine: loaded model} of each engine that can run the file; the others go to
+    ``skipped`` (engine -> why). onnxruntime runs any file: its errors are the file's."""
+    from rnnedge.runtime.model import load
+
+    loaded = {}
+    for name in engines:
+        try:
+            loaded[name] = load(model_path, engine=name)
+        except UnsupportedError as exc:
+            if name == "ort":
+                raise
+            skipped[name] = str(exc)
+    return loaded
+
+
+def random_feeds(signature, seed=0, shapes=((1, 5), (3, 11)), named=None):
+    """Random inputs for a file without a golden bundle: floats N(0, 1), small integer ids;
+    ``named``: sizes of other named axes, where known."""
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for batch, time in shapes:
+        feed = {}
+        for spec in signature["inputs"]:
+            dims = [batch if is_batch_axis(d) else time if is_time_axis(d) else
+                    d if isinstance(d, int) and d > 0 else (named or {}).get(d)
+                    for d in spec["shape"]]
+            if None in dims:
+                raise InputError(f"input {spec['name']} has axes {spec['shape']} that are neither "
+                                 f"fixed nor named batch or time: give a golden bundle (export "
+                                 f"with rnnedge) to verify this file")
+            dtype = np.dtype(spec["type"])
+            if dtype.kind == "f":
+                feed[spec["name"]] = rng.standard_normal(dims).astype(dtype)
+            elif len(dims) == 1 and dims[0] == batch:  # lengths
+                feed[spec["name"]] = rng.integers(1, time + 1, dims).astype(dtype)
+            else:
+                feed[spec["name"]] = rng.integers(0, 2, dims).astype(dtype)
+        feeds.append(feed)
+    return feeds

@@ -25,13 +25,13 @@ import math
 import numpy as np
 
 from rnnedge.runtime.engines import ENGINES
-from rnnedge.runtime.errors import InputError, UnsupportedError
-from rnnedge.runtime.graph_model import is_batch_axis, is_time_axis
+from rnnedge.runtime.errors import UnsupportedError
+from rnnedge.runtime.graph_model import is_time_axis
 from rnnedge.runtime.parity import compare_outputs
 from rnnedge.runtime.tolerances import FP32, Diff
 
 from .kinds import ADAPTERS, agreement
-from .makers import tolerance
+from .makers import load_engines, random_feeds, tolerance
 
 RECURRENT = ("LSTM", "GRU", "RNN")
 
@@ -129,48 +129,6 @@ def _concat(outs):
     if len(outs) == 1:
         return outs[0]
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-
-
-def load_engines(model_path, engines, skipped):
-    """{engine: loaded model} of each engine that can run the file; the others go to
-    ``skipped`` (engine -> why). onnxruntime runs any file: its errors are the file's."""
-    from rnnedge.runtime.model import load
-
-    loaded = {}
-    for name in engines:
-        try:
-            loaded[name] = load(model_path, engine=name)
-        except UnsupportedError as exc:
-            if name == "ort":
-                raise
-            skipped[name] = str(exc)
-    return loaded
-
-
-def random_feeds(signature, seed=0, shapes=((1, 5), (3, 11)), named=None):
-    """Random inputs for a file without a golden bundle: floats N(0, 1), small integer ids;
-    ``named``: sizes of other named axes, where known."""
-    rng = np.random.default_rng(seed)
-    feeds = []
-    for batch, time in shapes:
-        feed = {}
-        for spec in signature["inputs"]:
-            dims = [batch if is_batch_axis(d) else time if is_time_axis(d) else
-                    d if isinstance(d, int) and d > 0 else (named or {}).get(d)
-                    for d in spec["shape"]]
-            if None in dims:
-                raise InputError(f"input {spec['name']} has axes {spec['shape']} that are neither "
-                                 f"fixed nor named batch or time: give a golden bundle (export "
-                                 f"with rnnedge) to verify this file")
-            dtype = np.dtype(spec["type"])
-            if dtype.kind == "f":
-                feed[spec["name"]] = rng.standard_normal(dims).astype(dtype)
-            elif len(dims) == 1 and dims[0] == batch:  # lengths
-                feed[spec["name"]] = rng.integers(1, time + 1, dims).astype(dtype)
-            else:
-                feed[spec["name"]] = rng.integers(0, 2, dims).astype(dtype)
-        feeds.append(feed)
-    return feeds
 
 
 def node_level(proto, feed, tol=FP32):

@@ -243,15 +243,15 @@ def test_bench_batch_and_time_time_whole_sequences_of_that_shape():
 
 
 def test_bench_refuses_a_shape_a_kind_cannot_take(sentiment):
-    with pytest.raises(InputError, match="charlm model is timed streaming"):
+    with pytest.raises(InputError, match="char model is timed streaming"):
         bench(CHARLM, time=5, **QUICK)
-    with pytest.raises(InputError, match="charlm model is timed streaming"):
+    with pytest.raises(InputError, match="char model is timed streaming"):
         bench(CHARLM, batch=4, **QUICK)
-    with pytest.raises(InputError, match="--time: a sentiment model is timed on real reviews"):
+    with pytest.raises(InputError, match="--time: a review classifier is timed on real reviews"):
         bench(sentiment[1], time=5, **QUICK)
     with pytest.raises(InputError, match="--batch must be >= 1, not 0"):
         bench(KWS, batch=0, **QUICK)
-    with pytest.raises(InputError, match="--variant files are timed beside charlm and sentiment"):
+    with pytest.raises(InputError, match="--variant files are timed beside the char model and the review classifier"):
         bench(KWS, variants=(KWS,), **QUICK)
 
 
