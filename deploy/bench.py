@@ -46,10 +46,11 @@ def bench(model_path, torch_maker=None, steps=500, warmup=50, threads=1, cases=1
           variants=(), engines=None, batch=None, time=None, plot=None):
     """What ``rnnedge bench`` reports: (report, markdown) for the file's task.
 
-    charlm: streaming latency per character at batch 1; sentiment: throughput on ``cases``
-    IMDb test reviews at batch 1, 8 and 64 (or ``batch``); any other file: latency per call of
-    every engine that runs it (``bench_generic``), streamed frame by frame, or whole sequences
-    of (``batch``, ``time``) when either is given. ``engines``: the runtime engines to time
+    What is timed is the kind's (``kinds.py``): streaming latency per character at batch 1 for
+    the char model, throughput on ``cases`` IMDb test reviews at batch 1, 8 and 64 (or
+    ``batch``) for the review classifier, and for any other file latency per call of every
+    engine that runs it (``bench_generic``), streamed frame by frame, or whole sequences of
+    (``batch``, ``time``) when either is given. ``engines``: the runtime engines to time
     (None: all; ort always runs). ``torch_maker`` (``rnnedge.export.torch_engines.maker``) adds
     PyTorch eager. ``plot``: a PNG bar chart of the latency table written there.
     """
@@ -112,9 +113,10 @@ def _gate_only(variants):
 
 
 def latency_rows(report):
-    """(what, unit, {engine: (p50, p90, p99)}) of a report's latency table; a sentiment report
-    timed at another batch than 1 has mean milliseconds per batch, (mean,) per engine."""
-    if report["task"] == "sentiment":
+    """(what, unit, {engine: (p50, p90, p99)}) of a report's latency table; a throughput
+    report (reviews/s) timed at another batch than 1 has mean milliseconds per batch, (mean,)
+    per engine."""
+    if "results" in report:
         if report.get("latency_batch1"):
             return ("per review, batch 1, one thread", "ms",
                     {n: tuple(r[k] / 1e3 for k in ("p50_us", "p90_us", "p99_us"))
@@ -123,8 +125,7 @@ def latency_rows(report):
         rows = [r for r in report["results"] if r["threads"] == first["threads"]]
         return (f"per batch of {first['batch']}, {first['threads']} thread(s), mean", "ms",
                 {r["engine"]: (1e3 * r["batch"] / r["reviews_per_s"],) for r in rows})
-    what = ("per character, batch 1" if report["task"] == "charlm" else
-            f"per call ({report['workload']})")
+    what = f"per call ({report['workload']})" if "workload" in report else "per character, batch 1"
     return what, "µs", {n: (r["p50_us"], r["p90_us"], r["p99_us"])
                         for n, r in report["engines"].items()}
 
