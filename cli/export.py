@@ -27,7 +27,12 @@ def export_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="an rnnedg
                                                 "(repeatable, in forward's order)"),
                state: List[str] = typer.Option([], "--state", help="--model: IN=OUT, a state input "
                                                "and the output that carries it, e.g. h=h_new"),
-               lengths: Optional[str] = typer.Option(None, help="--model: the input of true lengths"),
+               lengths: Optional[str] = typer.Option(None, help="--model: the input of true lengths "
+                                                     "(default: the int64 [batch] input whose name "
+                                                     "contains 'len', if one does)"),
+               min_time: Optional[int] = typer.Option(None, "--min-time", help="--model: the shortest "
+                                                      "time length the module takes (default: found "
+                                                      "by running it at 1, 2, 4, ... steps)"),
                metadata: Optional[Path] = typer.Option(None, help="--model: JSON file of your own "
                                                        "metadata (labels, normalisation)"),
                exporter: str = typer.Option("auto", help="--model: auto, torchscript or dynamo"),
@@ -41,8 +46,9 @@ def export_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="an rnnedg
     noise = []
     try:
         with exporter_output() as noise:
-            text = (_export_user(model, out, weights, input, output, state, lengths, metadata,
-                                 exporter) if model is not None else _export_checkpoint(checkpoint, out))
+            text = (_export_user(model, out, weights, input, output, state, lengths, min_time,
+                                 metadata, exporter)
+                    if model is not None else _export_checkpoint(checkpoint, out))
     finally:  # the exporters' own words, even when the export failed
         for line in noise if verbose else ():
             typer.echo(line, err=True)
@@ -52,11 +58,13 @@ def export_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="an rnnedg
                    f"(--verbose shows them)")
 
 
-def _export_user(model, out, weights, inputs, outputs, states, lengths, metadata, exporter):
-    from rnnedge.export.user_model import export_from_specs
+def _export_user(model, out, weights, inputs, outputs, states, lengths, min_time, metadata,
+                 exporter):
+    from rnnedge.export.from_specs import export_from_specs
 
     report = export_from_specs(model, out, weights=weights, inputs=inputs, outputs=outputs,
-                               states=states, lengths=lengths, metadata=metadata, exporter=exporter)
+                               states=states, lengths=lengths, min_time=min_time,
+                               metadata=metadata, exporter=exporter)
     return user_summary(report)
 
 
@@ -73,11 +81,19 @@ def user_summary(report):
     lines = [f"wrote {report.path} ({report.path.stat().st_size / 1e6:.2f} MB) with the "
              f"{report.exporter} exporter, opset {report.opset}",
              f"parity with your module at {len(report.checked)} shapes: max abs "
-             f"{report.max_abs:.2g}; {len(report.golden)} golden cases stored for `rnnedge verify`"]
+             f"{report.max_abs:.2g}; {len(report.golden)} golden cases stored for `rnnedge verify`",
+             f"(batch, time) shapes checked: {_shapes(report.shapes)}"]
+    lines += report.notes
     lines += [f"rewrote: {r}" for r in report.rewrites]
     lines += [f"{name} exporter not used: {why}" for name, why in report.skipped.items()
               if not why.startswith("not tried")]
     return "\n".join(lines)
+
+
+def _shapes(shapes):
+    if shapes and all(t is None for _, t in shapes):
+        return "batch " + ", ".join(str(b) for b, _ in shapes) + " (time fixed)"
+    return " ".join(f"({b}, {t})" for b, t in shapes)
 
 
 @app.command("optimize")

@@ -1,14 +1,16 @@
 """The parity gate of a user's export: onnxruntime against the PyTorch module, before the file exists.
 
 As optimum's ``validate_model_outputs``: output names both ways, then dtypes, then
-shapes, then values, at (batch, time) shapes the export never saw (time 1, a time >= 3x
-the example's, batch 1, a larger batch), every failure collected into one report.
-Inputs are random with a fixed seed and never zero; states are normal * 0.5; a lengths
-input gets padded batches of mixed lengths. A failure raises ``ParityError`` naming the
-output, the shape, the max difference and the likely cause (a frozen time or batch
-axis). One defect has a safe rewrite: a GRU node with ``linear_before_reset=0`` where
-the module uses PyTorch's GRU (which is ONNX GRU with ``linear_before_reset=1``).
-This module runs the module and onnxruntime; it writes no file.
+shapes, then values, at (batch, time) shapes the export never saw (the shortest time the
+module takes, a time >= 3x the example's, batch 1, a larger batch), every failure
+collected into one report. The shortest time is 1 unless the module raises there
+(``shortest_time`` runs it at 1, 2, 4, ... first). Inputs are random with a fixed seed and
+never zero; states are normal * 0.5; a lengths input gets padded batches of mixed lengths
+in [1, time]. A failure raises ``ParityError`` naming the output, the shape, the max
+difference and the likely cause (``refusal.py``). One defect has a safe rewrite: a GRU
+node with ``linear_before_reset=0`` where the module uses PyTorch's GRU (which is ONNX
+GRU with ``linear_before_reset=1``). This module runs the module and onnxruntime; it
+writes no file.
 """
 
 import copy
@@ -16,19 +18,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rnnedge.runtime.errors import InputError, ParityError, first_line
+from rnnedge.runtime.errors import InputError, ParityError
 from rnnedge.runtime.golden import Case
 from rnnedge.runtime.graph_model import axis_role
 from rnnedge.runtime.tolerances import FP32, compare
 
+from .refusal import failure_message
+from .user_code import ModuleRaised, forward
+
 GRU_LAYERS = ("GRU", "GRUCell")
 RECURRENT_LAYERS = ("LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell")
 GOLDEN_CASES = 3
-FROZEN_TIME = ("the time axis was frozen at {n}: a Python loop over time was traced; "
-               "use nn.LSTM, or torch.jit.script the loop")
-FROZEN_BATCH = ("the batch axis was frozen at {n}: a batch size was traced as a constant "
-                "(a literal size in torch.zeros/reshape/view); size tensors from the input, "
-                "e.g. x.new_zeros(x.shape[0], hidden)")
 
 
 def axis_kind(name):
@@ -46,6 +46,7 @@ class IOSpec:
     axes: dict  # input or output name -> {axis: "batch" | "time"}
     states: dict = field(default_factory=dict)
     lengths: str | None = None
+    min_time: int = 1  # the shortest time length the gate runs
 
     def size(self, kind):
         """The example's batch or time size; None when no input has such an axis."""
@@ -86,13 +87,15 @@ class Passed:
     checked: list
     rewrites: list
     golden: list  # [Case] of the smallest checked shapes
+    shapes: list = field(default_factory=list)  # [(batch, time)] checked
 
 
-def gate_shapes(batch, time):
-    """(batch, time) shapes unlike the example's: time 1, >= 3x time, batch 1, a larger batch."""
-    b, t = batch or 1, time or 1
-    wanted = [(1, 1), (b + 3, 1), (1, t), (b, 2 * t + 3), (b + 3, 3 * t + 1), (b + 1, t // 2 + 1),
-              (1, 3 * t + 2)]
+def gate_shapes(batch, time, min_time=1):
+    """(batch, time) shapes unlike the example's: the shortest time (``min_time``), >= 3x
+    time, batch 1, a larger batch. A missing axis (None) keeps the example's size."""
+    b, t, m = batch or 1, time or 1, min_time
+    wanted = [(1, m), (b + 3, m), (1, t), (b, 2 * t + 3), (b + 3, 3 * t + 1),
+              (b + 1, max(m, t // 2 + 1)), (1, 3 * t + 2)]
     shapes = []
     for shape in wanted:
         shape = (shape[0] if batch else b, shape[1] if time else t)
@@ -132,21 +135,44 @@ def run_module(module, spec, feeds):
     """The module's outputs for numpy feeds, as {output name: numpy}."""
     import torch
 
-    try:
-        with torch.no_grad():
-            result = module(*(torch.from_numpy(np.ascontiguousarray(feeds[n]))
-                              for n in spec.inputs))
-    except Exception as exc:  # the module's own error, on inputs the gate made: say which
-        shapes = ", ".join(f"{n} {feeds[n].dtype}{list(feeds[n].shape)}" for n in spec.inputs)
-        raise InputError(f"the module raised {type(exc).__name__} on the gate's inputs {shapes}: "
-                         f"{first_line(exc)}; the gate runs several batch and time sizes, time 1 "
-                         f"among them") from exc
+    arrays = [feeds[n] for n in spec.inputs]
+    with torch.no_grad(), forward(spec.inputs, arrays, lambda: hints(spec)):
+        result = module(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays))
     flat = _flatten(result)
     if len(flat) != len(spec.outputs):
         raise InputError(f"the module returns {len(flat)} tensors but the outputs named are "
                          f"{len(spec.outputs)} ({', '.join(spec.outputs)}); name every output, "
                          f"in forward's order (--output NAME, once each)")
     return {name: t.detach().numpy() for name, t in zip(spec.outputs, flat)}
+
+
+def hints(spec):
+    """What to try when the module raised on the gate's inputs, one line each."""
+    lines = []
+    for name, example in spec.examples.items():
+        if name != spec.lengths and example.ndim == 1 and np.issubdtype(example.dtype, np.integer):
+            lines.append(f"if {name!r} holds each row's true length, pass lengths={name!r} "
+                         f"(--lengths {name}): the gate then feeds lengths in [1, time]")
+    if spec.size("time") == 1:
+        lines.append("a one-step model (a decoder step) fixes its time length at 1: name no time "
+                     "axis and give the example a time length of 1 (--input tokens:int64[batch,1])")
+    return lines
+
+
+def shortest_time(module, spec, seed=1):
+    """(time, ``ModuleRaised`` or None): the shortest of 1, 2, 4, ... and the example's time
+    length at which the module runs in PyTorch, and what it raised below that."""
+    example, batch = spec.size("time"), spec.size("batch") or 1
+    rng, first = np.random.default_rng(seed), None
+    for time in [t for t in (2 ** k for k in range(example.bit_length())) if t < example] + [example]:
+        try:
+            run_module(module, spec, make_feeds(spec, batch, time, rng))
+        except ModuleRaised as exc:
+            first = first or exc
+            if time == example:
+                raise
+            continue
+        return time, first
 
 
 def _flatten(result):
@@ -210,70 +236,6 @@ def _compare_case(sess, names, spec, batch, time, feeds, expected, tol, outcome)
                             "max_abs": worst_abs, "max_rel": worst_rel})
 
 
-def frozen_inputs(model, spec):
-    """{kind: graph input name} of inputs whose batch/time axis is a number, not a name."""
-    frozen = {}
-    for value in model.graph.input:
-        dims = value.type.tensor_type.shape.dim
-        for axis, kind in spec.axes.get(value.name, {}).items():
-            if axis < len(dims) and not dims[axis].dim_param and dims[axis].dim_value > 0:
-                frozen.setdefault(kind, value.name)
-    return frozen
-
-
-def diagnose(outcome, spec, model):
-    """Likely causes of the failures: frozen axes first, then a generic hint."""
-    causes, fixed = [], frozen_inputs(model, spec)
-    for kind, template in (("time", FROZEN_TIME), ("batch", FROZEN_BATCH)):
-        n = spec.size(kind)
-        if n is None:
-            continue
-        if kind in fixed:
-            causes.append(template.format(n=n) + f" (the graph input {fixed[kind]!r} has a fixed "
-                          f"{kind} of {n} although dynamic_axes names it)")
-        elif _stuck_shape(outcome, spec, kind, n) or _fails_off(outcome, kind, n):
-            causes.append(template.format(n=n))
-    if not causes and any(f.kind == "value" for f in outcome.failures):
-        causes.append("values differ beyond the tolerance: an operator was translated "
-                      "differently, or the module behaves differently in eval mode")
-    return causes or ["the graph does not follow the module's signature"]
-
-
-def _stuck_shape(outcome, spec, kind, n):
-    """An output's batch/time dim stayed at the example's size where PyTorch's moved."""
-    for f in outcome.failures:
-        if f.kind == "shape":
-            got, want = f.shapes
-            for axis, k in spec.axes.get(f.output, {}).items():
-                if k == kind and axis < len(got) and got[axis] == n != want[axis]:
-                    return True
-    return False
-
-
-def _fails_off(outcome, kind, n):
-    """Every failing shape differs from the example in this axis, and a shape at it passed."""
-    index = 0 if kind == "batch" else 1
-    failing = {(f.batch, f.time) for f in outcome.failures if f.batch is not None}
-    passed = [s for s in outcome.shapes if s not in failing]
-    return (bool(failing) and any(s[index] == n for s in passed)
-            and all(s[index] != n for s in failing))
-
-
-def failure_message(outcome, spec, model, exporter, tol, note=""):
-    lines = [f"the {exporter} export does not match PyTorch ({tol.name}, "
-             f"{len(outcome.failures)} failure(s)){note}:"]
-    for f in outcome.failures[:12]:
-        where = f" at batch={f.batch} time={f.time}" if f.batch is not None else ""
-        lines.append(f"  - output {f.output!r}{where}: {f.text}")
-    if len(outcome.failures) > 12:
-        lines.append(f"  - ... and {len(outcome.failures) - 12} more")
-    worst = outcome.max_abs
-    lines.append(f"max abs diff {worst:.3g}" if worst is not None
-                 else "max abs diff: n/a (no output had comparable values)")
-    lines += [f"likely cause: {cause}" for cause in diagnose(outcome, spec, model)]
-    return "\n".join(lines)
-
-
 def lbr0_grus(model):
     """Names of GRU nodes with linear_before_reset=0 (ONNX's default when absent)."""
     import onnx
@@ -303,13 +265,21 @@ def layer_names(module):
     return {getattr(m, "original_name", type(m).__name__) for m in module.modules()}
 
 
-def check(model, module, spec, exporter, tol=FP32, seed=0):
-    """``Passed`` when onnxruntime matches ``module`` at every gate shape; else ``ParityError``."""
+def module_cases(module, spec, seed=0):
+    """[(batch, time, feeds, PyTorch's outputs)] at every gate shape: the module runs on them
+    before any export, so that what it raises is named as its own."""
     rng = np.random.default_rng(seed)
-    cases = []
-    for batch, time in gate_shapes(spec.size("batch"), spec.size("time")):
+    found = []
+    for batch, time in gate_shapes(spec.size("batch"), spec.size("time"), spec.min_time):
         feeds = make_feeds(spec, batch, time, rng)
-        cases.append((batch, time, feeds, run_module(module, spec, feeds)))
+        found.append((batch, time, feeds, run_module(module, spec, feeds)))
+    return found
+
+
+def check(model, module, spec, exporter, tol=FP32, seed=0, expected=None):
+    """``Passed`` when onnxruntime matches ``module`` at every gate shape; else ``ParityError``.
+    ``expected``: the ``module_cases`` of ``module``, when they were made already."""
+    cases = expected or module_cases(module, spec, seed)
     outcome, rewrites = run_cases(model, spec, cases, tol), []
     lbr0 = lbr0_grus(model) if outcome.failures and layer_names(module) & set(GRU_LAYERS) else []
     if lbr0:
@@ -326,4 +296,4 @@ def check(model, module, spec, exporter, tol=FP32, seed=0):
         raise error
     small = sorted(cases, key=lambda c: (c[0] * c[1], c[1]))[:GOLDEN_CASES]
     golden = [Case(dict(feeds), dict(expected)) for _, _, feeds, expected in small]
-    return Passed(model, outcome.checked, rewrites, golden)
+    return Passed(model, outcome.checked, rewrites, golden, outcome.shapes)

@@ -1,14 +1,18 @@
 """What a user hands to ``export_model``, checked: names, axes, states, lengths, paths, modules.
 
-Every check raises ``InputError`` saying what was wrong and what to do. The command-line
-helpers live here too: loading a module from ``file.py:factory`` plus a state_dict, and
-parsing ``feats:float32[batch,time,40]``, ``h=h_new``. This module exports nothing and
-runs no model.
+Every check raises ``InputError`` saying what was wrong and what to do. Two things are
+inferred when the user did not say, and the report says so: the lengths input (an int64
+(batch,) input whose name contains "len"), and a time length fixed at 1 (no input names a
+time axis and one has a literal 1 after its batch axis: a one-step model). The
+command-line helpers live here too: loading a module from ``file.py:factory`` plus a
+state_dict, and parsing ``feats:float32[batch,time,40]``, ``h=h_new``. This module exports
+nothing and runs no model.
 """
 
 import importlib.util
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +20,7 @@ import numpy as np
 from rnnedge.runtime.errors import InputError, first_line, write_error
 
 from .gate import IOSpec, axis_kind
+from .user_code import running
 
 # The dtypes an input spec may name, each with its width: "float" is float64 to numpy and
 # float32 to torch, "int" and "long" int64 or int32 by platform, so they are refused.
@@ -27,8 +32,10 @@ INPUT_SPEC = re.compile(r"^(?P<name>[A-Za-z_][\w.]*):(?P<dtype>\w+)\[(?P<dims>[^
                         r"(?:=(?P<low>-?\d+)\.\.(?P<high>-?\d+))?$")
 
 
-def io_spec(example_inputs, input_names, output_names, dynamic_axes, states=None, lengths=None):
-    """The gate's ``IOSpec`` of the export arguments, after every check of them."""
+def io_spec(example_inputs, input_names, output_names, dynamic_axes, states=None, lengths=None,
+            min_time=None):
+    """The gate's ``IOSpec`` of the export arguments (tensors), after every check of them;
+    ``lengths`` None takes the input ``guess_lengths`` finds, if any."""
     examples = [np.asarray(t.detach().cpu().numpy()) for t in example_inputs]
     inputs, outputs = list(input_names), list(output_names)
     if len(inputs) != len(examples):
@@ -44,7 +51,10 @@ def io_spec(example_inputs, input_names, output_names, dynamic_axes, states=None
             raise InputError(f"states maps an input to the output that carries it forward; "
                              f"{key!r}={value!r} needs {key!r} in input_names and {value!r} "
                              f"in output_names")
+    if lengths is None:
+        lengths = guess_lengths(dict(zip(inputs, examples)), axes, states)
     spec = IOSpec(tuple(inputs), tuple(outputs), dict(zip(inputs, examples)), axes, states, lengths)
+    spec = replace(spec, min_time=_min_time(spec, min_time))
     _check_lengths(spec)
     _check_unnamed(spec)
     return spec
@@ -66,6 +76,46 @@ def _axes(dynamic_axes, inputs, outputs, examples):
     return axes
 
 
+def lengths_input(candidates):
+    """The one input of ``[(name, dtype name, [axis kind, ...])]`` that holds true lengths:
+    int64, of shape (batch,), its name containing "len" (lengths, seq_len, lens); else None."""
+    found = [name for name, dtype, kinds in candidates
+             if dtype == "int64" and list(kinds) == ["batch"] and "len" in name.lower()]
+    return found[0] if len(found) == 1 else None
+
+
+def guess_lengths(examples, axes, states):
+    """``lengths_input`` of the examples (numpy) and the axis kinds of ``_axes``."""
+    return lengths_input([(name, a.dtype.name, [axes.get(name, {}).get(i) for i in range(a.ndim)])
+                          for name, a in examples.items() if name not in states])
+
+
+def one_step_input(spec):
+    """When no input names a time axis: an input (not a state) whose axis after its batch
+    axis is a literal 1, which fixes the time length at 1 (a decoder step); else None."""
+    if spec.size("time") is not None:
+        return None
+    for name in spec.inputs:
+        shape = spec.examples[name].shape
+        batch = [axis for axis, kind in spec.axes.get(name, {}).items() if kind == "batch"]
+        if name not in spec.states and batch and batch[0] + 1 < len(shape) and shape[batch[0] + 1] == 1:
+            return name
+    return None
+
+
+def _min_time(spec, min_time):
+    """``min_time`` checked against the example's time length; 1 when not given."""
+    time = spec.size("time")
+    if min_time is None:
+        return 1
+    if time is None:
+        raise InputError(f"min_time={min_time!r} needs a time axis, and no input names one")
+    if not isinstance(min_time, int) or not 1 <= min_time <= time:
+        raise InputError(f"min_time must be a whole number from 1 to the example's time length "
+                         f"{time}, not {min_time!r}; give a longer example if needed")
+    return min_time
+
+
 def _check_lengths(spec):
     if spec.lengths is None:
         return
@@ -73,9 +123,13 @@ def _check_lengths(spec):
     if example is None or not np.issubdtype(example.dtype, np.integer) or example.ndim != 1:
         raise InputError(f"lengths={spec.lengths!r} must name an integer (batch,) input of "
                          f"input_names holding each row's true length")
-    if spec.size("time") is None:
+    time = spec.size("time")
+    if time is None:
         raise InputError("a lengths input needs a time axis: name it in dynamic_axes, "
                          "e.g. {1: 'time'}")
+    if example.size and (example.min() < 1 or example.max() > time):
+        raise InputError(f"the example's {spec.lengths} holds {example.tolist()}: true lengths lie "
+                         f"in [1, {time}] (the example's time length)")
 
 
 def _check_unnamed(spec):
@@ -87,7 +141,7 @@ def _check_unnamed(spec):
     for name in spec.inputs:
         named = spec.axes.get(name, {})
         for kind, n in sizes.items():
-            if n is None or kind in named.values():
+            if n is None or n == 1 or kind in named.values():  # a 1 is everywhere (layers, steps)
                 continue
             axis = next((a for a, d in enumerate(spec.examples[name].shape) if d == n), None)
             if axis is not None:
@@ -127,11 +181,13 @@ def load_user_module(spec, weights=None):
         raise InputError(f"module file {path} is a directory; give path/to/file.py:factory")
     if not path.is_file():
         raise InputError(f"module file {path} does not exist")
-    factory = getattr(_import_file(path), attr, None)
+    with running(spec, f"importing {path.name}"):
+        factory = getattr(_import_file(path), attr, None)
     if factory is None or not callable(factory):
         raise InputError(f"{path} has no callable {attr!r}; name a function or class that "
                          f"returns the nn.Module")
-    module = factory()
+    with running(spec, "building the module"):
+        module = factory()
     if not isinstance(module, torch.nn.Module):
         raise InputError(f"{path}:{attr} returned {type(module).__name__}, not a torch.nn.Module")
     if weights is not None:
