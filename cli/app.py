@@ -4,6 +4,7 @@ Torch-free: importing this module (or any command module) imports no torch; the
 commands that need it import it inside their function.
 """
 
+import os
 import sys
 from typing import Optional
 
@@ -28,8 +29,25 @@ def _version(value: bool):
 
 @app.callback()
 def _options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                          help="print the version and exit")):
-    """Recurrent models from PyTorch training to a torch-free edge runtime."""
+                                          help="print the version and exit"),
+             quiet: bool = typer.Option(False, "--quiet", "-q", help="results, warnings and "
+                                        "errors only: no progress or running commentary")):
+    """Recurrent models from PyTorch training to a torch-free edge runtime.
+
+    Example: rnnedge --quiet train charlm --max-minutes 3
+    """
+    if quiet:
+        from rnnedge.runtime.quiet import ENV
+
+        os.environ[ENV] = "1"
+
+
+def emit_json(command, payload):
+    """The one ``--json`` layout of every command: one JSON object on stdout, indented, with
+    ``command`` first, then the command's fields (a list goes under a named key)."""
+    import json
+
+    typer.echo(json.dumps({"command": command, **payload}, indent=2))
 
 ENGINE = typer.Option("ort", "--engine", help="ort (onnxruntime), numba (the reference), "
                       "fast or fast-int8 (the fused numba kernels, fp32 or int8; any model)")

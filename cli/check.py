@@ -4,16 +4,17 @@ Torch-optional: PyTorch joins ``verify`` and ``bench`` when a checkpoint is give
 torch imports; the rest runs on the runtime alone.
 """
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from .app import AS_JSON, DATA_DIR, app, torch_checkpoint
+from rnnedge.runtime.quiet import quiet
+
+from .app import AS_JSON, DATA_DIR, app, emit_json, torch_checkpoint
 
 
-@app.command()
+@app.command(epilog='Example: rnnedge verify runs/charlm.onnx --checkpoint runs/charlm/best.pt')
 def verify(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="source checkpoint"),
            data_dir: Optional[Path] = DATA_DIR, as_json: bool = AS_JSON,
            verbose: bool = typer.Option(False, "--verbose", "-v", help="every comparison, not the summary"),
@@ -33,19 +34,22 @@ def verify(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="so
     notes, skipped = [], {}
     diffs = run(model, reference=reference, data_dir=data_dir, notes=notes, allow_skip=allow_skip,
                 skipped=skipped)
+    allowed = skipped if allow_skip else {}
+    failed = [d for d in diffs if not d.ok]
     if as_json:
-        typer.echo(json.dumps([d.as_dict() for d in diffs], indent=2))
+        emit_json("verify", {"model": str(model), "passed": len(diffs) - len(failed),
+                             "failed": len(failed), "skipped": allowed, "notes": notes,
+                             "comparisons": [d.as_dict() for d in diffs]})
     else:
         from rnnedge.deploy.verify import summarize
 
-        for line in ([str(d) for d in diffs] if verbose else summarize(diffs)):
+        lines = [str(d) for d in diffs] if verbose else summarize(diffs)
+        for line in lines if not quiet() or verbose else [str(d) for d in failed]:
             typer.echo(line)
-    allowed = skipped if allow_skip else {}
     for name, why in allowed.items():
         typer.echo(f"engine {name}: skipped (--allow-skip): {why}", err=as_json)
-    for note in notes:
+    for note in notes if not quiet() else ():
         typer.echo(f"note: {note}", err=True)
-    failed = [d for d in diffs if not d.ok]
     typer.echo(f"{len(diffs) - len(failed)} passed, {len(failed)} failed"
                + (f", {len(allowed)} skipped ({', '.join(allowed)})" if allowed else ""),
                err=as_json)
@@ -53,7 +57,8 @@ def verify(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="so
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(
+    epilog='Example: rnnedge bench kws.onnx --engine fast --engine fast-int8 --batch 16 --time 100')
 def bench(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="adds PyTorch eager"),
           variant: Optional[List[Path]] = typer.Option(None, help="a file written by `rnnedge "
                                                        "optimize`, run on the engine it was gated "
@@ -88,10 +93,13 @@ def bench(model: Path, checkpoint: Optional[Path] = typer.Option(None, help="add
     report, text = run(model, torch_maker, steps=steps, warmup=warmup, threads=threads,
                        cases=cases, data_dir=data_dir, variants=tuple(variant or ()),
                        engines=tuple(engine or ()), batch=batch, time=time, plot=plot)
-    typer.echo(json.dumps(report, indent=2) if as_json else text)
+    if as_json:
+        emit_json("bench", report)
+    else:
+        typer.echo(text)
 
 
-@app.command()
+@app.command(epilog='Example: rnnedge evaluate runs/sentiment.onnx --split test --limit 1000')
 def evaluate(model: Path, data_dir: Optional[Path] = DATA_DIR,
              split: str = typer.Option("test", help="IMDb (Japanese Vowels) split: test or train"),
              data: Optional[Path] = typer.Option(None, help="labeled file: CSV/JSONL reviews instead "
@@ -115,8 +123,11 @@ def evaluate(model: Path, data_dir: Optional[Path] = DATA_DIR,
         from .series import series_report
 
         result = evaluate_series(m, data, split, data_dir, limit, batch_size, missing, seed)
-        typer.echo(json.dumps(result) if as_json else series_report(result) + "\nscored "
-                   + describe_sample(result, f"cases of {result['data']}"))
+        if as_json:
+            emit_json("evaluate", {"model": str(model), **result})
+        else:
+            typer.echo(series_report(result) + "\nscored "
+                       + describe_sample(result, f"cases of {result['data']}"))
         return
     sample = {}
     reviews = reviews_to_score(split, data, data_dir, limit, seed, sample)
@@ -125,6 +136,8 @@ def evaluate(model: Path, data_dir: Optional[Path] = DATA_DIR,
         result = run(m, reviews, batch_size, lambda n: bar.advance(task, n))
     result.update(engine=engine, split=str(data) if data else split, **sample)
     what = f"reviews of {data}" if data else f"IMDb {split} reviews"
-    typer.echo(json.dumps(result) if as_json else
-               f"accuracy {result['accuracy']:.4f} ({result['correct']}/{result['n']}) on "
-               f"{describe_sample(sample, what)} with {engine}")
+    if as_json:
+        emit_json("evaluate", {"model": str(model), **result})
+    else:
+        typer.echo(f"accuracy {result['accuracy']:.4f} ({result['correct']}/{result['n']}) on "
+                   f"{describe_sample(sample, what)} with {engine}")

@@ -1,17 +1,17 @@
 """Making files: ``export`` (a checkpoint, or the user's own module) and ``optimize``."""
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from rnnedge.runtime.errors import InputError
+from rnnedge.runtime.quiet import quiet
 
-from .app import AS_JSON, DATA_DIR, app
+from .app import AS_JSON, DATA_DIR, app, emit_json
 
 
-@app.command("export")
+@app.command("export", epilog='Example: rnnedge export runs/charlm/best.pt --out runs/charlm.onnx')
 def export_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="an rnnedge checkpoint "
                                                            "(or use --model)"),
                out: Path = typer.Option(..., "--out", help="ONNX file to write"),
@@ -53,7 +53,7 @@ def export_cmd(checkpoint: Optional[Path] = typer.Argument(None, help="an rnnedg
         for line in noise if verbose else ():
             typer.echo(line, err=True)
     typer.echo(text)
-    if noise and not verbose:
+    if noise and not verbose and not quiet():
         typer.echo(f"{len(noise)} exporter warning{'s' if len(noise) > 1 else ''} hidden "
                    f"(--verbose shows them)")
 
@@ -96,7 +96,8 @@ def _shapes(shapes):
     return " ".join(f"({b}, {t})" for b, t in shapes)
 
 
-@app.command("optimize")
+@app.command("optimize", 
+    epilog='Example: rnnedge optimize runs/charlm.onnx --int8 --out runs/charlm.int8.onnx')
 def optimize_cmd(model: Path, out: Path = typer.Option(..., "--out", help="variant to write "
                                                        "(.ort with --ort-format)"),
                  int8: bool = typer.Option(False, "--int8", help="dynamic int8 quantization"),
@@ -125,4 +126,7 @@ def optimize_cmd(model: Path, out: Path = typer.Option(..., "--out", help="varia
     report = optimize(model, out, int8=int8, fp16=fp16, ort_format=ort_format,
                       numba_int8=numba_int8, force=force, data_dir=data_dir, limit=limit,
                       inputs=inputs, data=data, seed=seed)
-    typer.echo(json.dumps(report, indent=2) if as_json else summary(report))
+    if as_json:
+        emit_json("optimize", report)
+    else:
+        typer.echo(summary(report))

@@ -9,10 +9,11 @@ import typer
 
 from rnnedge.runtime.errors import InputError
 
-from .app import AS_JSON, ENGINE, THREADS, app, check_task
+from .app import AS_JSON, ENGINE, THREADS, app, check_task, emit_json
 
 
-@app.command()
+@app.command(
+    epilog='Example: rnnedge generate runs/charlm.onnx --prompt "The " --length 300 --engine fast-int8')
 def generate(model: Path, prompt: str = typer.Option("The ", help="text the model is primed with"),
              length: int = typer.Option(500, help="characters to sample after the prompt"),
              temperature: float = typer.Option(1.0, help="logits are divided by this"),
@@ -32,14 +33,14 @@ def generate(model: Path, prompt: str = typer.Option("The ", help="text the mode
     sys.stdout.write("\n")
 
 
-@app.command()
+@app.command(epilog='Example: rnnedge info kws.onnx --json')
 def info(model: Path, as_json: bool = AS_JSON):
     """Show any ONNX file's signature, recurrent nodes, state pairs and metadata."""
     from rnnedge.runtime.model import describe
 
     report = describe(model)
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        emit_json("info", report)
         return
     for key, value in report.items():  # JSON escapes what a file could hide for the terminal
         shown = value if isinstance(value, (int, float)) or value is None or (
@@ -47,7 +48,7 @@ def info(model: Path, as_json: bool = AS_JSON):
         typer.echo(f"{key}: {shown}")
 
 
-@app.command()
+@app.command(epilog='Example: rnnedge classify runs/sentiment.onnx "A wonderful film."')
 def classify(model: Path, texts: Optional[List[str]] = typer.Argument(None, help="reviews to score"),
              file: Optional[Path] = typer.Option(None, "--file", help="one review per line"),
              as_json: bool = AS_JSON,
@@ -68,7 +69,7 @@ def classify(model: Path, texts: Optional[List[str]] = typer.Argument(None, help
     rows = [{"prob": float(p), "label": "positive" if p >= 0.5 else "negative", "known_words": k,
              "text": t} for p, t, k in zip(probs, reviews, m.known_words(reviews))]
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        emit_json("classify", {"model": str(model), "results": rows})
         return
     for r in rows:
         short = r["text"] if len(r["text"]) <= 60 else r["text"][:57] + "..."

@@ -4,7 +4,6 @@
 ``deploy.evaluate.evaluate_series``); ``series_report`` is its text form.
 """
 
-import json
 import time
 from pathlib import Path
 from typing import Optional
@@ -13,13 +12,14 @@ import typer
 
 from rnnedge.train.config import SeriesConfig, SeriesTrainConfig
 
-from .app import AS_JSON, DATA_DIR, ENGINE, THREADS, app
+from .app import AS_JSON, DATA_DIR, ENGINE, THREADS, app, emit_json
 from .train import (DEVICE, MAX_MINUTES, PRESET, RESUME, classifier_summary, say_once,
                     say_quality, train_app, with_settings)
 from .train import THREADS as TORCH_THREADS
 
 
-@train_app.command("series")
+@train_app.command("series", 
+    epilog='Example: rnnedge train series --config configs/vowels_best.toml --out runs/vowels')
 @with_settings(SeriesTrainConfig, SeriesConfig)
 def train_series(out: Path = typer.Option(Path("runs/series"), help="checkpoint directory"),
                  data: Optional[Path] = typer.Option(None, help="training cases: .ts, .npz or .csv "
@@ -44,7 +44,8 @@ def train_series(out: Path = typer.Option(Path("runs/series"), help="checkpoint 
     say_quality(best)
 
 
-@app.command("classify-series")
+@app.command("classify-series", 
+    epilog='Example: rnnedge classify-series runs/vowels.onnx my_recordings.ts --json')
 def classify_series(model: Path, file: Path = typer.Argument(..., help="cases: .ts, .npz or .csv"),
                     missing: str = typer.Option("error", help="missing values: error or interpolate"),
                     as_json: bool = AS_JSON, batch_size: int = typer.Option(32, "--batch-size"),
@@ -63,7 +64,7 @@ def classify_series(model: Path, file: Path = typer.Argument(..., help="cases: .
     rows = [{"case": k, "frames": len(x), "class": c, "prob": float(p), "label": t}
             for k, (x, c, p, t) in enumerate(zip(cases.X, names, probs, truth))]
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        emit_json("classify-series", {"model": str(model), "results": rows})
         return
     for r in rows:
         typer.echo(f"{r['case']}\t{r['class']}\t{r['prob']:.4f}"

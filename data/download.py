@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rnnedge.runtime.atomic import writing
 from rnnedge.runtime.errors import DataError, OutputError
+from rnnedge.runtime.quiet import quiet
 
 ENV_VAR = "RNNEDGE_DATA"
 
@@ -54,7 +55,7 @@ def fetch(url, dest, timeout=30.0):
         with resp, writing(dest) as tmp, open(tmp, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0) or None
             columns = (*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn())
-            with Progress(*columns, transient=True) as bar:
+            with Progress(*columns, transient=True, disable=quiet()) as bar:
                 task = bar.add_task(f"downloading {dest.name}", total=total)
                 while chunk := _read(resp, failed):
                     out.write(chunk)

@@ -102,7 +102,7 @@ def test_nan_states_and_float_token_ids_are_refused_by_the_char_model(charlm):
 def test_a_review_of_no_known_word_is_marked(sentiment):
     done = cli("classify", sentiment[1], "😀😀 zqxjv", "A wonderful, moving film.", "--json")
     assert done.returncode == 0, done.stderr
-    rows = json.loads(done.stdout)
+    rows = json.loads(done.stdout)["results"]
     assert rows[0]["known_words"] == 0 and rows[1]["known_words"] >= 3
     text = cli("classify", sentiment[1], "😀😀 zqxjv").stdout
     assert "no known word" in text

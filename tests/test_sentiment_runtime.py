@@ -61,7 +61,7 @@ def test_classify_api_and_cli_agree_on_arguments_file_and_stdin(sentiment, tmp_p
                            capture_output=True, text=True)]
     for done in runs:
         assert done.returncode == 0, done.stderr
-        rows = json.loads(done.stdout)
+        rows = json.loads(done.stdout)["results"]
         assert [r["text"] for r in rows] == texts
         np.testing.assert_allclose([r["prob"] for r in rows], probs, rtol=1e-6)
         assert [r["label"] for r in rows] == ["positive" if p >= 0.5 else "negative" for p in probs]

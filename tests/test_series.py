@@ -265,7 +265,7 @@ def test_commands_run_torch_free(trained, vowels, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(blocker.parent))
     path, test_file = trained[2], tmp_path / "few.ts"
     write_ts(test_file, vowel_rows(vowels[1], 20), dims=12, labels="true " + " ".join("123456789"))
-    rows = json.loads(run_cli("classify-series", path, test_file, "--json", env=env))
+    rows = json.loads(run_cli("classify-series", path, test_file, "--json", env=env))["results"]
     probs = rt.load(path).predict(vowels[1].X[:20])
     assert [r["class"] for r in rows] == [str(k + 1) for k in probs.argmax(1)]
     assert np.allclose([r["prob"] for r in rows], probs.max(1), atol=1e-6)

@@ -37,7 +37,9 @@ def test_verify_exits_1_when_the_file_no_longer_matches_its_checkpoint(charlm, t
     assert "FAIL" in done.stdout and "logits" in done.stdout
     ok = subprocess.run([*CLI, "verify", str(charlm[1]), "--checkpoint", str(charlm[0]), "--json"],
                         capture_output=True, text=True)
-    assert ok.returncode == 0 and all(r["ok"] for r in json.loads(ok.stdout))
+    report = json.loads(ok.stdout)
+    assert ok.returncode == 0 and report["command"] == "verify" and report["failed"] == 0
+    assert report["passed"] == len(report["comparisons"]) and all(r["ok"] for r in report["comparisons"])
 
 
 def test_bench_reports_percentiles_and_ratios_after_parity(charlm):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rnnedge.runtime.errors import InputError
+from rnnedge.runtime.quiet import quiet
 
 from . import distributed, rundir
 
@@ -119,9 +120,10 @@ def progress(every=5.0, stream=None, main=True):
 
     On a terminal, rich's bar; otherwise (a log file, a pipe, CI) ``PlainProgress``: plain
     lines on stderr, so that a log shows that a long command is alive. Off the main rank of
-    a multi-process run (``main=False``) it shows nothing: rank 0 speaks for all.
+    a multi-process run (``main=False``) it shows nothing: rank 0 speaks for all; nor under
+    ``--quiet`` (``runtime.quiet``).
     """
-    if not main:
+    if not main or quiet():
         return PlainProgress(every, io.StringIO())
     stream = stream or sys.stderr
     if not stream.isatty():
@@ -217,13 +219,14 @@ class TrainLog:
     ``out_dir`` is held (``rundir.hold``). ``write`` commits an event record at once; an
     epoch's record is committed with its checkpoints (``checkpoint.save_epoch``) and only
     ``say``s its line here. Off the main rank of a multi-process run (``main=False``) it
-    writes and says nothing: rank 0 logs for all.
+    writes and says nothing: rank 0 logs for all. Under ``--quiet`` it writes and says nothing
+    either; the command line prints the result.
     """
 
     def __init__(self, out_dir, echo=print, main=True):
         self.run = rundir.held(out_dir) if main else None
         self.path = Path(out_dir) / rundir.LOG
-        self.echo = echo if main else None
+        self.echo = echo if main and not quiet() else None
 
     def write(self, record, line=None):
         if self.run is not None:
