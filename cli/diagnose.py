@@ -11,7 +11,7 @@ diagnose_app = typer.Typer(**HELP, help="Diagnostics of trained models (needs to
 app.add_typer(diagnose_app, name="diagnose")
 
 
-@diagnose_app.command("gradients", 
+@diagnose_app.command("gradients",
     epilog='Example: rnnedge diagnose gradients --checkpoint runs/charlm/best.pt --out runs/diagnose')
 def diagnose_gradients(checkpoint: Optional[List[Path]] = typer.Option(None, help="trained char "
                                                                        "models to add (repeatable)"),

@@ -96,7 +96,7 @@ def _shapes(shapes):
     return " ".join(f"({b}, {t})" for b, t in shapes)
 
 
-@app.command("optimize", 
+@app.command("optimize",
     epilog='Example: rnnedge optimize runs/charlm.onnx --int8 --out runs/charlm.int8.onnx')
 def optimize_cmd(model: Path, out: Path = typer.Option(..., "--out", help="variant to write "
                                                        "(.ort with --ort-format)"),

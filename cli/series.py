@@ -18,7 +18,7 @@ from .train import (DEVICE, MAX_MINUTES, PRESET, RESUME, classifier_summary, say
 from .train import THREADS as TORCH_THREADS
 
 
-@train_app.command("series", 
+@train_app.command("series",
     epilog='Example: rnnedge train series --config configs/vowels_best.toml --out runs/vowels')
 @with_settings(SeriesTrainConfig, SeriesConfig)
 def train_series(out: Path = typer.Option(Path("runs/series"), help="checkpoint directory"),
@@ -44,7 +44,7 @@ def train_series(out: Path = typer.Option(Path("runs/series"), help="checkpoint 
     say_quality(best)
 
 
-@app.command("classify-series", 
+@app.command("classify-series",
     epilog='Example: rnnedge classify-series runs/vowels.onnx my_recordings.ts --json')
 def classify_series(model: Path, file: Path = typer.Argument(..., help="cases: .ts, .npz or .csv"),
                     missing: str = typer.Option("error", help="missing values: error or interpolate"),

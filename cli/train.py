@@ -65,7 +65,7 @@ def option(field):
     return typer.Option(None, help=f"{help} [default: {field.default}]".strip())
 
 
-@train_app.command("charlm", 
+@train_app.command("charlm",
     epilog='Example: rnnedge train charlm --config configs/hamlet_demo.toml --out runs/charlm --max-minutes 3')
 @with_settings(CharTrainConfig, CharLMConfig)
 def train_charlm(out: Path = typer.Option(Path("runs/charlm"), help="checkpoint directory"),
@@ -84,7 +84,7 @@ def train_charlm(out: Path = typer.Option(Path("runs/charlm"), help="checkpoint 
     say_quality(best)
 
 
-@train_app.command("sentiment", 
+@train_app.command("sentiment",
     epilog='Example: rnnedge train sentiment --config configs/imdb_demo.toml --out runs/sentiment')
 @with_settings(SentimentTrainConfig, SentimentConfig)
 def train_sentiment(out: Path = typer.Option(Path("runs/sentiment"), help="checkpoint directory"),
