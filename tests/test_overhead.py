@@ -163,3 +163,22 @@ def test_the_one_pass_common_case_of_the_graph_refuses_feeds_as_check_does(charl
             assert all(np.array_equal(got[1][k], want[k]) for k in want)
         else:
             assert got == outcome(slow.core.run, feeds) == outcome(ort.core.run, feeds), feeds
+
+
+@pytest.mark.parametrize("engine", ["ort", "fast-int8"])
+def test_a_streamed_character_takes_the_short_path_with_the_same_answer(charlm, engine):
+    """``Stream.step`` of one character uses the model's prebuilt ids; the same logits and
+    states as the general path, and what the general path refuses is still refused."""
+    model = rt.load(charlm[1], engine=engine)
+    short, general = model.stream(), model.stream()
+    for ch in "To be, or":
+        got = short.step(ch)
+        want = general.step_ids(model.encode(ch))
+        np.testing.assert_array_equal(got, want)
+    for key in short.state:
+        np.testing.assert_array_equal(short.state[key], general.state[key])
+    assert model.one[ch].flags.writeable and model.one[ch].shape == (1, 1)
+    for bad in ("\u00a7", "", 7):
+        with pytest.raises(InputError):
+            short.step(bad)
+    np.testing.assert_array_equal(short.step("ab"), general.step_ids(model.encode("ab")))
