@@ -75,7 +75,7 @@ def parameters(checkpoint):
 def charlm_row(args, ckpt, model):
     from rnnedge.deploy.gates import bits_per_char
     from rnnedge.export.torch_engines import charlm_maker
-    from rnnedge.deploy.bench import bench_charlm
+    from rnnedge.deploy.bench_charlm import bench_charlm
     from rnnedge.runtime.model import load
     from rnnedge.data.hamlet import CharCorpus, load_text
 
@@ -88,7 +88,7 @@ def charlm_row(args, ckpt, model):
 
 def sentiment_row(args, ckpt, model, reviews):
     from rnnedge.export.torch_engines import sentiment_maker
-    from rnnedge.deploy.bench import bench_sentiment
+    from rnnedge.deploy.bench_sentiment import bench_sentiment
     from rnnedge.runtime.model import load
     from rnnedge.runtime.sentiment import evaluate
 

@@ -237,7 +237,7 @@ def test_info_describes_an_ort_format_file_from_its_session(charlm, data_dir, tm
     done = subprocess.run([sys.executable, "-m", "rnnedge.cli", "info", str(out), "--json"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == ort_info
+    assert json.loads(done.stdout) == {"command": "info", **ort_info}
 
 
 def test_requests_that_cannot_work_are_input_errors(charlm, tmp_path):

@@ -123,7 +123,7 @@ def test_a_review_far_longer_than_the_policy_is_cut_not_a_crash(sentiment):
 
 
 def test_bench_reports_reviews_per_second_with_ratios(sentiment, test_reviews):
-    from rnnedge.deploy.bench import bench_sentiment
+    from rnnedge.deploy.bench_sentiment import bench_sentiment
 
     report = bench_sentiment(sentiment[1], [r.text for r in test_reviews[:24]], batch_sizes=(1, 8),
                              threads=(1, 2), repeats=1)
