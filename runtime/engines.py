@@ -69,7 +69,7 @@ def make_engine(name, model, threads=1, meta=None):
         raise InputError(f"threads must be an integer from 1 to {MAX_THREADS} (this machine has "
                          f"{os.cpu_count()} CPUs), not {threads!r}")
     if name in ("fast", "fast-int8"):
-        return fused_engine(model, meta, "int8" if name == "fast-int8" else None)[0]
+        return fused_engine(model, meta, "int8" if name == "fast-int8" else None, threads)[0]
     return (OrtEngine if name == "ort" else NumbaEngine)(model, threads)
 
 
@@ -80,16 +80,24 @@ def make_engine(name, model, threads=1, meta=None):
 STACK_READERS = {"charlm": "chain", "sentiment": "sequence", "series": "sequence", "user": "chain"}
 
 
-def fused_engine(model, meta, quantize):
-    """(engine, path): the fused whole-model engine of the file's stack, one numba call a run;
-    when the kind's reader refuses the graph, the interpreter with fused recurrent nodes and
-    the reader's reason (``rnnedge info`` shows it)."""
+def fused_engine(model, meta, quantize, threads=1):
+    """(engine, path): the fused whole-model engine of the file's stack, one numba call a run.
+    When the kind's reader refuses the graph, ``fast`` is onnxruntime itself, the faster of
+    the two fp32 engines left (the interpreter with fused recurrent nodes took 1.2-7x
+    onnxruntime's time on such graphs: front ends, attention, scripted loops), and
+    ``fast-int8`` the interpreter with int8 fused recurrent nodes, the one engine that runs
+    such a graph on int8 weights; the path names the choice and the reader's reason
+    (``rnnedge info`` shows it)."""
     reader = STACK_READERS[meta.kind if meta is not None else "user"]
     try:
         stack = _read_stack(reader, model, meta)
         return _build(reader, stack, model, quantize), _path(reader, stack)
     except UnsupportedError as refused:
-        return NumbaEngine(model, kernel="fast-int8" if quantize else "fast"), _refused(refused)
+        if quantize is None:
+            engine = OrtEngine(model, threads)
+            engine.name = "fast"
+            return engine, f"onnxruntime, the faster fp32 engine here: {refused}"
+        return NumbaEngine(model, kernel="fast-int8"), _refused(refused)
 
 
 def engine_path(model, meta):
@@ -99,7 +107,7 @@ def engine_path(model, meta):
     try:
         return _path(reader, _read_stack(reader, model, meta))
     except UnsupportedError as refused:
-        return _refused(refused)
+        return f"fast: onnxruntime (the faster fp32 engine here); fast-int8: {_refused(refused)}"
 
 
 def _read_stack(reader, model, meta):
@@ -139,4 +147,4 @@ def _path(reader, stack):
 
 
 def _refused(reason):
-    return f"interpreter with fused recurrent nodes: {reason}"
+    return f"interpreter with int8 fused recurrent nodes: {reason}"

@@ -79,7 +79,8 @@ def test_bench_runs_variants_and_skips_engines_that_cannot_run_a_file(charlm, da
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert set(report["engines"]) == {"ort", "ort-direct"}
-    assert set(report["skipped"]) == {"numba", "fast", "fast-int8", "floor"}
+    # fast is onnxruntime where no fused reader takes the graph: it runs, as fast as ort
+    assert set(report["engines"]) == {"ort", "ort-direct", "fast"}
+    assert set(report["skipped"]) == {"numba", "fast-int8", "floor"}
     assert "DynamicQuantizeLSTM" in report["skipped"]["numba"]
     assert "fp32 charlm graph" in report["skipped"]["floor"]
