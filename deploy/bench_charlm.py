@@ -102,7 +102,7 @@ def _kernel_maker(engine):
         c = np.zeros_like(h) if engine.lstm else NO_STATE
         tokens = np.zeros((batch, 1), np.int64)
         logits = np.empty((batch, 1, engine.C), np.float32)
-        rest = (*engine.arguments, *engine.work)
+        rest = (*engine.arguments, *engine.calls.work)
 
         def step(ids):
             tokens[:, 0] = ids

@@ -91,7 +91,7 @@ def fused_engine(model, meta, quantize, threads=1):
     reader = STACK_READERS[meta.kind if meta is not None else "user"]
     try:
         stack = _read_stack(reader, model, meta)
-        return _build(reader, stack, model, quantize), _path(reader, stack)
+        return _build(reader, stack, model, quantize, threads), _path(reader, stack)
     except UnsupportedError as refused:
         if quantize is None:
             engine = OrtEngine(model, threads)
@@ -129,15 +129,15 @@ def _streaming(chain):
     return chain.directions == 1 and not chain.pool
 
 
-def _build(reader, stack, model, quantize):
+def _build(reader, stack, model, quantize, threads):
     if reader == "sequence":
         from .fast_seq import FastSeqEngine
 
-        return FastSeqEngine(model, quantize, seq=stack)
+        return FastSeqEngine(model, quantize, seq=stack, threads=threads)
     from .fast_chain import FastChainEngine, FastPooledEngine
 
-    return (FastChainEngine if _streaming(stack) else FastPooledEngine)(model, quantize,
-                                                                        chain=stack)
+    return (FastChainEngine if _streaming(stack) else FastPooledEngine)(
+        model, quantize, chain=stack, threads=threads)
 
 
 def _path(reader, stack):

@@ -31,7 +31,7 @@ class FastChainEngine(Engine):
     all_finite = staticmethod(all_finite)  # for ``GraphModel.check``: compiled, one call
     checks_tokens, checks_lengths = True, False  # ids: a typed error from the kernel
 
-    def __init__(self, model, quantize=None, twin=False, chain=None):
+    def __init__(self, model, quantize=None, twin=False, chain=None, threads=1):
         if quantize not in (None, "int8"):
             raise InputError(f"quantize must be None or 'int8', not {quantize!r}")
         self.chain = c = chain or read_chain(model)  # ``chain``: already read
@@ -45,13 +45,13 @@ class FastChainEngine(Engine):
                                   np.zeros(self.F), np.ones(self.F), c.fc, c.fc_bias)
         self.name = "fast-int8" if quantize else "fast"
         # one step (the streamed call) runs time-major, longer sequences layer after layer
-        self.kernel = fused_stack.run_numpy if twin else fused_stack.run
         self.stream = fused_stack.stream_numpy if twin else fused_stack.stream
         # every case runs its whole time: lengths above T (``clamp``) mean T
         head = fused_stack.EVERY if c.every else fused_stack.FINAL
         self.arguments = fused_stack.arguments(packed, head, quantize == "int8", clamp=True,
                                                int8_table=False)
-        self.packed, self.steps, self.work = packed, 1, fused_stack.work(packed, 1)
+        # the batch rows spread over ``threads`` when a call has several (one: a device's case)
+        self.calls = fused_stack.Calls(packed, threads, twin)
         self.whole = {}  # batch size -> lengths that mean "every step"
         self.outputs = [o.name for o in model.graph.output]
         self.no_tokens = np.zeros((0, 0), np.int64)
@@ -83,16 +83,14 @@ class FastChainEngine(Engine):
         h0, c0 are copied into them there, checked with the frames (None: not finite)."""
         B, T = tokens.shape if self.ids else X.shape[:2]
         y = np.empty((B, T, self.C) if self.every else (B, 1, self.C), FLOAT32)
-        if T == 1:
-            bad = self.stream(X, tokens, h0, c0, h, cn, y, *self.arguments, *self.work)
+        if T == 1 and (B == 1 or self.calls.threads == 1):
+            bad = self.stream(X, tokens, h0, c0, h, cn, y, *self.arguments, *self.calls.work)
         else:
             lengths = self.whole.get(B)
             if lengths is None:
                 lengths = self.whole[B] = np.full(B, np.iinfo(np.int64).max, np.int64)
-            if self.steps < T:
-                self.steps, self.work = T, fused_stack.work(self.packed, T)
-            bad = self.kernel(X, tokens, lengths, h0, c0, h, cn, NO_SUM, NO_SUM, y, NO_PROBS,
-                              *self.arguments, *self.work)
+            bad = self.calls.run(B, T, X, tokens, lengths, h0, c0, h, cn, NO_SUM, NO_SUM, y,
+                                 NO_PROBS, *self.arguments)
         if bad == fused_stack.NOT_FINITE:
             return None
         bad -= B
@@ -186,7 +184,7 @@ class FastPooledEngine(FastSeqEngine):
     sequence engine; every case runs its whole time (the graph
     has no lengths input)."""
 
-    def __init__(self, model, quantize=None, twin=False, chain=None):
+    def __init__(self, model, quantize=None, twin=False, chain=None, threads=1):
         c = chain or read_chain(model)
         if c.directions == 1 and not c.pool:
             raise UnsupportedError("fast pooled engine: a forward chain with a linear head "
@@ -198,4 +196,4 @@ class FastPooledEngine(FastSeqEngine):
                   c.directions, c.layers, c.pool, {},
                   {name: "logit" for name in c.outputs}, False, False, c.fc, c.fc_bias, "",
                   c.time_major)
-        super().__init__(model, quantize, twin, seq)
+        super().__init__(model, quantize, twin, seq, threads)

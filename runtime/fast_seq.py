@@ -249,7 +249,7 @@ class FastSeqEngine(Engine):
 
     all_finite = staticmethod(all_finite)  # for ``GraphModel.check``: compiled, one call
 
-    def __init__(self, model, quantize=None, twin=False, seq=None):
+    def __init__(self, model, quantize=None, twin=False, seq=None, threads=1):
         if quantize not in (None, "int8"):
             raise InputError(f"quantize must be None or 'int8', not {quantize!r}")
         self.seq = s = seq or read_seq(model)  # ``seq``: what another reader found
@@ -261,8 +261,7 @@ class FastSeqEngine(Engine):
         self.arguments = fused_stack.arguments(
             packed, fused_stack.HEADS[s.head], quantize == "int8", s.clamp,
             "sigmoid" if len(s.fc_bias) == 1 else "softmax")
-        self.kernel = fused_stack.run_numpy if twin else fused_stack.run
-        self.packed, self.steps, self.work = packed, 1, fused_stack.work(packed, 1)
+        self.calls = fused_stack.Calls(packed, threads, twin)  # rows over threads when > 1
         self.D, self.H = packed[6].shape[:2]
         self.L, self.F = len(s.layers), len(packed[3])
         self.outputs = [o.name for o in model.graph.output]
@@ -328,10 +327,8 @@ class FastSeqEngine(Engine):
         B, T = X.shape[:2]
         y = np.empty((B, 1, len(s.fc_bias)), np.float32)
         probs = np.empty_like(y)
-        if self.steps < T:
-            self.steps, self.work = T, fused_stack.work(self.packed, T)
-        bad = self.kernel(X, tokens, lengths, NO_STATE, NO_STATE, st["h"], st["c"], st["pooled"],
-                          st["seen"], y, probs, *self.arguments, *self.work)
+        bad = self.calls.run(B, T, X, tokens, lengths, NO_STATE, NO_STATE, st["h"], st["c"],
+                             st["pooled"], st["seen"], y, probs, *self.arguments)
         if bad >= 0 or bad == fused_stack.NOT_FINITE:
             raise self._error(bad, lengths, tokens, T)
         values = {"logit": y[:, 0, 0] if s.squeeze else y[:, 0],

@@ -77,7 +77,7 @@ def _twin(engine, feeds):
     lengths = np.full(len(h[0]), feeds["tokens"].shape[1])
     assert fused_stack.run_numpy(engine.no_frames, feeds["tokens"], lengths, NO_STATE, NO_STATE,
                                  h, c, NO_SUM, NO_SUM, logits, NO_PROBS, *engine.arguments,
-                                 *engine.work) == -1
+                                 *engine.calls.work) == -1
     return logits, {"h0": h, **({"c0": c} if "c0" in feeds else {})}
 
 

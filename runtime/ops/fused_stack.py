@@ -36,8 +36,9 @@ one idea, read side by side. numba's cache does not notice when a helper from an
 changes under these kernels: then delete ``runtime/ops/__pycache__``.
 """
 
+import numba
 import numpy as np
-from numba import njit, types
+from numba import get_thread_id, njit, prange, types
 from numba.extending import overload
 
 from ..errors import UnsupportedError
@@ -131,6 +132,36 @@ def work(packed, T):
     fixed = 2 * H + 2 * K0 + 2 * K1 + D * H
     return (np.zeros(fixed + 2 * T * D * H, np.float32), np.zeros(2 * (n0 + n1), np.int8),
             *scratch(H, G), np.zeros((H, G), np.float32))
+
+
+def thread_work(packed, T, threads):
+    """``work``'s buffers for ``run_threads``: each stacked, one per thread numba may run."""
+    return tuple(np.ascontiguousarray(np.stack([w] * threads)) for w in work(packed, T))
+
+
+class Calls:
+    """An engine's calls of ``run``: its work buffers, grown to the longest sequence seen, and
+    for several rows with ``threads`` above 1, ``run_threads`` on per-thread buffers (at most
+    numba's thread count, the machine's cores unless ``NUMBA_NUM_THREADS`` says less).
+    ``twin``: the plain numpy twin instead. Not thread-safe, as the engines."""
+
+    def __init__(self, packed, threads=1, twin=False):
+        self.packed, self.twin = packed, twin
+        self.threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
+        self.steps, self.work = 1, work(packed, 1)
+        self.thread_steps, self.thread_work = 0, None
+
+    def run(self, B, T, *inputs):
+        """``run``'s code on ``inputs`` (its arguments before the work buffers)."""
+        if self.threads > 1 and B > 1 and not self.twin:
+            if self.thread_steps < T:
+                self.thread_steps = T
+                self.thread_work = thread_work(self.packed, T, numba.config.NUMBA_NUM_THREADS)
+            numba.set_num_threads(min(self.threads, B))
+            return run_threads(*inputs, *self.thread_work)
+        if self.steps < T:
+            self.steps, self.work = T, work(self.packed, T)
+        return (run_numpy if self.twin else run)(*inputs, *self.work)
 
 
 # -- numba ------------------------------------------------------------------------------
@@ -335,48 +366,86 @@ def run(X, tokens, lengths, h0, c0, h, c, pooled, seen, y, probs, dims, norm, ta
         s, acc, tbuf):
     """X (B, T, F) or tokens (B, T) (X then (., ., 0)), lengths (B,) -> y (B, T or 1, C) and,
     when ``dims`` asks, probs (like y); h, c (L*D, B, H), pooled (B, D*H), seen (B, 1)
-    updated in place. ``dims``, ``norm`` and the weights: ``arguments``; ``work``, ``qs``:
-    ``work`` (and s, acc, tbuf). h0, c0 (like h, c, or empty): given states, copied into h, c and checked for
-    NaN and infinity with the frames in one pass, the streamed call's check (``NOT_FINITE``).
+    updated in place. ``dims``, ``norm`` and the weights: ``arguments``; ``work``, ``qs``,
+    s, acc, tbuf: ``work``. h0, c0 (like h, c, or empty): given states, copied into h, c and
+    checked for NaN and infinity with the frames in one pass, the streamed call's check
+    (``NOT_FINITE``).
 
     A row runs min(lengths[b], T) steps. Returns -1, ``NOT_FINITE``, or what ``_first_bad``
-    says is out of range (then nothing is computed). Plain twin: ``run_numpy``.
+    says is out of range (then nothing is computed). Plain twin: ``run_numpy``; on several
+    threads: ``run_threads``.
     """
+    bad = _refused(X, tokens, lengths, h0, c0, h, c, dims, table)
+    if bad != -1:
+        return bad
+    B = tokens.shape[0] if table.shape[1] > 0 else X.shape[0]
+    for b in range(B):
+        _case(b, X, tokens, lengths, h, c, pooled, seen, y, dims, norm, table, table_scale, M0,
+              M0_scale, Mup, Mup_scale, bias, rbh, fc, fc_scale, fc_bias, work, qs, s, acc, tbuf)
+    if dims[6]:
+        _probabilities(y, probs, dims[6] == 1)
+    return -1
+
+
+@njit(cache=True, fastmath=False, parallel=True)
+def run_threads(X, tokens, lengths, h0, c0, h, c, pooled, seen, y, probs, dims, norm, table,
+                table_scale, M0, M0_scale, Mup, Mup_scale, bias, rbh, fc, fc_scale, fc_bias,
+                works, qss, ss, accs, tbufs):
+    """``run`` with the batch rows spread over numba's threads (``numba.set_num_threads``),
+    each thread on its own work buffers (``thread_work``: ``work``'s, one per thread, by
+    ``numba.get_thread_id``); every row's arithmetic is ``run``'s, so the same bits."""
+    bad = _refused(X, tokens, lengths, h0, c0, h, c, dims, table)
+    if bad != -1:
+        return bad
+    B = tokens.shape[0] if table.shape[1] > 0 else X.shape[0]
+    for b in prange(B):
+        k = get_thread_id()
+        _case(b, X, tokens, lengths, h, c, pooled, seen, y, dims, norm, table, table_scale, M0,
+              M0_scale, Mup, Mup_scale, bias, rbh, fc, fc_scale, fc_bias, works[k], qss[k],
+              ss[k], accs[k], tbufs[k])
+    if dims[6]:
+        _probabilities(y, probs, dims[6] == 1)
+    return -1
+
+
+@njit(cache=True, fastmath=False)
+def _refused(X, tokens, lengths, h0, c0, h, c, dims, table):
+    """-1, or ``run``'s code for inputs it refuses: ``NOT_FINITE``, or ``_first_bad``'s."""
     if not copy_finite3(X, h0, c0, h, c):  # empty h0, c0: nothing copied
         return NOT_FINITE
+    T = tokens.shape[1] if table.shape[1] > 0 else X.shape[1]
+    return _first_bad(tokens, lengths, T, table.shape[1], dims[5])
+
+
+@njit(cache=True, fastmath=False)
+def _case(b, X, tokens, lengths, h, c, pooled, seen, y, dims, norm, table, table_scale, M0,
+          M0_scale, Mup, Mup_scale, bias, rbh, fc, fc_scale, fc_bias, work, qs, s, acc, tbuf):
+    """Batch row b through every layer and the head, on the work buffers given."""
     # dims[1] (int8) is the weights' dtype here: ``step`` and ``head_out`` read it from them
-    head, cell, activation, lbr, clamp, probs_of = (dims[0], dims[2], dims[3], dims[4], dims[5],
-                                                    dims[6])
-    D, H, G = M0_scale.shape  # M0 may be int8 panels
+    head, cell, activation, lbr = dims[0], dims[2], dims[3], dims[4]
+    D, H, _ = M0_scale.shape  # M0 may be int8 panels
     L = bias.shape[0]
-    B, T = tokens.shape if table.shape[1] > 0 else X.shape[:2]
-    bad = _first_bad(tokens, lengths, T, table.shape[1], clamp)
-    if bad >= 0:
-        return bad
+    T = tokens.shape[1] if table.shape[1] > 0 else X.shape[1]
     K0 = X.shape[2] + H  # layer 0's [x | h]: X is (., ., 0) for token ids
     wh, wc, x0, r0, x1, r1, feat, q0, qr0, q1, qr1 = _vectors(work, qs, dims, D, H, K0)
     ya, yb = _steps(work, D, H, K0)
-    for b in range(B):
-        n = min(lengths[b], T)
-        top = _row(X, tokens, b, n, h, c, cell, activation, lbr, norm, table,
-                   table_scale, M0, M0_scale, Mup, Mup_scale, bias, rbh, ya, yb, wh, wc, x0, r0,
-                   x1, r1, q0, qr0, q1, qr1, s, acc, tbuf)
-        if head == EVERY:
-            for t in range(n):
-                head_out(fc, fc_scale, fc_bias, top[t], q1, y[b, t])
-            continue
-        if head == FINAL:
-            head_out(fc, fc_scale, fc_bias, top[n - 1], q1, y[b, 0])
-            continue
-        if head == 0:
-            for d in range(D):
-                copy(h[(L - 1) * D + d, b], feat, d * H)
-        else:
-            _pool(head, top, n, pooled[b], seen[b], feat)
-        head_out(fc, fc_scale, fc_bias, feat, q1, y[b, 0])
-    if probs_of:
-        _probabilities(y, probs, probs_of == 1)
-    return -1
+    n = min(lengths[b], T)
+    top = _row(X, tokens, b, n, h, c, cell, activation, lbr, norm, table, table_scale, M0,
+               M0_scale, Mup, Mup_scale, bias, rbh, ya, yb, wh, wc, x0, r0, x1, r1, q0, qr0, q1,
+               qr1, s, acc, tbuf)
+    if head == EVERY:
+        for t in range(n):
+            head_out(fc, fc_scale, fc_bias, top[t], q1, y[b, t])
+        return
+    if head == FINAL:
+        head_out(fc, fc_scale, fc_bias, top[n - 1], q1, y[b, 0])
+        return
+    if head == 0:
+        for d in range(D):
+            copy(h[(L - 1) * D + d, b], feat, d * H)
+    else:
+        _pool(head, top, n, pooled[b], seen[b], feat)
+    head_out(fc, fc_scale, fc_bias, feat, q1, y[b, 0])
 
 
 @njit(cache=True, fastmath=False)
