@@ -47,7 +47,9 @@ def verify(model_path, reference=None, data_dir=None, notes=None, engines=ENGINE
     from rnnedge.runtime.files import read_onnx
     from rnnedge.runtime.golden import check_fits, from_props
     from rnnedge.runtime.metadata import read_metadata
+    from rnnedge.runtime.quiet import Stages
 
+    stage = Stages("verify")
     notes = [] if notes is None else notes
     skipped = {} if skipped is None else skipped
     proto = read_onnx(model_path)
@@ -67,6 +69,7 @@ def verify(model_path, reference=None, data_dir=None, notes=None, engines=ENGINE
     feeds.update(adapter.real_feeds(models["ort"], data_dir, notes, limit))
     diffs = node_level(proto, next(iter(feeds.values()))[0])
     for label, group in feeds.items():
+        stage(f"{label} on {', '.join(cores)}")
         outs = run_engines(cores, group, skipped)
         diffs += _against(label, outs, "ort", outs["ort"])
         if label.startswith("golden"):
@@ -75,8 +78,10 @@ def verify(model_path, reference=None, data_dir=None, notes=None, engines=ENGINE
             diffs += [agreement(f"{label} {name} vs ort", adapter.label_output, out, outs["ort"])
                       for name, out in outs.items() if name not in ("ort", "fast-int8")]
     if reference is not None:
+        stage("PyTorch from the checkpoint")
         diffs += against_reference(reference, cores, adapter.reference_feeds(models["ort"]) or feeds,
                                    adapter.label_output)
+    stage("streamed against whole sequences")
     for name, core in cores.items():
         diffs += streamed_vs_whole(core, next(iter(feeds.values()))[0], name, notes)
     return ([] if allow_skip else [could_not_run(n, why) for n, why in skipped.items()]) + diffs

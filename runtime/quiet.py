@@ -13,3 +13,21 @@ ENV = "RNNEDGE_QUIET"
 
 def quiet():
     return os.environ.get(ENV) == "1"
+
+
+class Stages:
+    """Progress of a command that may run long, one line a stage on stderr: silent while the
+    command is younger than ``after`` seconds (a quick run says nothing), then
+    ``verify: real data: ... (12 s)`` as each stage starts; nothing under ``--quiet``."""
+
+    def __init__(self, command, after=5.0, stream=None, clock=None):
+        import sys
+        import time
+
+        self.command, self.after, self.clock = command, after, clock or time.perf_counter
+        self.stream, self.start = stream or sys.stderr, self.clock()
+
+    def __call__(self, what):
+        elapsed = self.clock() - self.start
+        if elapsed >= self.after and not quiet():
+            print(f"{self.command}: {what} ({elapsed:.0f} s)", file=self.stream, flush=True)

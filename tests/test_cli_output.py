@@ -88,3 +88,20 @@ def test_every_command_help_ends_with_an_example_of_itself(path, command):
     assert f"{path} " in example or example.endswith(path), example
     (args,) = rnnedge_calls(example.removeprefix("Example:"))  # names real options
     assert check_call(args) is None, check_call(args)
+
+
+def test_stage_lines_start_after_five_seconds_and_never_under_quiet(monkeypatch):
+    import io
+
+    from rnnedge.runtime.quiet import ENV, Stages
+
+    now = [100.0]
+    out = io.StringIO()
+    stage = Stages("verify", after=5.0, stream=out, clock=lambda: now[0])
+    stage("loading")  # 0 s in: a quick command says nothing
+    now[0] = 112.4
+    stage("real data")
+    assert out.getvalue() == "verify: real data (12 s)\n"
+    monkeypatch.setenv(ENV, "1")
+    stage("streaming")
+    assert out.getvalue() == "verify: real data (12 s)\n"
