@@ -28,6 +28,7 @@ from rnnedge.runtime.errors import DataError, InputError
 
 from .download import data_dir as resolve_data_dir
 from .download import fetch
+from .ts_format import text_lines
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 ARCHIVES = ("aclImdb_labeled.tar.gz", "aclImdb_v1.tar.gz")
@@ -122,7 +123,8 @@ def _check_splits(found, source):
 
 
 def load_labeled_file(path, text_column="text", label_column="label"):
-    """Reviews from a ``.csv`` or JSON-lines (``.jsonl``/``.ndjson``) file.
+    """Reviews from a ``.csv`` or JSON-lines (``.jsonl``/``.ndjson``) file of UTF-8 text (a
+    byte-order mark, as Excel writes, is dropped; another encoding is refused).
 
     Labels may be 0/1, pos/neg, positive/negative or true/false (any case).
     """
@@ -132,24 +134,21 @@ def load_labeled_file(path, text_column="text", label_column="label"):
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".ndjson"):
         raise DataError(f"{path}: unknown file type {suffix!r}; use .csv or .jsonl (JSON lines)")
-    try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            rows = list(_csv_rows(fh) if suffix == ".csv" else _jsonl_rows(fh, path))
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not UTF-8 text ({exc}); re-save it as UTF-8") from exc
+    lines = text_lines(path)  # UTF-8, a byte-order mark dropped; else a DataError naming the byte
+    rows = list(_csv_rows(lines) if suffix == ".csv" else _jsonl_rows(lines, path))
     if not rows:
         raise DataError(f"{path} holds no rows")
     return [_row_record(row, where, path, text_column, label_column) for where, row in rows]
 
 
-def _csv_rows(fh):
+def _csv_rows(lines):
     # Quoted fields may span lines, so a CSV record is named by its row number.
-    for number, row in enumerate(csv.DictReader(fh), start=1):
+    for number, row in enumerate(csv.DictReader(lines), start=1):
         yield f"row {number}", row
 
 
-def _jsonl_rows(fh, path):
-    for line, raw in enumerate(fh, start=1):
+def _jsonl_rows(lines, path):
+    for line, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         try:

@@ -16,15 +16,18 @@ Missing values (``?``, ``NaN``, an empty CSV cell) follow ``missing``: ``"error"
 default) stops with a ``DataError`` naming the line (row) and the channel; ``"interpolate"``
 fills each gap linearly in time from its neighbours in the same channel (the nearest value
 at either end); a channel with no value at all in a case is still an error. Text files are
-UTF-8 (a byte-order mark, as Excel writes, is dropped; another encoding is refused, not
-decoded with replacement); every value must be finite in float32, as the model reads it;
-class names must be distinct printable text. Every bad file is a ``DataError`` that names the
-file and the line or case. Torch-free; numpy only.
+UTF-8 (a byte-order mark, as Excel writes, is dropped; UTF-16 and any other encoding are
+refused, naming the first bad byte, never decoded with replacement); every value must be
+finite in float32, as the model reads it; class names must be distinct printable text; a case
+holds at most ``ts_format.MAX_CASE_VALUES`` values (10 million), and a long ``.ts`` line is
+parsed in chunks, so reading costs a small multiple of the file's size. Every bad file is a
+``DataError`` that names the file and the line or case. Torch-free; numpy only.
 """
 
 import csv
 import math
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +37,7 @@ from rnnedge.runtime.errors import DataError, InputError
 
 from .download import data_dir as resolve_data_dir
 from .download import fetch
-from .ts_format import fill_missing, parse_values, read_ts, text_lines
+from .ts_format import check_case_size, fill_missing, parse_values, read_ts, text_lines
 
 VOWELS_URL = "https://www.timeseriesclassification.com/aeon-toolkit/JapaneseVowels.zip"
 VOWELS_DIR = "JapaneseVowels"
@@ -121,13 +124,14 @@ def extract_ts(archive, folder):
 def read_npz(path, missing="error"):
     """A ``Series`` of arrays ``X`` (N, T, C), ``lengths`` (N,), ``y`` (N,), ``classes``."""
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise DataError(f"{path} holds one array (an .npy file?), not an .npz archive of X, "
-                            f"lengths and y; save it with np.savez")
-        with loaded as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        with open(path, "rb") as fh:  # ours to close: np.load leaks it on a truncated archive
+            loaded = np.load(fh, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise DataError(f"{path} holds one array (an .npy file?), not an .npz archive of "
+                                f"X, lengths and y; save it with np.savez")
+            with loaded as npz:
+                arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(f"{path} is not a readable .npz without pickled objects "
                         f"({type(exc).__name__}: {exc or 'empty'})") from exc
     X = arrays.get("X")
@@ -138,6 +142,9 @@ def read_npz(path, missing="error"):
     if lengths.shape != (len(X),) or lengths.dtype.kind not in "iu" or \
             lengths.min(initial=1) < 1 or lengths.max(initial=0) > X.shape[1]:
         raise DataError(f"{path}: lengths must be (cases,) integers in [1, {X.shape[1]}]")
+    if X.shape[2] < 1:
+        raise DataError(f"{path}: X has no channels (shape {X.shape}); it needs at least one")
+    check_case_size(X.shape[1] * X.shape[2], f"{path}, each case")
     with np.errstate(over="ignore"):  # beyond float32 becomes inf: refused by load_series
         cases = [fill_missing(X[k, :n].astype(np.float32), f"{path}, case {k + 1}", missing)
                  for k, n in enumerate(lengths)]
@@ -230,11 +237,14 @@ def _csv_cases(reader, names, channels, path, time_column, id_column, label_colu
         if label != first:
             raise DataError(f"{where}: label {label!r} differs from {first!r} earlier in the case")
         frames.append((t, values))
+        check_case_size(len(frames) * len(values), f"{where}, case {row[col[id_column]].strip()!r}")
     return cases
 
 
-def split_stratified(y, fraction, seed=0):
-    """(train indices, validation indices): ``fraction`` of each class, at least one, seeded."""
+def split_stratified(y, fraction, seed=0, where="the training data"):
+    """(train indices, validation indices): ``fraction`` of each class, at least one, seeded;
+    a class keeps at least one case for training, so a class of one case lends none to
+    validation, and data with no class of two cases is refused (nothing to validate on)."""
     if not 0.0 < fraction < 1.0:
         raise InputError(f"val_fraction must be in (0, 1), not {fraction}")
     rng = np.random.default_rng(seed)
@@ -244,8 +254,10 @@ def split_stratified(y, fraction, seed=0):
         take = min(max(1, round(fraction * len(members))), len(members) - 1)
         val.extend(rng.choice(members, size=take, replace=False) if take > 0 else [])
     if not val:
-        raise DataError("no class has 2 or more cases, so none can be held out for validation; "
-                        "give at least 2 cases of each class")
+        raise DataError(f"{where}: the validation split would be empty: {len(y)} cases for "
+                        f"{len(np.unique(y))} classes, and no class has 2 or more cases, so none "
+                        f"can be held out for validation (early stopping needs it); give at "
+                        f"least 2 cases of each class")
     is_val = np.zeros(len(y), dtype=bool)
     is_val[np.array(val, dtype=np.int64)] = True
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)

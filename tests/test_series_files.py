@@ -30,7 +30,7 @@ CSV = "id,t,a,b,label\n1,0,0.5,1.0,x\n1,1,0.25,2.0,x\n2,0,1.5,-1.0,y\n"
 @pytest.mark.parametrize("name, make, message", [
     ("big.csv", lambda p: write(p, CSV.replace("0.25", "1e39")), "is not finite in float32"),
     ("nan_t.csv", lambda p: write(p, CSV.replace("1,1,", "1,nan,")), "t 'nan' is not a finite number"),
-    ("utf16.csv", lambda p: write(p, CSV.encode("utf-16")), "not UTF-8 text (near line 1): it is UTF-16"),
+    ("utf16.csv", lambda p: write(p, CSV.encode("utf-16")), "is UTF-16; save it as UTF-8"),
     ("latin1.ts", lambda p: write(p, (TS_HEAD.format(labels="caf\xe9 tea") + "1,2,3:caf\xe9\n")
                                   .encode("latin-1")), "not UTF-8 text"),
     ("huge.ts", lambda p: write(p, TS_HEAD.format(labels="a b") + "1,1e39,3:a\n"),

@@ -14,20 +14,48 @@ whatever device trained them, so that export, resume and ``torch.load`` work wit
 In a run directory (``rundir``) only the process that holds it writes checkpoints, each write
 a commit of the run, and readers get the bytes that the run's manifest names. Elsewhere a
 checkpoint is written atomically (temp file, fsync, rename).
+
+A checkpoint is checked when it is read, before any model is built from it (export, resume,
+diagnose): its ``config`` must be a valid config of its task, the parameters that config asks
+for (counted from it, ``config_shapes``) at most ``MAX_PARAMS`` and equal to the elements of
+the tensors stored in ``model`` (and in the running ``average``), tensor by tensor, so that an
+altered config never allocates a model its weights do not fill.
 """
 
 import hashlib
 import io
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 from rnnedge.runtime.atomic import write_atomic
 from rnnedge.runtime.errors import CheckpointError, InputError, first_line
 
 from . import rundir
+from .config import CharLMConfig, SentimentConfig, SeriesConfig
 
 FORMAT = 1
 REQUIRED = ("format", "task", "config", "vocab", "model", "epoch", "metrics")
+MAX_PARAMS = 2_000_000_000  # 8 GB of float32; rnnedge's models are far smaller
+ALTERED = "the config or the weights were altered after rnnedge wrote it"
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # torch stacks them in weight_ih, weight_hh, biases
+# task: (its config, the field of the recurrent input's width, the linear head's outputs). Each
+# model is an embedding (when its config has a vocab_size), torch's RNN/GRU/LSTM, one Linear.
+MODELS = {"charlm": (CharLMConfig, "embed_dim", "vocab_size"),
+          "sentiment": (SentimentConfig, "embed_dim", 1),
+          "series": (SeriesConfig, "channels", "num_classes")}
+
+
+class Layout(NamedTuple):
+    """The sizes that fix every tensor of a model (``layout``)."""
+
+    embedding: tuple  # (vocab_size, embed_dim), or () without one
+    width: int  # the input of the first recurrent layer
+    hidden: int
+    rows: int  # gates x hidden: the rows of weight_ih, weight_hh and the biases
+    dirs: int  # 2 when bidirectional
+    layers: int
+    out: int  # the linear head's outputs
 
 
 def to_bytes(payload):
@@ -135,6 +163,8 @@ def _read(path, task):
         raise CheckpointError(f"{path} is not an rnnedge checkpoint (missing {', '.join(missing)})")
     if task is not None and ckpt["task"] != task:
         raise CheckpointError(f"{path} is a {ckpt['task']!r} checkpoint, expected {task!r}")
+    if ckpt["task"] in MODELS:
+        check_tensors(path, ckpt)
     return ckpt, data
 
 
@@ -207,3 +237,84 @@ def seed_best(out, resumed):
         best = Path(resumed).parent / "best.pt"
         ckpt, data = _read(best if best.is_file() else resumed, None)
         run.commit({"best.pt": (data, ckpt["epoch"])})
+
+
+def check_tensors(path, ckpt):
+    """The tensors of ``ckpt`` are those its config asks for, before a model is built from it:
+    a ``CheckpointError`` names the two parameter counts, or the first tensor that differs."""
+    sizes = layout(path, ckpt)
+    count, tensors = size_of(sizes)
+    stored = [("model", ckpt["model"])]
+    average = ckpt.get("average")
+    if isinstance(average, dict) and average.get("mean"):  # a resumed run goes on averaging it
+        stored.append(("average", average["mean"]))
+    for what, state in stored:
+        if not isinstance(state, dict) or not all(map(_is_tensor, state.values())):
+            raise CheckpointError(f"{path}: its {what} is not a dict of tensors; it is damaged or "
+                                  f"not written by rnnedge")
+        held = sum(t.numel() for t in state.values())
+        limit = f" (more than the limit of {MAX_PARAMS:,})" if count > MAX_PARAMS else ""
+        counts = (f"its config asks for {count:,} parameters in {tensors:,} tensors{limit}, its "
+                  f"{what} holds {held:,} in {len(state):,}")
+        if count > MAX_PARAMS or tensors != len(state):
+            raise CheckpointError(f"{path}: {counts}; {ALTERED}")
+        for name, want in shapes_of(sizes).items():  # as many as the file holds
+            got = state.get(name)
+            if got is None or tuple(got.shape) != want or not got.is_floating_point():
+                found = ("missing" if got is None else f"of shape {tuple(got.shape)}"
+                         if tuple(got.shape) != want else f"{got.dtype}, not floating point")
+                raise CheckpointError(f"{path}: tensor {name} of its {what} is {found}, the "
+                                      f"config asks for floats of shape {want} ({counts}); "
+                                      f"{ALTERED}")
+
+
+def _is_tensor(value):
+    import torch
+
+    return isinstance(value, torch.Tensor)
+
+
+def layout(path, ckpt):
+    """The ``Layout`` of the model that ``ckpt``'s config builds; a ``CheckpointError`` when
+    the config is not a valid one of its task."""
+    cls, width, out = MODELS[ckpt["task"]]
+    try:
+        c = cls(**ckpt["config"]) if isinstance(ckpt["config"], dict) else None
+        sizes = {n: getattr(c, n) for n in ("hidden_size", "num_layers", width, out,
+                                            "vocab_size", "embed_dim")
+                 if isinstance(n, str) and hasattr(c, n)}
+        if c is None or not all(type(v) is int and v >= 1 for v in sizes.values()):
+            raise TypeError(f"sizes must be integers >= 1: {sizes}")
+    except (TypeError, InputError) as exc:
+        raise CheckpointError(f"{path}: its config is not a valid {ckpt['task']} config "
+                              f"({first_line(exc)}); it is damaged or not written by rnnedge "
+                              f"train") from None
+    dirs = 2 if getattr(c, "bidirectional", False) else 1
+    embedding = (c.vocab_size, c.embed_dim) if hasattr(c, "vocab_size") else ()
+    return Layout(embedding, sizes[width], c.hidden_size, GATES[c.cell] * c.hidden_size, dirs,
+                  c.num_layers, sizes[out] if isinstance(out, str) else out)
+
+
+def size_of(m):
+    """(parameters, tensors) of the model of ``Layout`` ``m``: ``shapes_of`` summed in closed
+    form, since ``num_layers`` may be absurd."""
+    def layer(width):  # weight_ih (rows, width), weight_hh (rows, hidden), two biases (rows,)
+        return m.dirs * m.rows * (width + m.hidden + 2)
+
+    embedding = m.embedding[0] * m.embedding[1] if m.embedding else 0
+    count = (embedding + layer(m.width) + (m.layers - 1) * layer(m.hidden * m.dirs)
+             + m.out * (m.hidden * m.dirs + 1))
+    return count, bool(m.embedding) + 4 * m.dirs * m.layers + 2
+
+
+def shapes_of(m):
+    """{state-dict name: shape} of the model of ``Layout`` ``m``, in torch's names."""
+    shapes = {"embedding.weight": m.embedding} if m.embedding else {}
+    for k in range(m.layers):
+        for suffix in ("", "_reverse")[:m.dirs]:
+            shapes.update({f"rnn.weight_ih_l{k}{suffix}": (m.rows, m.width if k == 0
+                                                           else m.hidden * m.dirs),
+                           f"rnn.weight_hh_l{k}{suffix}": (m.rows, m.hidden),
+                           f"rnn.bias_ih_l{k}{suffix}": (m.rows,),
+                           f"rnn.bias_hh_l{k}{suffix}": (m.rows,)})
+    return {**shapes, "fc.weight": (m.out, m.hidden * m.dirs), "fc.bias": (m.out,)}

@@ -5,12 +5,15 @@ dh(t)/dh(k). This measures it: the recurrence is run one step at a time so every
 state h(k) is a node of the graph, the loss is taken at the last step t only, and
 the norm of dL/dh(k) is recorded for every k. ``gradient_norms`` works for any
 recurrence; ``charlm_curves`` applies it to the character model's cells on real
-Hamlet windows, at initialization and for trained checkpoints.
+Hamlet windows, at initialization and for trained checkpoints (read and checked before any
+curve is computed). ``report`` writes gradients.json and gradients.png, both or neither.
 """
 
+import contextlib
 import copy
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +22,11 @@ from torch import nn
 
 from rnnedge.data.hamlet import CharCorpus, load_text
 
-from rnnedge.runtime.atomic import write_atomic
-from rnnedge.runtime.errors import InputError, write_error
+from rnnedge.runtime.atomic import writing
+from rnnedge.runtime.errors import CheckpointError, InputError, OutputError, write_error
 
 from . import checkpoint
-from .charlm import CELLS, CharLM, CharLMConfig
+from .charlm import CELLS, CharLM, CharLMConfig, build_model
 
 
 def gradient_norms(step, state, xs, loss_at_last):
@@ -76,14 +79,25 @@ def vanishing_distance(curve, threshold=1e-3):
 
 def charlm_curves(checkpoints=(), cells=tuple(CELLS), steps=200, windows=8, data_dir=None,
                   hidden_size=256, num_layers=2, seed=0):
-    """Curves for fresh models of each cell and for each trained checkpoint."""
+    """Curves for fresh models of each cell and for each trained checkpoint; the checkpoints
+    are read and checked first, before minutes of work."""
     if steps < 1 or windows < 1:
         raise InputError(f"--steps and --windows must be >= 1, not {steps} and {windows}")
-    torch.manual_seed(seed)
+    trained = {}
+    for path in checkpoints:
+        ckpt = checkpoint.load(path, "charlm")
+        clip = ckpt.get("train_config", {}).get("clip")
+        label = f"{ckpt['config']['cell']} trained ({Path(path).parent.name}, clip {clip})"
+        trained[label] = (path, ckpt)
     corpus = CharCorpus.from_text(load_text(None, data_dir))
+    for path, ckpt in trained.values():
+        if tuple(ckpt["vocab"]) != corpus.vocab:
+            raise CheckpointError(f"{path} was trained on another text (its characters are not "
+                                  f"Hamlet's); the diagnostic runs on Hamlet windows")
     if steps > len(corpus.val) - 2:
         raise InputError(f"--steps {steps} is longer than the validation text "
                          f"({len(corpus.val)} characters); use at most {len(corpus.val) - 2}")
+    torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     starts = rng.integers(0, len(corpus.val) - steps - 1, windows)
     wins = [corpus.val[s:s + steps + 1] for s in starts]
@@ -92,33 +106,53 @@ def charlm_curves(checkpoints=(), cells=tuple(CELLS), steps=200, windows=8, data
         config = CharLMConfig(len(corpus.vocab), hidden_size=hidden_size, num_layers=num_layers,
                               cell=cell, dropout=0.0)
         curves[f"{cell} init"] = mean_curve(CharLM(config), wins)
-    for path in checkpoints:
-        from .charlm import build_model
-
-        ckpt = checkpoint.load(path, "charlm")
-        clip = ckpt.get("train_config", {}).get("clip")
-        label = f"{ckpt['config']['cell']} trained ({Path(path).parent.name}, clip {clip})"
+    for label, (_, ckpt) in trained.items():
         curves[label] = mean_curve(build_model(ckpt), wins)
     return curves
 
 
 def report(curves, out_dir):
-    """Write gradients.json and gradients.png to ``out_dir``; return the summary rows."""
+    """Write gradients.json and gradients.png to ``out_dir``, both or neither (an
+    ``OutputError`` naming the one that could not be written); return the summary rows."""
     out_dir = check_out_dir(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise write_error(out_dir, exc) from exc
     rows = [{"curve": name, "vanishes_at": vanishing_distance(c),
              "ratio_at_50": float(c[min(50, len(c) - 1)]), "ratio_at_end": float(c[-1])}
             for name, c in curves.items()]
     table = {"summary": rows, "curves": {n: c.tolist() for n, c in curves.items()}}
-    write_atomic(out_dir / "gradients.json", json.dumps(table, indent=1).encode())
-    _plot(curves, out_dir / "gradients.png")
+    files = {out_dir / "gradients.json": json.dumps(table, indent=1).encode(),
+             out_dir / "gradients.png": _plot(curves)}  # drawn before anything is written
+    made = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(out_dir, exc) from exc
+    try:
+        write_together(files)
+    except OutputError:
+        if made:  # the folder this call made, empty again: the temporaries are gone
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
     return rows
 
 
-def _plot(curves, path):
+def write_together(files):
+    """Write ``{path: bytes}``, each whole (``runtime/atomic.py``); every file is on disk before
+    any is renamed into place, so a full disk leaves none of them."""
+    with contextlib.ExitStack() as stack:
+        temps = {path: stack.enter_context(writing(path)) for path in files}
+        for path, tmp in temps.items():
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(files[path])
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:  # named here: the writers would all name the last one
+                raise write_error(path, exc) from exc
+
+
+def _plot(curves):
+    """The PNG bytes of the curves' plot."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -136,7 +170,7 @@ def _plot(curves, path):
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
-    write_atomic(path, png.getvalue())  # all or nothing, as gradients.json
+    return png.getvalue()
 
 
 def check_out_dir(out_dir):

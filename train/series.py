@@ -48,7 +48,10 @@ class Frames(classifier.Kind):
         """Classes and normalisation are the training split's, unless resumed (the checkpoint's)."""
         train, self.test = load_splits(self.data, self.test_path, self.data_dir, self.missing)
         _check_labels(train, ckpt)
-        train_idx, val_idx = split_stratified(train.y, tc.val_fraction, tc.seed)
+        if self.test is not None:  # now, not after training: its score is the run's last step
+            _check_test(self.test, train, self.test_path or self.test.name)
+        train_idx, val_idx = split_stratified(train.y, tc.val_fraction, tc.seed,
+                                              f"the training data {self.data or train.name}")
         if ckpt:
             config, self.norm, self.classes = (SeriesConfig(**ckpt["config"]), ckpt["norm"],
                                                tuple(ckpt["vocab"]))
@@ -125,6 +128,15 @@ def _check_labels(train, ckpt):
         raise DataError(f"--resume: the training data has classes {list(train.classes)} and "
                         f"{train.channels} channels, the checkpoint {ckpt['vocab']} and "
                         f"{ckpt['config']['channels']}; resume on the data it was trained on")
+
+
+def _check_test(test, train, where):
+    """The test cases can be scored by a model of ``train``: labelled, with its channels and
+    its classes (``train``'s equal a resumed checkpoint's, ``_check_labels``)."""
+    if test.channels != train.channels:
+        raise DataError(f"the test data {where} has {test.channels} channels, the training data "
+                        f"{train.channels}; give test cases with the training data's channels")
+    relabel(test, train.classes, f"the test data {where}")
 
 
 @distributed.holding
