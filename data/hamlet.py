@@ -15,6 +15,7 @@ import numpy as np
 from rnnedge.runtime.errors import DataError
 
 from .download import data_dir, fetch
+from .ts_format import text_lines
 
 HAMLET_FILE = "hamlet_pg2265.txt"
 HAMLET_URL = "https://www.gutenberg.org/cache/epub/2265/pg2265.txt"
@@ -43,10 +44,8 @@ def load_text(text=None, data_dir_=None):
         path = Path(text)
         if not path.is_file():
             raise DataError(f"text file {path} {'is a directory' if path.is_dir() else 'does not exist'}")
-        try:
-            corpus = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        # the readers' one rule (UTF-8, a BOM dropped), newlines as Python reads text
+        corpus = "".join(text_lines(path)).replace("\r\n", "\n").replace("\r", "\n")
         if len(corpus) < 100:
             raise DataError(f"{path} holds {len(corpus)} characters; a corpus needs at least 100")
         return corpus

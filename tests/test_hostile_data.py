@@ -404,3 +404,19 @@ def test_the_diagnose_command_refuses_a_bad_checkpoint_at_once(tmp_path):
     assert len(lines) == 1 and lines[0].startswith(f"rnnedge: error: {bad} is not a readable "
                                                    f"torch checkpoint")
     assert not (tmp_path / "d").exists()
+
+
+def test_a_training_text_takes_the_readers_rule(tmp_path):
+    """``train charlm --text``: a UTF-8 BOM (as Notepad and Excel write) is dropped and
+    Windows newlines read as newlines, so neither joins the vocabulary; latin-1 is refused
+    naming the byte, as every other reader does."""
+    from rnnedge.data.hamlet import load_text
+
+    text = tmp_path / "bom.txt"
+    text.write_bytes(b"\xef\xbb\xbf" + b"To be, or not to be, that is the question.\r\n" * 5)
+    corpus = load_text(text)
+    assert corpus.startswith("To be") and "\ufeff" not in corpus and "\r" not in corpus
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"caf\xe9 " + b"abcd " * 30)
+    with pytest.raises(DataError, match=r"not UTF-8 text at byte offset 3 \(line 1: byte 0xe9\)"):
+        load_text(latin)
