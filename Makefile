@@ -13,7 +13,7 @@ RNNEDGE_DATA ?= $(abspath ../shared/data)
 endif
 export RNNEDGE_DATA
 
-.PHONY: install test demo demo-charlm demo-sentiment demo-own bench spread cells series ddp clean
+.PHONY: install test demo demo-charlm demo-sentiment demo-own bench spread matrix cells series ddp clean
 
 # The demo models: trained and exported when missing (make demo retrains them).
 define charlm_model
@@ -78,6 +78,7 @@ demo-own: $(STAMP)
 	$(BIN)/rnnedge optimize $(RUNS)/kws.onnx --numba-int8 --out $(RUNS)/kws.int8.onnx
 
 # The benchmark suite (under 10 min once the demo models exist): benchmarks/results/bench.*
+# (`make matrix` times fresh user-style models over cells, batches and lengths instead)
 bench: $(RUNS)/charlm.onnx $(RUNS)/sentiment.onnx
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/suite.py \
 	  --charlm $(RUNS)/charlm.onnx --charlm-checkpoint $(RUNS)/charlm/best.pt \
@@ -89,6 +90,12 @@ bench: $(RUNS)/charlm.onnx $(RUNS)/sentiment.onnx
 spread: $(RUNS)/charlm.onnx $(RUNS)/sentiment.onnx
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/spread.py \
 	  --charlm $(RUNS)/charlm.onnx --sentiment $(RUNS)/sentiment.onnx --out benchmarks/results
+
+# The 36-cell matrix: LSTM/GRU/RNN x hidden 64/256/1024 x (batch, time) in (1, 1), (1, 100),
+# (16, 100), (64, 50), fresh weights; every engine's p50 over onnxruntime used directly
+# (I/O binding), parity first, one thread (about 10 min): benchmarks/results/matrix.*
+matrix: $(STAMP)
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python benchmarks/matrix.py --work runs/matrix --out benchmarks/results
 
 # Every cell on both workloads, trained under fixed budgets on one thread (about 75 min):
 # benchmarks/results/cells.*

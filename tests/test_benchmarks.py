@@ -105,3 +105,33 @@ def test_spread_repeats_every_ratio_and_reports_its_range(charlm, sentiment, dat
     median = (values[0] + values[1]) / 2
     assert f"| fast / ort | {median:.2f}x | {min(values):.2f}x | {max(values):.2f}x |" in table
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_matrix_times_every_engine_against_ort_direct_after_parity(tmp_path):
+    pytest.importorskip("torch", reason="the matrix builds its models with torch")
+    matrix = _module("matrix")
+    matrix.main(["--cells", "lstm-8-1x1,lstm-8-2x3", "--rounds", "1", "--seconds", "0.05",
+                 "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")])
+    results = json.loads((tmp_path / "out" / "matrix.json").read_text())
+    assert [c["cell"] for c in results["cells"]] == ["lstm-8-1x1", "lstm-8-2x3"]
+    for c in results["cells"]:
+        assert c["fast_engine"].startswith("fused stack (chain reader")
+        assert c["parity_ok"] and all(d["ok"] for d in c["parity"])
+        # each engine's outputs (logits, h_new, c_new) against ort's, at its precision's level
+        engines, outputs = ("ort-direct", "fast", "fast-int8", "numba"), ("logits", "h_new", "c_new")
+        assert {(d["name"], d["tolerance"]) for d in c["parity"]} == {
+            (f"{e} vs ort {o}", "int8" if e == "fast-int8" else "fp32")
+            for e in engines for o in outputs}
+        assert set(c["engines"]) == {"ort-direct", "ort", "fast", "fast-int8", "numba"}
+        for r in c["engines"].values():
+            assert r["n"] == c["calls_per_round"] and 0 < r["p50_us"] <= r["p99_us"]
+            assert r["vs_ort_direct"] == pytest.approx(
+                r["p50_us"] / c["engines"]["ort-direct"]["p50_us"])
+    assert {n: (t["target"], t["cells"]) for n, t in results["targets"].items()} == {
+        "fast": (1.0, 2), "fast-int8": (0.6, 2)}
+    table = (tmp_path / "out" / "matrix.md").read_text()
+    assert "| lstm-8-2x3 |" in table and "cells pass on every engine" in table
+    if importlib.util.find_spec("matplotlib"):  # the plot is optional (the [plot] extra)
+        assert (tmp_path / "out" / "matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(matrix.argparse.ArgumentTypeError, match="CELL-HIDDEN-BATCHxTIME"):
+        matrix.parse_cells("lstm-8-1x1,conv-8-1x1")
