@@ -91,8 +91,10 @@ def bench_sentiment(model_path, texts, extra=None, batch_sizes=(1, 8, 64), threa
     pass are kept as well.
     """
     from rnnedge.runtime.model import load
+    from rnnedge.runtime.quiet import Stages
     from rnnedge.runtime.tokenizer import pad_batch
 
+    stage = Stages("bench")
     skipped, precisions = {}, {}
     makers = {**sentiment_makers(model_path, engines, variants, skipped, precisions),
               **(extra or {})}
@@ -102,6 +104,7 @@ def bench_sentiment(model_path, texts, extra=None, batch_sizes=(1, 8, 64), threa
     results, latency = [], {}
     for n_threads in threads:
         for batch in batch_sizes:
+            stage(f"batch {batch} on {n_threads} thread(s), {', '.join(makers)}")
             batches = [pad_batch(rows[i:i + batch]) for i in range(0, len(rows), batch)]
             runs = {name: make(n_threads) for name, make in makers.items()}
             for run in runs.values():

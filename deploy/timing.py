@@ -65,11 +65,15 @@ def interleaved(makers, ids, warmup, rounds, threads=1):
     Each engine keeps one stream for the whole run; round r times slice r of ``ids`` on
     every engine before round r + 1 starts, so a burst of load elsewhere hits all engines.
     """
+    from rnnedge.runtime.quiet import Stages
+
+    stage = Stages("bench")
     steps = {name: make(1, threads) for name, make in makers.items()}
     for name, step in steps.items():
         time_steps(lambda i: step([i]), ids[:warmup + 1], warmup)
     samples = {name: [] for name in steps}
-    for chunk in np.array_split(np.asarray(ids[warmup:]), rounds):
+    for r, chunk in enumerate(np.array_split(np.asarray(ids[warmup:]), rounds)):
+        stage(f"round {r + 1} of {rounds} over {', '.join(steps)}")
         for name, step in steps.items():
             samples[name].append(time_steps(lambda i: step([i]), chunk, 0))
     return {name: np.concatenate(s) for name, s in samples.items()}

@@ -1,6 +1,7 @@
 """Shared fixtures: the data directory and tiny models trained once per test session."""
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,39 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CHARLM = dict(embed_dim=16, hidden_size=32, num_layers=2, dropout=0.0, batch_size=16,
                    num_steps=50, epochs=1)
+
+
+# A device's install has no torch: the test files that import it at the top are not
+# collected there, and the summary names them (the rest, the runtime's, still run).
+try:
+    import torch  # noqa: F401  (most sessions import it anyway)
+
+    TORCH_MISSING = False
+except ImportError:
+    TORCH_MISSING = True
+
+
+def torch_files(folder):
+    """The test files that import torch at the top, themselves or through a helper module of
+    this folder that does (``user_models.py``)."""
+    sources = {p.stem: p.read_text(encoding="utf-8") for p in folder.glob("*.py")}
+    needs = {"torch"}
+    while True:
+        more = {name for name, text in sources.items() if name not in needs and re.search(
+            rf"^(import|from) ({'|'.join(map(re.escape, needs))})\b", text, re.M)}
+        if not more:
+            return sorted(f"{name}.py" for name in needs - {"torch"})
+        needs |= more
+
+
+TORCH_FILES = torch_files(Path(__file__).parent)
+collect_ignore = TORCH_FILES if TORCH_MISSING else []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if TORCH_MISSING:
+        terminalreporter.write_line(f"not collected, torch is not installed: {len(TORCH_FILES)} "
+                                    f"files ({', '.join(TORCH_FILES)})")
 
 
 # Set by .ci/run: a data set that cannot be had fails its tests instead of skipping them.
@@ -56,7 +90,14 @@ def imdb_dir():
     return path
 
 
+def needs_torch():
+    """Skip a test whose fixture trains or exports: a device's install has no torch."""
+    pytest.importorskip("torch", reason="torch is not installed (a device's install): "
+                                        "training and export are not tested here")
+
+
 def _train_and_export(tmp_path_factory, data_dir, name, **overrides):
+    needs_torch()
     from rnnedge.export.exporter import export
     from rnnedge.train.charlm import train_charlm
 
@@ -97,6 +138,7 @@ def imdb_subset(tmp_path_factory, imdb_dir):
 
 @pytest.fixture(scope="session")
 def sentiment(tmp_path_factory, imdb_subset):
+    needs_torch()
     """(checkpoint, onnx path) of a tiny 2-layer LSTM classifier trained one epoch on the subset."""
     from rnnedge.export.exporter import export
     from rnnedge.train.sentiment import train_sentiment
@@ -109,6 +151,7 @@ def sentiment(tmp_path_factory, imdb_subset):
 
 @pytest.fixture(scope="session")
 def user_corpus(tmp_path_factory):
+    needs_torch()
     """name -> (module, exported .onnx path, ExportReport) for every model of tests/user_models.PASSING."""
     from rnnedge.export.user_model import export_model
 

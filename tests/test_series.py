@@ -19,6 +19,8 @@ from rnnedge.data.series import Series, load_series, load_vowels, relabel, split
 from rnnedge.runtime.errors import DataError, InputError
 from rnnedge.runtime.tolerances import FP32, compare
 
+from conftest import needs_torch
+
 TINY = dict(hidden_size=16, epochs=12, patience=12, threads=1, device="cpu", echo=None)
 HEADER = "#comment\n@problemName toy\n@timeStamps false\n@missing {missing}\n@univariate {uni}\n" \
          "{dims}@equalLength {equal}\n{length}@classLabel {labels}\n@data\n"
@@ -69,6 +71,7 @@ def vowels():
 @pytest.fixture(scope="module")
 def trained(vowels, tmp_path_factory):
     """(run dir, metrics, onnx path, export diffs) of a tiny GRU on Japanese Vowels."""
+    needs_torch()
     from rnnedge.export.exporter import export
     from rnnedge.train.series import train_series
 
