@@ -334,7 +334,7 @@ MATRIX = [
     (["train", "charlm", "--out", "{tmp}/t", "--cell", "lstn"], "cell must be one of lstm, gru, rnn, not 'lstn'"),
     (["train", "charlm", "--out", "{tmp}/t", "--text", "{files}/dir"], "text file"),
     (["train", "charlm", "--out", "{tmp}/t", "--text", "{files}/empty.onnx"], "holds 0 characters"),
-    (["train", "charlm", "--out", "{tmp}/t", "--text", "{charlm}"], "is not UTF-8 text"),
+    (["train", "charlm", "--out", "{tmp}/t", "--text", "{charlm}"], "holds a NUL byte at byte offset"),
     (["train", "charlm", "--out", "{tmp}/t", "--config", "{files}/dir"], "is a directory"),
     (["train", "charlm", "--out", "{tmp}/t", "--resume", "{sentiment_ckpt}"], "is a 'sentiment' checkpoint, expected 'charlm'"),
     (["train", "charlm", "--out", "{tmp}/t", "--device", "tpu"], "--device must be auto, cpu or cuda"),
