@@ -26,12 +26,15 @@ ENGINES = ("ort", "numba", "fast", "fast-int8")
 
 
 WHOLE_TIME = 50  # frames of a whole sequence when a shape names only its batch
+WHOLE_DEFAULT = 100  # frames of the sequence a whole-sequence model is timed on by default
 
 
 def workload(model, frames=200, seed=0, whole=False, shape=None):
-    """(list of feeds, one per call, "streaming" | "whole"): row 0 of a golden or random case,
-    whole, or frame by frame when the model streams and not ``whole``; or, given ``shape``
-    (batch, time or None), one random whole case of that shape."""
+    """(list of feeds, one per call, "streaming" | "whole"): row 0 of a golden or random case
+    frame by frame when the model streams and not ``whole``; a whole-sequence model (or
+    ``whole``) one random case of ``WHOLE_DEFAULT`` frames at batch 1 (its golden case where
+    it has no time axis); given ``shape`` (batch, time or None), one random whole case of that
+    shape."""
     from rnnedge.runtime.golden import from_props
 
     if shape is not None:
@@ -43,8 +46,11 @@ def workload(model, frames=200, seed=0, whole=False, shape=None):
                   for i in model.signature["inputs"]}
     row0 = {n: (np.take(v, [0], axis=batch_axis[n]) if batch_axis[n] is not None else v)
             for n, v in feed.items()}
-    if not model.states or whole:
-        return [row0], "whole"
+    if not model.states or whole:  # a whole-sequence model: a realistic sequence, not a frame
+        try:
+            return [shaped_feeds(model, 1, WHOLE_DEFAULT, seed)], "whole"
+        except InputError:  # no time axis to size (a one-step model): its own case
+            return [row0], "whole"
     time_axis = {i["name"]: next((a for a, d in enumerate(i["shape"]) if is_time_axis(d)), None)
                  for i in model.signature["inputs"]}
     inputs = {n: v for n, v in row0.items() if n not in model.states}
